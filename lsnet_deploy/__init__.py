@@ -1,0 +1,58 @@
+"""lsnet-deploy: LSNet from its PyTorch definition to mobile artifacts, measured and trusted.
+
+Public API (the CLI's verbs): :func:`create_model`, :func:`reparameterize`, :func:`predict`,
+:func:`list_variants`; building blocks: :class:`LSNet`, :class:`IOSpec`, :class:`Preprocess`,
+:func:`count_macs`, :func:`count_params`, :func:`load_weights`. Errors derive from
+:class:`LsnetDeployError`.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .api import Prediction, WeightsSource, create_model, list_variants, predict, reparameterize
+from .checkpoint import load_weights
+from .errors import (
+    CheckpointError,
+    ImageError,
+    InputShapeError,
+    LsnetDeployError,
+    MissingDependencyError,
+    UnknownVariantError,
+    WeightsUnavailableError,
+)
+from .flops import MacReport, count_macs, count_params
+from .lsnet import LSNet
+from .preprocess import Preprocess
+from .reparam import ReparamReport
+from .spec import IOSpec
+
+try:
+    __version__ = version("lsnet-deploy")
+except PackageNotFoundError:  # running from a checkout without installing
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "CheckpointError",
+    "IOSpec",
+    "ImageError",
+    "InputShapeError",
+    "LSNet",
+    "LsnetDeployError",
+    "MacReport",
+    "MissingDependencyError",
+    "Prediction",
+    "Preprocess",
+    "ReparamReport",
+    "UnknownVariantError",
+    "WeightsSource",
+    "WeightsUnavailableError",
+    "__version__",
+    "count_macs",
+    "count_params",
+    "create_model",
+    "list_variants",
+    "load_weights",
+    "predict",
+    "reparameterize",
+]

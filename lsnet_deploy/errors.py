@@ -1,0 +1,36 @@
+"""Typed exceptions of lsnet-deploy.
+
+Every error the toolkit raises on purpose derives from :class:`LsnetDeployError`. Messages are
+one line and say what to do next; the CLI prints them without a traceback and maps each class
+to an exit code (see ``lsnet_deploy.cli.EXIT_CODES``).
+"""
+
+from __future__ import annotations
+
+
+class LsnetDeployError(Exception):
+    """Base class of every error raised on purpose by lsnet-deploy."""
+
+
+class UnknownVariantError(LsnetDeployError, ValueError):
+    """A variant name that is not registered."""
+
+
+class InputShapeError(LsnetDeployError, ValueError):
+    """An input whose size does not match the geometry the model was built for."""
+
+
+class CheckpointError(LsnetDeployError):
+    """A checkpoint file that cannot be read or does not fit the model."""
+
+
+class WeightsUnavailableError(LsnetDeployError):
+    """Official weights are neither cached nor downloadable (e.g. offline)."""
+
+
+class ImageError(LsnetDeployError):
+    """An image or image folder that cannot be used."""
+
+
+class MissingDependencyError(LsnetDeployError, ImportError):
+    """An optional backend is not installed; the message names the pip extra."""
