@@ -1,0 +1,133 @@
+"""Reparameterization: fused == unfused with randomized BN statistics, per block and whole."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import TINY_SIZE, trained_looking
+from lsnet_deploy.lsnet import (
+    Attention,
+    BN_Linear,
+    Block,
+    Conv2d_BN,
+    LSConv,
+    RepVGGDW,
+    build_lsnet,
+)
+from lsnet_deploy.reparam import is_reparameterized, remaining_batchnorms, reparameterize
+from lsnet_deploy.synthetic import init_trained_looking
+
+
+def randomize_bn(module: nn.Module, seed: int = 0, residual_scale: bool = False) -> None:
+    """Random weight, bias, running mean and running var for every BN in ``module``."""
+    g = torch.Generator().manual_seed(seed)
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            n = m.num_features
+            lo, hi = (0.1, 0.3) if residual_scale else (0.5, 1.5)
+            m.weight.data = lo + (hi - lo) * torch.rand(n, generator=g)
+            m.bias.data = 0.2 * torch.randn(n, generator=g)
+            m.running_mean = 0.5 * torch.randn(n, generator=g)
+            m.running_var = 0.5 + torch.rand(n, generator=g) * 1.5
+
+
+def fuse_module(m: nn.Module) -> nn.Module:
+    """Fuse a single block the way reparameterize does (children first)."""
+    from lsnet_deploy.reparam import _fuse_children
+
+    holder = nn.Sequential(m)
+    _fuse_children(holder)
+    return holder[0]
+
+
+@pytest.mark.parametrize(
+    "factory",
+    [
+        lambda: Conv2d_BN(16, 32, 3, 2, 1),
+        lambda: Conv2d_BN(16, 16, 7, 1, 3, groups=16),
+        lambda: RepVGGDW(16),
+        lambda: LSConv(32),
+        lambda: Block(32, 16, 4, 0.5, (4, 4), stage=1, depth=0),
+        lambda: Block(32, 16, 4, 0.5, (4, 4), stage=1, depth=1),
+        lambda: Block(64, 16, 4, 1.0, (4, 4), stage=3, depth=1),
+    ],
+    ids=["conv_bn", "dw7_bn", "repvggdw", "lsconv", "block_repvgg_se", "block_lsconv",
+         "block_attention"],
+)
+def test_block_fusion_is_exact(factory) -> None:  # type: ignore[no-untyped-def]
+    torch.manual_seed(0)
+    m = factory().eval()
+    randomize_bn(m)
+    for a in m.modules():
+        if isinstance(a, Attention):
+            a.attention_biases.data.normal_(0, 0.5)
+    x = torch.randn(2, m[0].in_channels if isinstance(m, Conv2d_BN) else _channels(m), 4, 4)
+    ref = m(x)
+    fused = fuse_module(copy.deepcopy(m))
+    torch.testing.assert_close(fused(x), ref, atol=1e-5, rtol=1e-5)
+    left = [n for n, b in fused.named_modules() if isinstance(b, nn.modules.batchnorm._BatchNorm)]
+    assert all(n.endswith("bn") and isinstance(fused, (LSConv, Block)) for n in left), left
+
+
+def _channels(m: nn.Module) -> int:
+    for p in m.modules():
+        if isinstance(p, nn.Conv2d):
+            return p.in_channels
+    raise AssertionError
+
+
+def test_bn_linear_fusion_is_exact() -> None:
+    m = BN_Linear(32, 10).eval()
+    randomize_bn(m)
+    x = torch.randn(5, 32)
+    torch.testing.assert_close(m.fuse()(x), m(x), atol=1e-5, rtol=1e-5)
+
+
+def test_fresh_bn_stats_would_hide_a_bug() -> None:
+    """Sanity check of the test method: a wrong fusion (ignoring running_mean) is caught only
+    with randomized statistics."""
+    m = Conv2d_BN(8, 8).eval()
+    x = torch.randn(1, 8, 3, 3)
+    broken = m.fuse()
+    broken.bias.data += m.bn.running_mean  # pretend the mean term was dropped: zero when fresh
+    torch.testing.assert_close(broken(x), m(x))
+    randomize_bn(m)
+    broken = m.fuse()
+    broken.bias.data += m.bn.running_mean * m.bn.weight / (m.bn.running_var + m.bn.eps).sqrt()
+    assert (broken(x) - m(x)).abs().max() > 1e-2
+
+
+def test_whole_tiny_model(tiny_images: torch.Tensor) -> None:
+    for variant in ("test_lsnet", "test_lsnet_distill"):
+        model = trained_looking(variant, TINY_SIZE, seed=1)
+        ref = model(tiny_images)
+        report = reparameterize(model, tiny_images)
+        assert report.max_abs_diff is not None and report.max_abs_diff <= 1e-4
+        torch.testing.assert_close(model(tiny_images), ref, atol=1e-4, rtol=0)
+        assert all(n.endswith(".mixer.bn") for n in report.remaining_batchnorms)
+        assert len(report.remaining_batchnorms) == 2  # the LSConvs of stages 2 and 3
+        assert report.params_after < report.params_before
+        assert model.head_dist is None
+        assert is_reparameterized(model)
+        again = reparameterize(model, tiny_images)
+        assert again.already_fused and again.params_after == report.params_after
+        torch.testing.assert_close(model(tiny_images), ref, atol=1e-4, rtol=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["lsnet_t", "lsnet_s_distill", "lsnet_b"])
+def test_whole_real_variant(variant: str, real_images: torch.Tensor) -> None:
+    model = init_trained_looking(build_lsnet(variant), seed=2, images=real_images[:4])
+    ref = model(real_images)
+    assert ref.abs().max() < 20  # O(1) logits, or the comparison means nothing
+    report = reparameterize(model, real_images)
+    assert report.max_abs_diff is not None and report.max_abs_diff <= 1e-4
+    leftovers = remaining_batchnorms(model)
+    assert leftovers and all(n.endswith(".mixer.bn") for n in leftovers)
+    assert not any(isinstance(m, (Conv2d_BN, BN_Linear, RepVGGDW)) for m in model.modules())
+    assert all(a.fused and a.bias_const is not None for a in model.modules()
+               if isinstance(a, Attention))
