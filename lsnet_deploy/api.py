@@ -1,0 +1,133 @@
+"""The Python API: the same verbs as the CLI.
+
+>>> import lsnet_deploy
+>>> model = lsnet_deploy.create_model("lsnet_t", "models/lsnet_t.pth", reparameterize=True)
+>>> top5 = lsnet_deploy.predict(model, ["calibration/skimage_chelsea.png"])
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .checkpoint import load_weights
+from .errors import ImageError, UnknownVariantError
+from .labels import imagenet_classes
+from .lsnet import VARIANTS, LSNet, build_lsnet, to_hw
+from .preprocess import Preprocess, load_image
+from .reparam import ReparamReport, reparameterize as _reparameterize
+from .synthetic import init_trained_looking
+from .zoo import fetch_checkpoint
+
+__all__ = ["Prediction", "WeightsSource", "create_model", "list_variants", "predict"]
+
+log = logging.getLogger(__name__)
+
+RANDOM = "random"
+OFFICIAL = "official"
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """Where a model's weights came from: ``kind`` is ``official``, ``file`` or ``random``."""
+
+    kind: str
+    path: str | None = None
+    sha256: str | None = None
+
+    @property
+    def label(self) -> str:
+        if self.kind == RANDOM:
+            return "RANDOM (synthetic, untrained: predictions are meaningless)"
+        return f"{self.kind}: {self.path} (sha256 {self.sha256[:12] if self.sha256 else '?'}...)"
+
+
+def list_variants(include_test: bool = False) -> list[str]:
+    """Registered variant names (the six official ones, plus tiny test configs if asked)."""
+    return [n for n, c in VARIANTS.items() if c.official or include_test]
+
+
+def create_model(
+    variant: str,
+    weights: str | Path | None = None,
+    *,
+    img_size: int | tuple[int, int] = 224,
+    reparameterize: bool = False,
+    seed: int = 0,
+) -> LSNet:
+    """Build an LSNet variant in eval mode.
+
+    Args:
+        variant: ``lsnet_t``, ``lsnet_s``, ``lsnet_b`` or their ``_distill`` forms.
+        weights: path to a checkpoint (official ``.pth``, a bare/wrapped state dict, or
+            ``.safetensors``); ``"official"`` for the official checkpoint (cached or downloaded
+            from Hugging Face); ``None`` or ``"random"`` for synthetic trained-looking random
+            weights (seeded by ``seed``; never meaningful predictions).
+        img_size: input size the model is built for (``int`` or ``(H, W)``); other sizes than
+            224 get the attention-bias tables interpolated bicubically.
+        reparameterize: fuse for inference (see :func:`lsnet_deploy.reparameterize`).
+
+    The returned model has a ``weights_source`` attribute (:class:`WeightsSource`).
+    """
+    if variant not in VARIANTS:
+        raise UnknownVariantError(
+            f"unknown variant {variant!r}; known: {', '.join(list_variants())}"
+        )
+    model = build_lsnet(variant, img_size=to_hw(img_size))
+    source: WeightsSource
+    if weights is None or str(weights) == RANDOM:
+        init_trained_looking(model, seed=seed)
+        source = WeightsSource(RANDOM)
+        log.warning("%s: RANDOM weights (synthetic, untrained); predictions are meaningless", variant)
+    else:
+        kind = "file"
+        path = Path(weights)
+        if str(weights) == OFFICIAL:
+            path, kind = fetch_checkpoint(variant), OFFICIAL
+        info = load_weights(model, path, variant=variant)
+        source = WeightsSource(kind, str(path), info.sha256)
+    model.eval()
+    model.weights_source = source  # type: ignore[assignment]
+    model.variant = variant  # type: ignore[assignment]
+    if reparameterize:
+        _reparameterize(model)
+    return model
+
+
+def reparameterize(model: LSNet, check_inputs: torch.Tensor | None = None) -> ReparamReport:
+    """Fuse ``model`` for inference in place; see :func:`lsnet_deploy.reparam.reparameterize`."""
+    return _reparameterize(model, check_inputs)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Top-k classes of one image: ``(class_index, class_name, probability)`` best first."""
+
+    path: str
+    top: tuple[tuple[int, str, float], ...]
+
+
+@torch.no_grad()
+def predict(
+    model: LSNet, images: list[str | Path], top_k: int = 5, crop_pct: float = 0.9
+) -> list[Prediction]:
+    """Classify image files with ``model`` (ImageNet preprocessing at the model's size)."""
+    pre = Preprocess(img_size=model.img_size, crop_pct=crop_pct)
+    paths = [Path(p) for p in images]
+    if not paths:
+        raise ImageError("no image given")
+    batch = torch.stack([pre(load_image(p)) for p in paths])  # unreadable file -> ImageError
+    probs = model(batch).softmax(-1)
+    names = imagenet_classes() if probs.shape[-1] == 1000 else None
+    out = []
+    for path, p in zip(paths, probs, strict=True):
+        values, idx = p.topk(min(top_k, p.numel()))
+        top = tuple(
+            (int(i), names[int(i)] if names else str(int(i)), float(v))
+            for v, i in zip(values, idx, strict=True)
+        )
+        out.append(Prediction(str(path), top))
+    return out

@@ -1,0 +1,319 @@
+"""The ``lsnet-deploy`` command line: thin commands over the Python API.
+
+Human output goes to stdout, logs and progress to stderr; ``--json`` prints exactly one JSON
+object on stdout. Known errors print one line on stderr and exit with the code of
+:data:`EXIT_CODES`; set ``LSNET_DEPLOY_DEBUG=1`` to see the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .errors import (
+    CheckpointError,
+    ImageError,
+    InputShapeError,
+    LsnetDeployError,
+    MissingDependencyError,
+    UnknownVariantError,
+    WeightsUnavailableError,
+)
+
+EXIT_CODES: dict[type[LsnetDeployError], int] = {
+    UnknownVariantError: 2,
+    InputShapeError: 2,
+    ImageError: 3,
+    CheckpointError: 4,
+    WeightsUnavailableError: 5,
+    MissingDependencyError: 6,
+}
+"""Exit code per error class (first match in MRO order); other LsnetDeployErrors exit 1."""
+
+app = typer.Typer(
+    name="lsnet-deploy",
+    help="LSNet from PyTorch to ONNX / CoreML / TFLite, validated and measured.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+log = logging.getLogger("lsnet_deploy")
+
+
+class Variant(str, Enum):
+    lsnet_t = "lsnet_t"
+    lsnet_t_distill = "lsnet_t_distill"
+    lsnet_s = "lsnet_s"
+    lsnet_s_distill = "lsnet_s_distill"
+    lsnet_b = "lsnet_b"
+    lsnet_b_distill = "lsnet_b_distill"
+
+
+ModelOpt = Annotated[Variant, typer.Option("--model", "-m", help="LSNet variant.")]
+WeightsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--weights",
+        "-w",
+        help="Checkpoint path; 'random' for synthetic untrained weights; "
+        "default: the official checkpoint (cached in models/ or downloaded).",
+    ),
+]
+ImgSizeOpt = Annotated[
+    int, typer.Option("--img-size", min=32, help="Input size the model is built for.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+
+
+def _setup_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("lsnet-deploy: %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    log.propagate = False
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"lsnet-deploy {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the version and exit.", is_eager=True,
+                     callback=_print_version),
+    ] = False,
+) -> None:
+    _setup_logging(verbose)
+
+
+def _load(variant: Variant, weights: str | None, img_size: int, reparam: bool = False) -> Any:
+    from .api import OFFICIAL, create_model
+
+    return create_model(
+        variant.value, weights if weights else OFFICIAL, img_size=img_size, reparameterize=reparam
+    )
+
+
+def _emit_json(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+@app.command("models")
+def models_cmd(as_json: JsonOpt = False) -> None:
+    """List the variants with params, MACs, paper top-1 and checkpoint cache state."""
+    from .flops import count_macs, count_params
+    from .lsnet import build_lsnet
+    from .reparam import reparameterize
+    from .zoo import cached_checkpoint, zoo
+
+    rows = []
+    for name, entry in zoo().items():
+        model = build_lsnet(name)
+        params = count_params(model)
+        macs = count_macs(model)
+        reparameterize(model)
+        cached = cached_checkpoint(name)
+        rows.append(
+            {
+                "variant": name,
+                "params_m": round(params / 1e6, 3),
+                "params_fused_m": round(count_params(model) / 1e6, 3),
+                "gmacs": round(macs.total / 1e9, 3),
+                "gmacs_paper_convention": round(macs.paper_total / 1e9, 3),
+                "paper_params_m": entry.paper.get("params_m"),
+                "paper_gmacs": entry.paper.get("gmacs"),
+                "paper_top1": entry.paper.get("top1"),
+                "input_size": entry.input_size,
+                "cached": str(cached) if cached else None,
+            }
+        )
+    if as_json:
+        _emit_json({"variants": rows})
+        return
+    table = Table(title="LSNet variants (ImageNet-1K, 224x224)")
+    for col in ("variant", "params M", "fused M", "GMACs", "paper M/GMACs/top-1", "weights"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["variant"], f"{r['params_m']:.2f}", f"{r['params_fused_m']:.2f}",
+            f"{r['gmacs']:.3f}",
+            f"{r['paper_params_m']} / {r['paper_gmacs']} / {r['paper_top1']}",
+            "cached" if r["cached"] else "-",
+        )
+    out.print(table)
+    out.print("GMACs: convs, linears, attention matmuls and SKA counted as a dw 3x3 "
+              "(docs/benchmarks.md); weights: '-' = not downloaded yet")
+
+
+@app.command("info")
+def info_cmd(
+    model: ModelOpt = Variant.lsnet_t,
+    weights: WeightsOpt = None,
+    img_size: ImgSizeOpt = 224,
+    images: Annotated[
+        Path | None,
+        typer.Option("--images", help="Folder of images for the fused-vs-unfused check "
+                     "(default: the calibration folder)."),
+    ] = None,
+    max_images: Annotated[int, typer.Option("--max-images", min=1)] = 8,
+    as_json: JsonOpt = False,
+) -> None:
+    """Architecture summary, parameter/MAC counts, input spec and the fused-vs-unfused check."""
+    from .flops import count_macs, count_params
+    from .lsnet import stage_grid
+    from .paths import calibration_dir
+    from .preprocess import Preprocess, load_folder
+    from .reparam import reparameterize
+    from .spec import IOSpec
+
+    net = _load(model, weights, img_size)
+    source = net.weights_source
+    stages = []
+    for i, (dim, depth) in enumerate(zip(net.embed_dim, net.depth, strict=True)):
+        h, w = stage_grid(net.img_size, i + 1)
+        stages.append({"stage": i + 1, "channels": dim, "blocks": depth, "grid": f"{h}x{w}",
+                       "mixers": _mixers(i, depth)})
+    macs = count_macs(net)
+    params = count_params(net)
+    folder = images or calibration_dir()
+    loaded = load_folder(folder, Preprocess.for_size(img_size), limit=max_images)
+    ref_logits = net(loaded.tensors)
+    report = reparameterize(net, loaded.tensors)
+    fused_top1 = net(loaded.tensors).argmax(-1)
+    agree = float((fused_top1 == ref_logits.argmax(-1)).float().mean())
+    spec = IOSpec(img_size=net.img_size, num_classes=net.num_classes)
+    result = {
+        "variant": model.value,
+        "weights": {"kind": source.kind, "path": source.path, "sha256": source.sha256,
+                    "label": source.label},
+        "img_size": list(net.img_size),
+        "attention_grid": list(net.attn_resolution),
+        "stages": stages,
+        "params": params,
+        "params_fused": count_params(net),
+        "macs": macs.total,
+        "macs_paper_convention": macs.paper_total,
+        "reparam_check": {
+            "images": len(loaded.paths),
+            "folder": str(folder),
+            "max_abs_diff": report.max_abs_diff,
+            "max_abs_logit": report.max_abs_logit,
+            "top1_agreement": agree,
+            "remaining_batchnorms": len(report.remaining_batchnorms),
+        },
+        "input_spec": spec.to_dict(),
+    }
+    if as_json:
+        _emit_json(result)
+        return
+    out.print(f"[bold]{model.value}[/bold]  weights: {source.label}")
+    t = Table(title=f"architecture at {net.img_size[0]}x{net.img_size[1]}")
+    for col in ("stage", "channels", "blocks", "grid", "mixers"):
+        t.add_column(col)
+    for s in stages:
+        t.add_row(str(s["stage"]), str(s["channels"]), str(s["blocks"]), s["grid"], s["mixers"])
+    out.print(t)
+    out.print(f"params: {params / 1e6:.3f} M unfused, {result['params_fused'] / 1e6:.3f} M fused;"
+              f" MACs: {macs.total / 1e9:.3f} G ({macs.paper_total / 1e9:.3f} G paper convention)")
+    rc = result["reparam_check"]
+    out.print(f"fused vs unfused on {rc['images']} images from {folder}: max |diff| "
+              f"{rc['max_abs_diff']:.2e} (max |logit| {rc['max_abs_logit']:.2f}), top-1 agreement "
+              f"{agree:.0%}; {rc['remaining_batchnorms']} BatchNorms left (the BNs after SKA)")
+    out.print(f"input: {spec.input_name} {spec.dtype} {spec.layout} {list(spec.input_shape)} "
+              f"{spec.colour_order}, {spec.value_range} (mean {list(spec.mean)}, std "
+              f"{list(spec.std)}); output: {', '.join(spec.output_names)} "
+              f"[B, {spec.num_classes}]")
+
+
+def _mixers(stage_index: int, depth: int) -> str:
+    if depth == 0:
+        return "-"
+    odd = "Attention" if stage_index == 3 else "LSConv"
+    n_even, n_odd = (depth + 1) // 2, depth // 2
+    parts = [f"{n_even}x RepVGGDW+SE"] + ([f"{n_odd}x {odd}"] if n_odd else [])
+    return ", ".join(parts) + " (+FFN each)"
+
+
+@app.command("predict")
+def predict_cmd(
+    images: Annotated[list[Path], typer.Argument(help="Image files to classify.")],
+    model: ModelOpt = Variant.lsnet_t,
+    weights: WeightsOpt = None,
+    img_size: ImgSizeOpt = 224,
+    top_k: Annotated[int, typer.Option("--top-k", min=1, max=1000)] = 5,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print the top-k ImageNet classes of each image."""
+    from .api import predict
+
+    net = _load(model, weights, img_size, reparam=True)
+    preds = predict(net, list(images), top_k=top_k)
+    source = net.weights_source
+    if as_json:
+        _emit_json({
+            "variant": model.value,
+            "weights": {"kind": source.kind, "path": source.path, "sha256": source.sha256},
+            "predictions": [
+                {"image": p.path, "top": [{"index": i, "name": n, "prob": pr} for i, n, pr in p.top]}
+                for p in preds
+            ],
+        })
+        return
+    out.print(f"[bold]{model.value}[/bold]  weights: {source.label}")
+    for p in preds:
+        out.print(p.path)
+        for rank, (idx, name, prob) in enumerate(p.top, 1):
+            out.print(f"  {rank}. {name:<32} {prob:6.1%}  (class {idx})")
+
+
+def _exit_code(exc: LsnetDeployError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in EXIT_CODES:
+            return EXIT_CODES[cls]  # type: ignore[index]
+    return 1
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: runs the app, maps known errors to one line + exit code."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except LsnetDeployError as e:
+        if os.environ.get("LSNET_DEPLOY_DEBUG"):
+            raise
+        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        sys.exit(_exit_code(e))
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        sys.exit(1)
+    except typer.TyperException as e:  # usage errors (bad option values, missing arguments)
+        show = getattr(e, "show", None)
+        if callable(show):
+            show()
+        else:
+            err.print(f"error: {e}", highlight=False)
+        sys.exit(int(getattr(e, "exit_code", 2)))
+
+
+if __name__ == "__main__":
+    main()
