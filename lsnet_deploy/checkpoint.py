@@ -15,13 +15,11 @@ import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 
 from .errors import CheckpointError
-from .lsnet import VARIANTS, LSNet, build_lsnet
+from .lsnet import VARIANTS, LSNet, build_lsnet, relative_position_index
 
 __all__ = [
     "CheckpointInfo",
@@ -166,21 +164,42 @@ def resize_bias_table(table: torch.Tensor, src: tuple[int, int], dst: tuple[int,
     return out.reshape(heads, dst[0] * dst[1]).to(table.dtype)
 
 
-def _grid_of_table(length: int, model_grid: tuple[int, int]) -> tuple[int, int]:
+def _grid_of_table(key: str, length: int) -> tuple[int, int]:
+    """Grid of a checkpoint's bias table: official tables are square (4x4 for 224)."""
     side = int(round(length**0.5))
     if side * side == length:
         return (side, side)
-    raise ValueError(f"cannot infer the grid of a bias table with {length} entries")
+    raise CheckpointError(
+        f"{key} has {length} entries, not a square grid; build the model for the size the "
+        "checkpoint was trained at"
+    )
+
+
+def _grid_of_index(idx: torch.Tensor) -> tuple[int, int] | None:
+    """The ``(h, w)`` grid whose relative-position index equals ``idx`` ``(N, N)``, if any."""
+    if idx.dim() != 2 or idx.shape[0] != idx.shape[1]:
+        return None
+    n = idx.shape[0]
+    for h in range(1, n + 1):
+        if n % h == 0:
+            candidate, _ = relative_position_index((h, n // h))
+            if torch.equal(candidate, idx.to(candidate.dtype)):
+                return (h, n // h)
+    return None
 
 
 def adapt_state_dict(
-    sd: Mapping[str, torch.Tensor], model_sd: Mapping[str, torch.Tensor]
+    sd: Mapping[str, torch.Tensor],
+    model_sd: Mapping[str, torch.Tensor],
+    grid: tuple[int, int] | None = None,
 ) -> tuple[dict[str, torch.Tensor], int]:
     """Fit attention-bias tables of ``sd`` to a model built for another input size.
 
-    For every ``*.attention_biases`` whose table length differs from the model's, the table is
-    resized bicubically to the model's grid and ``*.attention_bias_idxs`` is replaced by the
-    model's own index. Everything else is returned unchanged. Returns ``(new_sd, n_resized)``.
+    For every ``*.attention_biases`` built for another grid than the model's stage-4 ``grid``
+    ``(h, w)`` (default: square, from the model's table length), the table is resized
+    bicubically and ``*.attention_bias_idxs`` is replaced by the model's own index. The
+    checkpoint's grid is read from its ``attention_bias_idxs`` (else assumed square).
+    Everything else is returned unchanged. Returns ``(new_sd, n_resized)``.
     """
     out = dict(sd)
     resized = 0
@@ -188,31 +207,22 @@ def adapt_state_dict(
         if not key.endswith(_BIAS_TABLE) or key not in model_sd:
             continue
         target = model_sd[key]
-        if table.shape == target.shape or table.dim() != 2 or table.shape[0] != target.shape[0]:
+        if table.dim() != 2 or table.shape[0] != target.shape[0]:
+            continue  # a different head count: reported as mis-shaped by the caller
+        src_idx = sd.get(key[: -len(_BIAS_TABLE)] + _BIAS_INDEX)
+        src = _grid_of_index(src_idx) if src_idx is not None else None
+        src = src or _grid_of_table(key, table.shape[1])
+        dst = grid if grid is not None else _grid_of_table(key, target.shape[1])
+        if dst[0] * dst[1] != target.shape[1]:
+            raise CheckpointError(f"{key}: grid {dst} does not match a table of {target.shape[1]}")
+        if src == dst:
             continue
-        src = _grid_of_table(table.shape[1], (0, 0))
-        idx_key = key[: -len(_BIAS_TABLE)] + _BIAS_INDEX
-        model_idx = model_sd.get(idx_key)
-        # the model's table is row-major over its (h, w) grid: recover h, w from its index
-        n = model_idx.shape[0] if model_idx is not None else target.shape[1]
-        dst = _model_grid(target.shape[1], n)
         out[key] = resize_bias_table(table, src, dst)
-        if model_idx is not None:
-            out[idx_key] = model_idx.clone()
+        idx_key = key[: -len(_BIAS_TABLE)] + _BIAS_INDEX
+        if idx_key in model_sd:
+            out[idx_key] = model_sd[idx_key].clone()
         resized += 1
     return out, resized
-
-
-def _model_grid(table_len: int, n_points: int) -> tuple[int, int]:
-    """The (h, w) grid whose table has ``table_len`` entries and ``n_points`` points.
-
-    For an (h, w) grid both numbers equal ``h * w``; prefer the squarest factorization.
-    """
-    best = (1, table_len)
-    for h in range(1, table_len + 1):
-        if table_len % h == 0 and h <= table_len // h:
-            best = (h, table_len // h)
-    return best
 
 
 def state_dict_mismatch(
@@ -262,7 +272,7 @@ def load_weights(model: LSNet, path: str | Path, variant: str | None = None) -> 
     """
     sd, wrapper = read_checkpoint(path)
     model_sd = model.state_dict()
-    sd, resized = adapt_state_dict(sd, model_sd)
+    sd, resized = adapt_state_dict(sd, model_sd, model.attn_resolution)
     missing, unexpected, misshaped = state_dict_mismatch(sd, model_sd)
     if missing or unexpected or misshaped:
         parts = []
@@ -284,7 +294,3 @@ def load_weights(model: LSNet, path: str | Path, variant: str | None = None) -> 
     if resized:
         log.info("resized %d attention-bias tables to the %s grid", resized, model.attn_resolution)
     return CheckpointInfo(str(path), file_sha256(path), wrapper, resized)
-
-
-def _unused(_: Any) -> None:  # keep linters quiet about re-exported names in type stubs
-    return None

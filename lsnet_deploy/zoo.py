@@ -120,7 +120,12 @@ def fetch_checkpoint(variant: str) -> Path:
         )
     except Exception as e:  # offline, DNS, HTTP and hub errors all mean "not available"
         offline = os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0")
-        why = "HF_HUB_OFFLINE is set" if offline else f"{type(e).__name__}: {_first_line(e)}"
+        if offline:
+            why = "HF_HUB_OFFLINE is set"
+        elif type(e).__name__ in ("LocalEntryNotFoundError", "ConnectionError", "ConnectError"):
+            why = "cannot reach the Hugging Face Hub"
+        else:
+            why = f"{type(e).__name__}: {_first_line(e)}"
         raise WeightsUnavailableError(
             f"could not download {entry.filename} from {entry.repo_id} ({why}); {hint}"
         ) from e
@@ -137,4 +142,5 @@ def fetch_checkpoint(variant: str) -> Path:
 
 def _first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
-    return text[0][:160] if text else ""
+    first = text[0] if text else ""
+    return first if len(first) <= 200 else first[:197] + "..."

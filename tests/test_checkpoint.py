@@ -160,3 +160,27 @@ def test_other_input_size_interpolates_bias_tables(make_checkpoint, real_images)
 def test_adapt_state_dict_is_identity_at_same_size(tiny_sd) -> None:  # type: ignore[no-untyped-def]
     out, n = adapt_state_dict(tiny_sd, tiny_sd)
     assert n == 0 and all(out[k] is tiny_sd[k] for k in tiny_sd)
+
+
+def test_non_square_model_gets_a_non_square_table(make_checkpoint) -> None:  # type: ignore[no-untyped-def]
+    """(128, 512) gives a 2x8 grid: its 16-entry table must be 2x8, not 4x4."""
+    path = make_checkpoint("lsnet_t")
+    model = create_model("lsnet_t", path, img_size=(128, 512))
+    src = torch.load(path, weights_only=True)["model"]["blocks4.3.mixer.m.attention_biases"]
+    got = model.state_dict()["blocks4.3.mixer.m.attention_biases"].view(4, 2, 8)
+    expected = torch.nn.functional.interpolate(src.view(1, 4, 4, 4), size=(2, 8), mode="bicubic",
+                                               align_corners=False).view(4, 2, 8)
+    torch.testing.assert_close(got, expected)
+    assert not torch.equal(got.reshape(4, 16), src)  # resized, not copied as a 4x4 table
+
+
+def test_non_square_checkpoint_round_trip(tmp_path: Path, tiny_images) -> None:  # type: ignore[no-untyped-def]
+    """A checkpoint saved from a 2x8-grid model reloads into one without any resizing."""
+    model = trained_looking("lsnet_t", img_size=(128, 512), seed=2)
+    path = tmp_path / "wide.pth"
+    torch.save({"model": model.state_dict()}, path)
+    again = build_lsnet("lsnet_t", img_size=(128, 512))
+    info = load_weights(again, path)
+    assert info.resized_bias_tables == 0
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(again.state_dict()[k], v)
