@@ -23,6 +23,7 @@ from .lsnet import VARIANTS, LSNet, build_lsnet, relative_position_index
 
 __all__ = [
     "CheckpointInfo",
+    "strip_prefix",
     "adapt_state_dict",
     "extract_state_dict",
     "file_sha256",
@@ -89,10 +90,14 @@ def extract_state_dict(obj: object) -> tuple[dict[str, torch.Tensor], str | None
     if not _is_tensor_dict(sd):
         raise ValueError(f"no state dict found (loaded a {type(obj).__name__})")
     assert isinstance(sd, Mapping)
-    out = {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
-    if out and all(k.startswith("module.") for k in out):
-        out = {k[len("module."):]: v for k, v in out.items()}
-    return out, wrapper
+    return strip_prefix({k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}), wrapper
+
+
+def strip_prefix(sd: dict[str, torch.Tensor], prefix: str = "module.") -> dict[str, torch.Tensor]:
+    """Drop a prefix shared by every key (DistributedDataParallel's ``module.``)."""
+    if sd and all(k.startswith(prefix) for k in sd):
+        return {k[len(prefix):]: v for k, v in sd.items()}
+    return sd
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], str | None]:
@@ -114,13 +119,16 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], str | No
         except ImportError as e:  # pragma: no cover - safetensors is a core dependency
             raise CheckpointError("reading .safetensors needs the 'safetensors' package") from e
         try:
-            return dict(load_file(str(p))), None
+            return strip_prefix(dict(load_file(str(p)))), None
         except Exception as e:  # safetensors raises its own SafetensorError
             raise CheckpointError(
                 f"{p} is not a readable safetensors file ({_short(e)}); is it truncated?"
             ) from e
-    with open(p, "rb") as f:
-        head = f.read(4)
+    try:
+        with open(p, "rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint {p}: {e.strerror or e}") from e
     if not (head.startswith(b"PK") or head.startswith(b"\x80")):  # zip (torch.save) or pickle
         raise CheckpointError(
             f"{p} is not a PyTorch checkpoint (neither a torch.save zip nor a pickle)"
@@ -143,8 +151,12 @@ def _load_error(p: Path, e: Exception) -> CheckpointError:
             f"{p} holds Python objects other than tensors and cannot be loaded with "
             "weights_only=True; re-save it as {'model': model.state_dict()}"
         )
-    if isinstance(e, (EOFError, zipfile.BadZipFile)) or "central directory" in msg or (
-        "zip archive" in msg
+    if (
+        isinstance(e, (EOFError, zipfile.BadZipFile))
+        or "central directory" in msg
+        or "zip archive" in msg
+        or "EOF" in msg
+        or "truncated" in msg
     ):
         return CheckpointError(f"{p} is truncated or corrupt ({_short(e)}); re-download it")
     return CheckpointError(f"{p} is not a PyTorch checkpoint ({type(e).__name__}: {_short(e)})")
@@ -212,6 +224,11 @@ def adapt_state_dict(
         src_idx = sd.get(key[: -len(_BIAS_TABLE)] + _BIAS_INDEX)
         src = _grid_of_index(src_idx) if src_idx is not None else None
         src = src or _grid_of_table(key, table.shape[1])
+        if src[0] * src[1] != table.shape[1]:
+            raise CheckpointError(
+                f"{key} has {table.shape[1]} entries but its index is for a "
+                f"{src[0]}x{src[1]} grid; the checkpoint is inconsistent"
+            )
         dst = grid if grid is not None else _grid_of_table(key, target.shape[1])
         if dst[0] * dst[1] != target.shape[1]:
             raise CheckpointError(f"{key}: grid {dst} does not match a table of {target.shape[1]}")
@@ -272,7 +289,10 @@ def load_weights(model: LSNet, path: str | Path, variant: str | None = None) -> 
     """
     sd, wrapper = read_checkpoint(path)
     model_sd = model.state_dict()
-    sd, resized = adapt_state_dict(sd, model_sd, model.attn_resolution)
+    try:
+        sd, resized = adapt_state_dict(sd, model_sd, model.attn_resolution)
+    except CheckpointError as e:
+        raise CheckpointError(f"{path}: {e}") from e
     missing, unexpected, misshaped = state_dict_mismatch(sd, model_sd)
     if missing or unexpected or misshaped:
         parts = []

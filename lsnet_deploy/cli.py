@@ -15,8 +15,10 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
+import torch
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
@@ -47,8 +49,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 log = logging.getLogger("lsnet_deploy")
 
 
@@ -128,7 +130,7 @@ def models_cmd(as_json: JsonOpt = False) -> None:
         model = build_lsnet(name)
         params = count_params(model)
         macs = count_macs(model)
-        reparameterize(model)
+        reparameterize(model, check_inputs=None)
         cached = cached_checkpoint(name)
         rows.append(
             {
@@ -176,6 +178,17 @@ def info_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Architecture summary, parameter/MAC counts, input spec and the fused-vs-unfused check."""
+    with torch.no_grad():
+        result = _info(model, weights, img_size, images, max_images)
+    if as_json:
+        _emit_json(result)
+        return
+    _print_info(result)
+
+
+def _info(
+    model: Variant, weights: str | None, img_size: int, images: Path | None, max_images: int
+) -> dict[str, Any]:
     from .flops import count_macs, count_params
     from .lsnet import stage_grid
     from .paths import calibration_dir
@@ -194,10 +207,9 @@ def info_cmd(
     params = count_params(net)
     folder = images or calibration_dir()
     loaded = load_folder(folder, Preprocess.for_size(img_size), limit=max_images)
-    ref_logits = net(loaded.tensors)
+    unfused_top1 = net(loaded.tensors).argmax(-1)
     report = reparameterize(net, loaded.tensors)
-    fused_top1 = net(loaded.tensors).argmax(-1)
-    agree = float((fused_top1 == ref_logits.argmax(-1)).float().mean())
+    agree = float((net(loaded.tensors).argmax(-1) == unfused_top1).float().mean())
     spec = IOSpec(img_size=net.img_size, num_classes=net.num_classes)
     result = {
         "variant": model.value,
@@ -220,26 +232,31 @@ def info_cmd(
         },
         "input_spec": spec.to_dict(),
     }
-    if as_json:
-        _emit_json(result)
-        return
-    out.print(f"[bold]{model.value}[/bold]  weights: {source.label}")
-    t = Table(title=f"architecture at {net.img_size[0]}x{net.img_size[1]}")
+    return result
+
+
+def _print_info(r: dict[str, Any]) -> None:
+    out.print(f"[bold]{r['variant']}[/bold]  weights: {escape(r['weights']['label'])}")
+    h, w = r["img_size"]
+    t = Table(title=f"architecture at {h}x{w}")
     for col in ("stage", "channels", "blocks", "grid", "mixers"):
         t.add_column(col)
-    for s in stages:
+    for s in r["stages"]:
         t.add_row(str(s["stage"]), str(s["channels"]), str(s["blocks"]), s["grid"], s["mixers"])
     out.print(t)
-    out.print(f"params: {params / 1e6:.3f} M unfused, {result['params_fused'] / 1e6:.3f} M fused;"
-              f" MACs: {macs.total / 1e9:.3f} G ({macs.paper_total / 1e9:.3f} G paper convention)")
-    rc = result["reparam_check"]
-    out.print(f"fused vs unfused on {rc['images']} images from {folder}: max |diff| "
+    out.print(f"params: {r['params'] / 1e6:.3f} M unfused, {r['params_fused'] / 1e6:.3f} M fused;"
+              f" MACs: {r['macs'] / 1e9:.3f} G ({r['macs_paper_convention'] / 1e9:.3f} G paper "
+              "convention)")
+    rc = r["reparam_check"]
+    out.print(f"fused vs unfused on {rc['images']} images from {escape(rc['folder'])}: max |diff| "
               f"{rc['max_abs_diff']:.2e} (max |logit| {rc['max_abs_logit']:.2f}), top-1 agreement "
-              f"{agree:.0%}; {rc['remaining_batchnorms']} BatchNorms left (the BNs after SKA)")
-    out.print(f"input: {spec.input_name} {spec.dtype} {spec.layout} {list(spec.input_shape)} "
-              f"{spec.colour_order}, {spec.value_range} (mean {list(spec.mean)}, std "
-              f"{list(spec.std)}); output: {', '.join(spec.output_names)} "
-              f"[B, {spec.num_classes}]")
+              f"{rc['top1_agreement']:.0%}; {rc['remaining_batchnorms']} BatchNorms left (the BNs "
+              "after SKA)")
+    spec = r["input_spec"]
+    out.print(f"input: {spec['input_name']} {spec['dtype']} {spec['layout']} "
+              f"{spec['input_shape']} {spec['colour_order']}, {spec['value_range']} (mean "
+              f"{spec['mean']}, std {spec['std']}); output: {', '.join(spec['output_names'])} "
+              f"[B, {spec['num_classes']}]")
 
 
 def _mixers(stage_index: int, depth: int) -> str:
@@ -276,11 +293,11 @@ def predict_cmd(
             ],
         })
         return
-    out.print(f"[bold]{model.value}[/bold]  weights: {source.label}")
+    out.print(f"[bold]{model.value}[/bold]  weights: {escape(source.label)}")
     for p in preds:
-        out.print(p.path)
+        out.print(escape(p.path))
         for rank, (idx, name, prob) in enumerate(p.top, 1):
-            out.print(f"  {rank}. {name:<32} {prob:6.1%}  (class {idx})")
+            out.print(escape(f"  {rank}. {name:<32} {prob:6.1%}  (class {idx})"))
 
 
 def _exit_code(exc: LsnetDeployError) -> int:
@@ -292,20 +309,19 @@ def _exit_code(exc: LsnetDeployError) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: runs the app, maps known errors to one line + exit code."""
+    debug = bool(os.environ.get("LSNET_DEPLOY_DEBUG"))
     try:
-        app(args=argv, standalone_mode=False)
+        rc = app(args=argv, standalone_mode=False)
     except LsnetDeployError as e:
-        if os.environ.get("LSNET_DEPLOY_DEBUG"):
+        if debug:
             raise
-        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
         sys.exit(_exit_code(e))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, typer.Abort):
         err.print("interrupted")
         sys.exit(130)
     except typer.Exit as e:
         sys.exit(e.exit_code)
-    except typer.Abort:
-        sys.exit(1)
     except typer.TyperException as e:  # usage errors (bad option values, missing arguments)
         show = getattr(e, "show", None)
         if callable(show):
@@ -313,6 +329,16 @@ def main(argv: list[str] | None = None) -> None:
         else:
             err.print(f"error: {e}", highlight=False)
         sys.exit(int(getattr(e, "exit_code", 2)))
+    except Exception as e:  # a bug or an unexpected environment: still one line
+        if debug:
+            raise
+        err.print(
+            f"[red]internal error:[/red] {escape(type(e).__name__)}: {escape(str(e))} "
+            "(set LSNET_DEPLOY_DEBUG=1 for the traceback)",
+            highlight=False,
+        )
+        sys.exit(1)
+    sys.exit(rc if isinstance(rc, int) else 0)
 
 
 if __name__ == "__main__":

@@ -34,3 +34,7 @@ class ImageError(LsnetDeployError):
 
 class MissingDependencyError(LsnetDeployError, ImportError):
     """An optional backend is not installed; the message names the pip extra."""
+
+
+class ReparamError(LsnetDeployError):
+    """Reparameterization produced an unexpected structure (a bug: please report it)."""

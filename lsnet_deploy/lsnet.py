@@ -327,13 +327,12 @@ class Attention(nn.Module):
         idx, table = relative_position_index(resolution)
         self.attention_biases = nn.Parameter(torch.zeros(num_heads, table))
         self.register_buffer("attention_bias_idxs", idx)
-        self.bias_const: torch.Tensor | None
-        self.register_buffer("bias_const", None, persistent=False)
         self.fused = False
 
     def attention_bias(self) -> torch.Tensor:
-        """The gathered bias, ``(num_heads, N, N)``; constant once the module is fused."""
-        if self.bias_const is not None:
+        """The gathered bias, ``(num_heads, N, N)``; a constant buffer once the module is fused
+        (the table and its index are then gone from the state dict)."""
+        if self.fused:
             return self.bias_const
         return self.attention_biases[:, self.attention_bias_idxs]
 
@@ -372,7 +371,12 @@ class Attention(nn.Module):
         dw.bias.mul_(self.scale)
         self.qkv, self.dw = qkv, dw
         self.scale = 1.0
-        self.bias_const = self.attention_biases[:, self.attention_bias_idxs].detach().clone()
+        # the gathered bias replaces the table and its index, as a *persistent* buffer: loading a
+        # fused state dict restores exactly the constant the forward uses (no stale cache)
+        const = self.attention_biases[:, self.attention_bias_idxs].detach().clone()
+        del self.attention_biases
+        del self.attention_bias_idxs
+        self.register_buffer("bias_const", const)
         self.fused = True
         return self
 

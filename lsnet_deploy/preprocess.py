@@ -3,8 +3,11 @@
 ImageNet evaluation transform of the official models: RGB; resize the shorter side to
 ``floor(size / crop_pct)`` (248 for 224, crop 0.9) with bicubic, antialiased resampling; center
 crop ``size``; scale to [0, 1]; normalize with the ImageNet mean/std; NCHW float32.
-Any file Pillow reads is accepted (JPEG, PNG, WebP, BMP, ...); EXIF orientation is applied,
-grayscale/palette images are converted to RGB and transparent images are composited on white.
+Any file Pillow reads is accepted (JPEG, PNG, WebP, BMP, ...); EXIF orientation is applied and
+every mode (grayscale, palette, RGBA, CMYK, ...) goes through ``Image.convert("RGB")``, as the
+official evaluation loader does (the alpha channel is dropped, stored colours are kept).
+For a non-square target the image is resized keeping its aspect ratio so that both sides
+cover ``floor(side / crop_pct)``, then center-cropped (the square case is the same rule).
 """
 
 from __future__ import annotations
@@ -50,13 +53,15 @@ class Preprocess:
         img_size: output ``(H, W)``.
         crop_pct: center-crop fraction (resize target = ``floor(size / crop_pct)``).
         mean, std: per-channel normalization of [0, 1] RGB values.
+
+    Resampling is always bicubic with antialiasing (Pillow), as the official models were
+    evaluated.
     """
 
     img_size: tuple[int, int] = (224, 224)
     crop_pct: float = 0.9
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
-    interpolation: str = "bicubic"
 
     @classmethod
     def for_size(cls, img_size: int | tuple[int, int], crop_pct: float = 0.9) -> Preprocess:
@@ -66,14 +71,16 @@ class Preprocess:
         """Resize (shorter side, or both sides for a non-square target) and center-crop."""
         th, tw = self.img_size
         w, h = img.size
-        if th == tw:
+        if th == tw:  # torchvision Resize(int): shorter side to `scale`, longer side truncated
             scale = math.floor(th / self.crop_pct)
             if w <= h:
                 new_w, new_h = scale, int(scale * h / w)
             else:
                 new_w, new_h = int(scale * w / h), scale
-        else:
-            new_h, new_w = math.floor(th / self.crop_pct), math.floor(tw / self.crop_pct)
+        else:  # keep the aspect ratio, cover both floor(side / crop_pct)
+            sh, sw = math.floor(th / self.crop_pct), math.floor(tw / self.crop_pct)
+            ratio = max(sh / h, sw / w)
+            new_w, new_h = max(sw, round(w * ratio)), max(sh, round(h * ratio))
         img = img.resize((new_w, new_h), Image.Resampling.BICUBIC)
         top = int(round((new_h - th) / 2.0))
         left = int(round((new_w - tw) / 2.0))
@@ -105,12 +112,9 @@ def load_image(path: str | Path) -> Image.Image:
         with Image.open(p) as im:
             im.load()
             img = ImageOps.exif_transpose(im) or im
-            if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
-                rgba = img.convert("RGBA")
-                background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                return Image.alpha_composite(background, rgba).convert("RGB")
             return img.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError,
+            SyntaxError) as e:
         raise ImageError(f"cannot read image {p}: {e}") from e
 
 

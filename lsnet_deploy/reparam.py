@@ -22,10 +22,12 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
 
+from .errors import ImageError, ReparamError
 from .lsnet import LSNet
 
 __all__ = ["ReparamReport", "reparameterize", "is_reparameterized", "remaining_batchnorms"]
@@ -80,17 +82,35 @@ def _n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+CALIBRATION = "calibration"
+_DEFAULT_CHECK_IMAGES = 4
+
+
+def _calibration_inputs(model: LSNet) -> torch.Tensor | None:
+    """A few real photos from the calibration folder at the model's size (None if absent)."""
+    from .paths import calibration_dir
+    from .preprocess import Preprocess, load_folder
+
+    try:
+        pre = Preprocess.for_size(model.img_size)
+        return load_folder(calibration_dir(), pre, limit=_DEFAULT_CHECK_IMAGES).tensors
+    except ImageError as e:
+        log.warning("reparameterize: no real images for the fused-vs-unfused check (%s)", e)
+        return None
+
+
 @torch.no_grad()
 def reparameterize(
-    model: LSNet, check_inputs: torch.Tensor | None = None
+    model: LSNet,
+    check_inputs: torch.Tensor | Literal["calibration"] | None = CALIBRATION,
 ) -> ReparamReport:
     """Fuse ``model`` for inference, in place (calling it again is a no-op).
 
     Args:
         model: an :class:`LSNet` (put in eval mode by this call).
-        check_inputs: optional ``(B, 3, H, W)`` normalized images; when given, the unfused and
-            fused logits on them are compared and the max absolute difference is reported and
-            logged.
+        check_inputs: ``(B, 3, H, W)`` normalized images on which the unfused and fused logits
+            are compared; the max absolute difference is reported and logged. Default: 4 photos
+            of the calibration folder at the model's size. ``None`` skips the check.
 
     Returns:
         A :class:`ReparamReport`.
@@ -101,6 +121,8 @@ def reparameterize(
         return ReparamReport(
             params_before, params_before, tuple(remaining_batchnorms(model)), None, None, True
         )
+    if isinstance(check_inputs, str):
+        check_inputs = _calibration_inputs(model)
     reference = copy.deepcopy(model) if check_inputs is not None else None
     _fuse_children(model)
     model.fuse()
@@ -108,7 +130,7 @@ def reparameterize(
     leftovers = remaining_batchnorms(model)
     unexpected = [n for n in leftovers if not n.endswith(_ALLOWED_BN_SUFFIX)]
     if unexpected:
-        raise RuntimeError(f"reparameterize left unexpected BatchNorms: {unexpected}")
+        raise ReparamError(f"reparameterize left unexpected BatchNorms: {unexpected}")
     max_diff = max_logit = None
     if reference is not None and check_inputs is not None:
         ref = reference(check_inputs)

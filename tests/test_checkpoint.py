@@ -48,12 +48,13 @@ def test_wrappers_load_strictly(tmp_path: Path, tiny_sd, wrap, tiny_images) -> N
     torch.testing.assert_close(model(tiny_images), ref(tiny_images))
 
 
-def test_safetensors(tmp_path: Path, tiny_sd) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("prefix", ["", "module."])
+def test_safetensors(tmp_path: Path, tiny_sd, prefix: str) -> None:  # type: ignore[no-untyped-def]
     from safetensors.torch import save_file
 
     path = tmp_path / "with space" / "w.safetensors"
     path.parent.mkdir()
-    save_file({k: v.contiguous() for k, v in tiny_sd.items()}, str(path))
+    save_file({prefix + k: v.contiguous() for k, v in tiny_sd.items()}, str(path))
     model = build_lsnet("test_lsnet", img_size=TINY_SIZE)
     load_weights(model, path)
     for k, v in model.state_dict().items():
@@ -149,10 +150,12 @@ def test_other_input_size_interpolates_bias_tables(make_checkpoint, real_images)
     attn = next(m for m in model.modules() if isinstance(m, Attention))
     assert attn.resolution == (5, 5) and attn.attention_biases.shape == (4, 25)
     src = torch.load(path, weights_only=True)["model"]["blocks4.3.mixer.m.attention_biases"]
-    # the (0,0) and far corners of the 4x4 offset image map onto the 5x5 corners
     resized = model.state_dict()["blocks4.3.mixer.m.attention_biases"]
-    assert resized.shape == (4, 25)
-    assert torch.allclose(resized.view(4, 5, 5).mean(), src.view(4, 4, 4).mean(), atol=0.2)
+    expected = torch.nn.functional.interpolate(src.view(1, 4, 4, 4), size=(5, 5), mode="bicubic",
+                                               align_corners=False).view(4, 25)
+    torch.testing.assert_close(resized, expected)
+    assert torch.equal(model.state_dict()["blocks4.3.mixer.m.attention_bias_idxs"],
+                       attn.attention_bias_idxs) and attn.attention_bias_idxs.shape == (25, 25)
     x = torch.nn.functional.interpolate(real_images[:2], size=(288, 288), mode="bilinear")
     assert torch.isfinite(model(x)).all()
 
@@ -184,3 +187,20 @@ def test_non_square_checkpoint_round_trip(tmp_path: Path, tiny_images) -> None: 
     assert info.resized_bias_tables == 0
     for k, v in model.state_dict().items():
         torch.testing.assert_close(again.state_dict()[k], v)
+
+
+def test_inconsistent_bias_table_names_the_file(tmp_path: Path, tiny_sd) -> None:  # type: ignore[no-untyped-def]
+    sd = dict(tiny_sd)
+    key = next(k for k in sd if k.endswith("attention_biases"))
+    sd[key] = torch.zeros(4, 9)  # a 3x3 table, but its index is for the 2x2 grid
+    p = tmp_path / "odd.pth"
+    torch.save({"model": sd}, p)
+    _expect(p, "inconsistent")
+
+
+def test_truncated_legacy_format(tmp_path: Path, tiny_sd) -> None:  # type: ignore[no-untyped-def]
+    p = tmp_path / "legacy.pth"
+    torch.save({"model": tiny_sd}, p, _use_new_zipfile_serialization=False)
+    cut = tmp_path / "legacy_cut.pth"
+    cut.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+    _expect(cut, "truncated or corrupt")

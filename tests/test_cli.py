@@ -66,8 +66,15 @@ def test_predict_with_a_checkpoint(make_checkpoint, capsys: pytest.CaptureFixtur
     assert len(top) == 5 and res["weights"]["kind"] == "file"
     names = imagenet_classes()
     assert all(names[t["index"]] == t["name"] for t in top)
-    assert sum(t["prob"] for t in top) <= 1.0 + 1e-6
-    assert top[0]["prob"] >= top[-1]["prob"]
+    # the same numbers as the Python API on the same checkpoint
+    from lsnet_deploy import create_model, predict
+
+    api = predict(create_model("lsnet_t", ckpt, reparameterize=True), [CHELSEA])[0].top
+    assert [t["index"] for t in top] == [i for i, _, _ in api]
+    for t, (_, _, prob) in zip(top, api, strict=True):
+        assert t["prob"] == pytest.approx(prob, abs=1e-6)
+    probs = [t["prob"] for t in top]
+    assert probs == sorted(probs, reverse=True) and probs[-1] > 0
 
 
 def test_errors_are_one_line_with_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -81,6 +88,28 @@ def test_errors_are_one_line_with_exit_codes(tmp_path: Path, capsys: pytest.Capt
     assert code == 3 and "image not found" in err
     code, _, err = run_main(["info", "--model", "lsnet_xl"], capsys)
     assert code == 2 and "lsnet_xl" in err
+
+
+def test_paths_with_brackets_are_printed_verbatim(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Rich markup must not eat parts of paths or messages."""
+    code, _, err = run_main(["info", "--weights", str(tmp_path / "model[v2].pth")], capsys)
+    assert code == 4 and "model[v2].pth" in err
+    code, _, err = run_main(["info", "--weights", "/tmp/a[/b].pth"], capsys)
+    assert code == 4 and "/tmp/a[/b].pth" in err and "Traceback" not in err
+
+
+def test_unexpected_errors_are_one_line(monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import lsnet_deploy.api as api
+
+    def boom(*_: object, **__: object) -> None:
+        raise ZeroDivisionError("simulated bug")
+
+    monkeypatch.setattr(api, "create_model", boom)
+    code, _, err = run_main(["info", "--weights", "random"], capsys)
+    assert code == 1 and "internal error: ZeroDivisionError: simulated bug" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_console_script_end_to_end(tmp_path: Path) -> None:

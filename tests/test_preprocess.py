@@ -39,20 +39,37 @@ def test_constant_image_normalizes_to_known_values() -> None:
         assert x[c].mean().item() == pytest.approx(expected[c], abs=1e-4)
 
 
-def test_resize_shorter_side_then_center_crop() -> None:
-    pre = Preprocess()
-    img = _gradient(400, 300)  # landscape: height -> 248, width -> int(248 * 400 / 300) = 330
-    cropped = pre.resize_crop(img)
-    assert cropped.size == (224, 224)
-    resized = img.resize((330, 248), Image.Resampling.BICUBIC)
-    left, top = round((330 - 224) / 2), round((248 - 224) / 2)
-    ref = np.asarray(resized.crop((left, top, left + 224, top + 224)))
-    assert np.array_equal(np.asarray(cropped), ref)
+@pytest.mark.parametrize(
+    ("size", "resized", "box"),
+    [
+        # landscape 400x300: short side 248, long int(248 * 400 / 300) = 330; left (330-224)/2 = 53
+        ((400, 300), (330, 248), (53, 12, 277, 236)),
+        # portrait 300x401: long int(248 * 401 / 300) = 331; top round(53.5) = 54 (half to even)
+        ((300, 401), (248, 331), (12, 54, 236, 278)),
+        # already 248 square: plain center crop
+        ((248, 248), (248, 248), (12, 12, 236, 236)),
+    ],
+)
+def test_resize_shorter_side_then_center_crop(
+    size: tuple[int, int], resized: tuple[int, int], box: tuple[int, int, int, int]
+) -> None:
+    """Golden sizes and crop boxes of the timm/torchvision eval transform (224, crop 0.9)."""
+    img = _gradient(*size)
+    got = np.asarray(Preprocess().resize_crop(img))
+    expected = np.asarray(img.resize(resized, Image.Resampling.BICUBIC).crop(box))
+    assert got.shape == (224, 224, 3) and np.array_equal(got, expected)
 
 
-def test_non_square_target() -> None:
-    pre = Preprocess(img_size=(128, 256))
-    assert pre(_gradient(500, 500)).shape == (3, 128, 256)
+def test_non_square_target_keeps_the_aspect_ratio() -> None:
+    """A square photo for a 128x256 model is scaled to cover 142x284, not stretched 2:1."""
+    img = Image.new("RGB", (500, 500), (0, 0, 0))
+    img.paste((255, 255, 255), (200, 200, 300, 300))  # a centred white square
+    out = np.asarray(Preprocess(img_size=(128, 256)).resize_crop(img))
+    assert out.shape == (128, 256, 3)
+    white = np.argwhere(out[..., 0] > 128)
+    height = white[:, 0].max() - white[:, 0].min() + 1
+    width = white[:, 1].max() - white[:, 1].min() + 1
+    assert abs(int(height) - int(width)) <= 2  # still a square
 
 
 @pytest.mark.parametrize("fmt,suffix", [("JPEG", ".jpg"), ("PNG", ".png"), ("WEBP", ".webp"),
@@ -70,9 +87,23 @@ def test_grayscale_and_rgba_become_rgb(tmp_path: Path) -> None:
     assert g.mode == "RGB"
     arr = np.asarray(g)
     assert np.array_equal(arr[..., 0], arr[..., 1])
-    rgba = Image.new("RGBA", (10, 10), (255, 0, 0, 0))  # fully transparent red
+    rgba = Image.new("RGBA", (10, 10), (200, 30, 30, 0))  # fully transparent red
     rgba.save(tmp_path / "t.png")
-    assert np.asarray(load_image(tmp_path / "t.png"))[0, 0].tolist() == [255, 255, 255]
+    # like the official evaluation loader (convert("RGB")): alpha dropped, colours kept
+    assert np.asarray(load_image(tmp_path / "t.png"))[0, 0].tolist() == [200, 30, 30]
+    Image.new("CMYK", (8, 8), (0, 255, 0, 0)).save(tmp_path / "c.jpg")
+    assert load_image(tmp_path / "c.jpg").mode == "RGB"
+
+
+def test_decompression_bomb_is_an_image_error(tmp_path: Path) -> None:
+    Image.new("L", (1, 1)).save(tmp_path / "big.png")
+    limit = Image.MAX_IMAGE_PIXELS
+    try:
+        Image.MAX_IMAGE_PIXELS = 0  # every image is now "too large" (2x the limit is an error)
+        with pytest.raises(ImageError, match="big.png"):
+            load_image(tmp_path / "big.png")
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
 
 
 def test_exif_orientation_is_applied(tmp_path: Path) -> None:

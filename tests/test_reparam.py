@@ -19,16 +19,18 @@ from lsnet_deploy.lsnet import (
     build_lsnet,
 )
 from lsnet_deploy.reparam import is_reparameterized, remaining_batchnorms, reparameterize
-from lsnet_deploy.synthetic import init_trained_looking
+from lsnet_deploy.synthetic import _residual_end_bns, init_trained_looking
 
 
-def randomize_bn(module: nn.Module, seed: int = 0, residual_scale: bool = False) -> None:
-    """Random weight, bias, running mean and running var for every BN in ``module``."""
+def randomize_bn(module: nn.Module, seed: int = 0) -> None:
+    """Random weight, bias, running mean and running var for every BN in ``module``; the BNs
+    that end a residual branch get trained-looking small scales (0.1-0.3)."""
     g = torch.Generator().manual_seed(seed)
+    ends = _residual_end_bns(module)
     for m in module.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             n = m.num_features
-            lo, hi = (0.1, 0.3) if residual_scale else (0.5, 1.5)
+            lo, hi = (0.1, 0.3) if m in ends else (0.5, 1.5)
             m.weight.data = lo + (hi - lo) * torch.rand(n, generator=g)
             m.bias.data = 0.2 * torch.randn(n, generator=g)
             m.running_mean = 0.5 * torch.randn(n, generator=g)
@@ -88,17 +90,45 @@ def test_bn_linear_fusion_is_exact() -> None:
 
 
 def test_fresh_bn_stats_would_hide_a_bug() -> None:
-    """Sanity check of the test method: a wrong fusion (ignoring running_mean) is caught only
-    with randomized statistics."""
+    """Why the tests randomize BN statistics: a fusion that forgets the running-mean term is
+    exact on a fresh BN (mean 0, var 1) and wrong on a trained one."""
+
+    def fuse_without_mean(m: Conv2d_BN) -> nn.Conv2d:
+        fused = m.fuse()
+        fused.bias.data = m.bn.bias.detach().clone()  # bug: drops - running_mean * scale
+        return fused
+
     m = Conv2d_BN(8, 8).eval()
     x = torch.randn(1, 8, 3, 3)
-    broken = m.fuse()
-    broken.bias.data += m.bn.running_mean  # pretend the mean term was dropped: zero when fresh
-    torch.testing.assert_close(broken(x), m(x))
+    torch.testing.assert_close(fuse_without_mean(m)(x), m(x))  # fresh stats: bug invisible
     randomize_bn(m)
-    broken = m.fuse()
-    broken.bias.data += m.bn.running_mean * m.bn.weight / (m.bn.running_var + m.bn.eps).sqrt()
-    assert (broken(x) - m(x)).abs().max() > 1e-2
+    assert (fuse_without_mean(m)(x) - m(x)).abs().max() > 1e-2  # randomized: caught
+    torch.testing.assert_close(m.fuse()(x), m(x), atol=1e-5, rtol=1e-5)
+
+
+def test_fused_state_dict_round_trip(tiny_images: torch.Tensor) -> None:
+    """A fused model's state dict carries the attention bias constant: loading it into another
+    fused model reproduces its outputs exactly (no stale cached bias)."""
+    a = trained_looking("test_lsnet", TINY_SIZE, seed=1)
+    b = trained_looking("test_lsnet", TINY_SIZE, seed=2)
+    reparameterize(a, None)
+    reparameterize(b, None)
+    assert (a(tiny_images) - b(tiny_images)).abs().max() > 1e-2
+    sd = a.state_dict()
+    assert any(k.endswith("bias_const") for k in sd)
+    assert not any(k.endswith("attention_biases") for k in sd)
+    b.load_state_dict(sd)
+    torch.testing.assert_close(b(tiny_images), a(tiny_images), atol=0, rtol=0)
+
+
+def test_default_check_uses_real_photos(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    model = trained_looking("test_lsnet", TINY_SIZE)
+    with caplog.at_level(logging.INFO, logger="lsnet_deploy"):
+        report = reparameterize(model)
+    assert report.max_abs_diff is not None and report.max_abs_diff <= 1e-4
+    assert "max |fused - unfused|" in caplog.text and "on 4 images" in caplog.text
 
 
 def test_whole_tiny_model(tiny_images: torch.Tensor) -> None:
@@ -129,5 +159,5 @@ def test_whole_real_variant(variant: str, real_images: torch.Tensor) -> None:
     leftovers = remaining_batchnorms(model)
     assert leftovers and all(n.endswith(".mixer.bn") for n in leftovers)
     assert not any(isinstance(m, (Conv2d_BN, BN_Linear, RepVGGDW)) for m in model.modules())
-    assert all(a.fused and a.bias_const is not None for a in model.modules()
-               if isinstance(a, Attention))
+    attns = [a for a in model.modules() if isinstance(a, Attention)]
+    assert attns and all(a.fused and a.bias_const.shape == (4, 16, 16) for a in attns)
