@@ -6,25 +6,7 @@ import pytest
 import torch
 
 from lsnet_deploy.ska import SKA, ska
-
-
-def naive_ska(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """out[b,c,h,w] = sum_k x[b,c,h+dh_k,w+dw_k] * w[b, c % G, k, h, w], zero padding."""
-    b_, c_, h_, w_ = x.shape
-    groups = w.shape[1]
-    out = torch.zeros_like(x)
-    for b in range(b_):
-        for c in range(c_):
-            for h in range(h_):
-                for ww in range(w_):
-                    acc = 0.0
-                    for k in range(9):
-                        dh, dw = k // 3 - 1, k % 3 - 1
-                        hh, wx = h + dh, ww + dw
-                        if 0 <= hh < h_ and 0 <= wx < w_:
-                            acc += float(x[b, c, hh, wx]) * float(w[b, c % groups, k, h, ww])
-                    out[b, c, h, ww] = acc
-    return out
+from reference_lsnet import ska_naive_loop as naive_ska  # the formula, written as loops
 
 
 @pytest.mark.parametrize("shape", [(2, 16, 5, 4), (1, 24, 3, 3), (1, 8, 1, 6)])
