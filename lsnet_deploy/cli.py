@@ -24,21 +24,29 @@ from rich.table import Table
 from . import __version__
 from .errors import (
     CheckpointError,
+    ExportError,
     ImageError,
     InputShapeError,
     LsnetDeployError,
     MissingDependencyError,
+    OutputError,
     UnknownVariantError,
+    UnsupportedOptionError,
+    ValidationFailedError,
     WeightsUnavailableError,
 )
 
 EXIT_CODES: dict[type[LsnetDeployError], int] = {
     UnknownVariantError: 2,
     InputShapeError: 2,
+    UnsupportedOptionError: 2,
     ImageError: 3,
     CheckpointError: 4,
     WeightsUnavailableError: 5,
     MissingDependencyError: 6,
+    OutputError: 7,
+    ExportError: 8,
+    ValidationFailedError: 9,
 }
 """Exit code per error class (first match in MRO order); other LsnetDeployErrors exit 1."""
 
@@ -80,6 +88,14 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on 
 
 
 def _setup_logging(verbose: bool) -> None:
+    if not verbose:  # converters are chatty; our own log lines say what matters
+        import warnings
+
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+        for name in ("torch.onnx", "torch._export", "torch.export", "onnxscript", "onnx_ir",
+                     "onnxruntime", "root"):
+            logging.getLogger(name).setLevel(logging.ERROR)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("lsnet-deploy: %(message)s"))
     log.handlers[:] = [handler]
@@ -257,6 +273,163 @@ def _print_info(r: dict[str, Any]) -> None:
               f"{spec['input_shape']} {spec['colour_order']}, {spec['value_range']} (mean "
               f"{spec['mean']}, std {spec['std']}); output: {', '.join(spec['output_names'])} "
               f"[B, {spec['num_classes']}]")
+
+
+class Format(str, Enum):
+    onnx = "onnx"
+    tflite = "tflite"
+    coreml = "coreml"
+    all = "all"
+
+
+class CalibMethod(str, Enum):
+    minmax = "minmax"
+    percentile = "percentile"
+
+
+def _progress() -> tuple[Any, Any]:
+    """A rich status line on stderr and the callback that updates it."""
+    status = err.status("starting", spinner="dots")
+
+    def say(msg: str) -> None:
+        status.update(escape(msg))
+        log.debug(msg)
+
+    return status, say
+
+
+@app.command("export")
+def export_cmd(
+    model: ModelOpt = Variant.lsnet_t,
+    weights: WeightsOpt = None,
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="Target format.")] = Format.onnx,
+    int8: Annotated[bool, typer.Option("--int8", help="INT8 post-training quantization.")] = False,
+    fp16: Annotated[bool, typer.Option("--fp16", help="fp16 weights/activations.")] = False,
+    calib: Annotated[Path | None, typer.Option("--calib", help="Calibration image folder "
+                                               "(default: calibration/).")] = None,
+    calib_size: Annotated[int | None, typer.Option("--calib-size", min=1,
+                                                   help="Use at most N calibration images.")] = None,
+    calib_method: Annotated[CalibMethod, typer.Option("--calib-method")] = CalibMethod.minmax,
+    val: Annotated[Path | None, typer.Option("--val", help="Validation image folder (default: "
+                                             "every 4th image of the calibration folder).")] = None,
+    img_size: ImgSizeOpt = 224,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Static batch size.")] = 1,
+    dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch")] = False,
+    image_input: Annotated[bool, typer.Option(
+        "--image-input", help="uint8 RGB 0..255 input, normalization inside the graph.")] = False,
+    opset: Annotated[int, typer.Option("--opset", help="ONNX opset.")] = 18,
+    min_cosine: Annotated[float | None, typer.Option(
+        "--min-cosine", help="INT8/fp16 gate: mean logit cosine vs PyTorch (default 0.98 "
+        "for INT8).")] = None,
+    int8_exclude: Annotated[list[str] | None, typer.Option(
+        "--int8-exclude", help="Op group or node kept in float (repeatable), or 'auto'.")] = None,
+    output_dir: Annotated[Path | None, typer.Option("--output-dir", "-o",
+                                                    help="Default: export/.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing artifacts.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Export (reparameterized) LSNet and validate every artifact against PyTorch."""
+    from .pipeline import export
+
+    if int8 and fp16:
+        raise UnsupportedOptionError("--int8 and --fp16 are exclusive")
+    precision = "int8" if int8 else "fp16" if fp16 else "fp32"
+    from .api import OFFICIAL
+
+    status, say = _progress()
+    failed: ValidationFailedError | None = None
+    with status:
+        try:
+            artifacts = export(
+                model.value, fmt.value, weights=weights if weights else OFFICIAL,
+                precision=precision, img_size=img_size, batch=batch,
+                dynamic_batch=dynamic_batch, image_input=image_input, opset=opset, calib=calib,
+                calib_size=calib_size, calib_method=calib_method.value, val=val,
+                min_cosine=min_cosine, int8_exclude=tuple(int8_exclude or ()),
+                output_dir=output_dir, force=force, progress=say,
+            )
+        except ValidationFailedError as e:
+            failed, artifacts = e, list(e.artifacts)  # type: ignore[arg-type]
+    if as_json:
+        _emit_json({"model": model.value, "artifacts": [_artifact_json(a) for a in artifacts]})
+    else:
+        for a in artifacts:
+            label = "" if a.metadata.get("weights_kind") != "random" else "  [RANDOM weights]"
+            out.print(f"{escape(str(a.path))}  {a.size_bytes / 1e6:.1f} MB{label}")
+            out.print(f"  {escape(a.validation['summary'])}")
+    if failed is not None:
+        raise failed
+
+
+def _artifact_json(a: Any) -> dict[str, Any]:
+    return {"path": str(a.path), "format": a.format, "precision": a.precision,
+            "size_bytes": a.size_bytes, "sha256": a.sha256, "passed": a.passed,
+            "validation": a.validation, "weights_kind": a.metadata.get("weights_kind")}
+
+
+@app.command("validate")
+def validate_cmd(
+    artifact: Annotated[Path, typer.Argument(help="An artifact exported by lsnet-deploy.")],
+    weights: WeightsOpt = None,
+    images: Annotated[Path | None, typer.Option("--images", help="Image folder (default: the "
+                                                "held-out calibration photos).")] = None,
+    min_cosine: Annotated[float | None, typer.Option("--min-cosine")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-run the artifact-vs-PyTorch comparison of an exported artifact."""
+    from .pipeline import validate
+
+    status, say = _progress()
+    with status:
+        say(f"validating {artifact.name}")
+        result = validate(artifact, weights=weights if weights else ..., images=images,
+                          min_cosine=min_cosine)
+    if as_json:
+        _emit_json(result)
+    else:
+        out.print(f"{escape(str(artifact))}: {escape(result['validation']['summary'])}")
+    if not result["passed"]:
+        raise ValidationFailedError(f"{artifact.name}: {result['validation']['summary']}")
+
+
+@app.command("quant-report")
+def quant_report_cmd(
+    model: ModelOpt = Variant.lsnet_t,
+    weights: WeightsOpt = None,
+    img_size: ImgSizeOpt = 224,
+    calib: Annotated[Path | None, typer.Option("--calib")] = None,
+    calib_size: Annotated[int | None, typer.Option("--calib-size", min=1)] = None,
+    calib_method: Annotated[CalibMethod, typer.Option("--calib-method")] = CalibMethod.minmax,
+    val: Annotated[Path | None, typer.Option("--val")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """INT8 sensitivity per op group (ONNX Runtime): quantize one group at a time, and all but
+    one group, and compare the logits with PyTorch."""
+    from .api import OFFICIAL
+    from .pipeline import quant_report
+
+    status, say = _progress()
+    with status:
+        rep = quant_report(model.value, weights=weights if weights else OFFICIAL,
+                           img_size=img_size, calib=calib, calib_size=calib_size,
+                           calib_method=calib_method.value, val=val, progress=say)
+    if as_json:
+        _emit_json(rep)
+        return
+    out.print(f"[bold]{model.value}[/bold] INT8 sensitivity ({rep['calibration_method']}, "
+              f"{escape(rep['calibration'])}; validated on {rep['n_validation_images']} images)")
+    out.print(f"fp32 ONNX cosine {rep['fp32_cosine']:.5f}; full INT8 cosine "
+              f"{rep['full_int8_cosine']:.5f}, top-1 agreement {rep['full_int8_top1']:.0%}")
+    t = Table(title="mean logit cosine vs PyTorch")
+    for col in ("group", "nodes", "only this group INT8", "all but this group INT8",
+                "description"):
+        t.add_column(col)
+    for g in sorted(rep["groups"], key=lambda r: r["only_cosine"]):
+        t.add_row(g["group"], str(g["nodes"]), f"{g['only_cosine']:.5f}",
+                  f"{g['without_cosine']:.5f}", g["description"])
+    out.print(t)
+    out.print("keep groups in float with: lsnet-deploy export --int8 --int8-exclude GROUP "
+              "(repeatable), or --int8-exclude auto")
 
 
 def _mixers(stage_index: int, depth: int) -> str:

@@ -38,3 +38,22 @@ class MissingDependencyError(LsnetDeployError, ImportError):
 
 class ReparamError(LsnetDeployError):
     """Reparameterization produced an unexpected structure (a bug: please report it)."""
+
+
+class UnsupportedOptionError(LsnetDeployError, ValueError):
+    """An option the chosen format or precision does not support (never silently rewritten)."""
+
+
+class OutputError(LsnetDeployError):
+    """The output location cannot be used (not writable, artifact exists without --force)."""
+
+
+class ExportError(LsnetDeployError):
+    """A converter failed to produce an artifact."""
+
+
+class ValidationFailedError(LsnetDeployError):
+    """An artifact was written but does not match PyTorch within its gate; it is kept, marked
+    failed in its sidecar, for inspection (``artifacts`` lists what was written)."""
+
+    artifacts: list[object] = []

@@ -1,0 +1,136 @@
+"""Per-group INT8 sensitivity and the automatic mixed-precision search (ONNX).
+
+Sensitivity of an op group is measured two ways, both against PyTorch logits on held-out photos:
+
+* ``only``: quantize *only* that group (everything else float): the damage the group does;
+* ``without``: quantize everything *except* that group: what keeping it in float buys.
+
+:func:`auto_exclude` keeps groups in float, most damaging first (lowest ``only`` cosine), until
+the mean cosine reaches the gate; with every group in float the graph is the fp32 one, so the
+gate is always reachable (the report says how much of the graph stayed INT8).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..exporters.base import Runner
+from ..spec import IOSpec
+from ..validate import compare_logits, run_artifact
+from .onnx_int8 import GROUPS, Int8Config, quantize_int8
+
+__all__ = ["GroupSensitivity", "auto_exclude", "measure", "sensitivity"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GroupSensitivity:
+    """One op group: node count, cosine with only it quantized, cosine with all but it."""
+
+    group: str
+    nodes: int
+    only_cosine: float
+    without_cosine: float
+    only_top1: float
+    without_top1: float
+
+
+def measure(
+    pre: Path,
+    groups: dict[str, str],
+    spec: IOSpec,
+    calib: Sequence[np.ndarray],
+    val: torch.Tensor,
+    reference: np.ndarray,
+    config: Int8Config,
+    runner_factory: Callable[[Path], Runner],
+) -> tuple[float, float]:
+    """Quantize with ``config`` and return ``(mean cosine, top-1 agreement)`` vs ``reference``."""
+    with tempfile.TemporaryDirectory(prefix="lsnet-sens-") as tmp:
+        out = Path(tmp) / "q.onnx"
+        quantize_int8(pre, out, groups, spec.input_name, calib, config)
+        logits = run_artifact(runner_factory(out), val, spec)
+    rep = compare_logits(logits, reference, "int8", "held-out")
+    return rep.mean_cosine, rep.top1_agreement
+
+
+def _present(groups: dict[str, str]) -> list[str]:
+    counts = Counter(groups.values())
+    return [g for g in GROUPS if counts.get(g)]
+
+
+def sensitivity(
+    pre: Path,
+    groups: dict[str, str],
+    spec: IOSpec,
+    calib: Sequence[np.ndarray],
+    val: torch.Tensor,
+    reference: np.ndarray,
+    base: Int8Config,
+    runner_factory: Callable[[Path], Runner],
+    progress: Callable[[str], None] | None = None,
+) -> tuple[dict[str, float], list[GroupSensitivity]]:
+    """Full-INT8 baseline and the per-group ``only`` / ``without`` measurements."""
+    full_cos, full_top1 = measure(pre, groups, spec, calib, val, reference, base, runner_factory)
+    counts = Counter(groups.values())
+    rows = []
+    for g in _present(groups):
+        if progress:
+            progress(g)
+        only = measure(pre, groups, spec, calib, val, reference,
+                       replace(base, only=(g,)), runner_factory)
+        without = measure(pre, groups, spec, calib, val, reference,
+                          replace(base, exclude=(*base.exclude, g)), runner_factory)
+        rows.append(GroupSensitivity(g, counts[g], only[0], without[0], only[1], without[1]))
+    return {"full_int8_cosine": full_cos, "full_int8_top1": full_top1}, rows
+
+
+def auto_exclude(
+    pre: Path,
+    groups: dict[str, str],
+    spec: IOSpec,
+    calib: Sequence[np.ndarray],
+    val: torch.Tensor,
+    reference: np.ndarray,
+    min_cosine: float,
+    base: Int8Config,
+    runner_factory: Callable[[Path], Runner],
+    progress: Callable[[str], None] | None = None,
+) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """Greedy mixed precision: keep the most damaging groups in float, one by one, until the
+    mean cosine reaches ``min_cosine``. Returns ``(excluded groups, report)``."""
+    baseline, rows = sensitivity(pre, groups, spec, calib, val, reference, base, runner_factory,
+                                 progress)
+    steps: list[dict[str, Any]] = []
+    exclude = tuple(base.exclude)
+    cosine = baseline["full_int8_cosine"]
+    ranked = sorted(rows, key=lambda r: r.only_cosine)
+    for row in ranked:
+        if cosine >= min_cosine:
+            break
+        if row.group in exclude:
+            continue
+        exclude = (*exclude, row.group)
+        cosine, top1 = measure(pre, groups, spec, calib, val, reference,
+                               replace(base, exclude=exclude), runner_factory)
+        steps.append({"exclude": row.group, "cosine": cosine, "top1": top1})
+        log.info("auto INT8: + keep %s in float -> cosine %.5f", row.group, cosine)
+    report = {
+        **baseline,
+        "target_cosine": min_cosine,
+        "reached": cosine >= min_cosine,
+        "steps": steps,
+        "excluded_groups": list(exclude),
+        "sensitivity": [r.__dict__ for r in rows],
+    }
+    return exclude, report

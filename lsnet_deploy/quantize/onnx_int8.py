@@ -1,0 +1,258 @@
+"""INT8 static post-training quantization of ONNX LSNet graphs with ONNX Runtime's tools.
+
+Pipeline: ``quant_pre_process`` (shape inference + graph optimization), then ``quantize_static``
+in QDQ format with per-channel int8 weights, uint8 activations (int8/int8 ran 2x slower on x86
+CPUs here) and a calibration reader over real photos.
+
+Mixed precision works on **op groups**: every node of the exported graph is assigned to the
+LSNet structure it implements (stem, RepVGG dw conv, SE, LKP convs, LKP GroupNorm, SKA,
+attention projections, attention core, FFN, downsample, head), from the module scopes the
+PyTorch exporter records; ``exclude`` keeps whole groups (or single node names) in float.
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from ..errors import ExportError, UnsupportedOptionError
+
+__all__ = [
+    "GROUPS",
+    "Int8Config",
+    "assign_groups",
+    "group_of_scope",
+    "quantize_int8",
+]
+
+log = logging.getLogger(__name__)
+
+GROUPS: dict[str, str] = {
+    "stem": "the three stride-2 3x3 convolutions of the stem",
+    "downsample": "stride-2 depthwise 3x3 + 1x1 convolutions between stages",
+    "repvgg_dw": "the fused RepVGG depthwise 3x3 token mixer of even blocks",
+    "se": "squeeze-excite (mean, two 1x1 convs, sigmoid gate, multiply)",
+    "lkp_conv": "LKP convolutions (1x1, dw 7x7, 1x1, 1x1 to 9C/8)",
+    "lkp_groupnorm": "LKP GroupNorm over the dynamic kernels",
+    "ska": "SKA: pad, nine shifted slices, per-pixel multiply, sum, and the BN after it",
+    "attention_proj": "attention qkv / q-dw / output 1x1 convolutions",
+    "attention_core": "attention matmuls, bias add and softmax",
+    "ffn": "FFN 1x1 convolutions (C -> 2C -> C)",
+    "residual": "residual additions",
+    "head": "global average pool and the classifier",
+}
+"""Op groups of an LSNet graph and what each holds."""
+
+
+def group_of_scope(scopes: Sequence[str], op_type: str = "") -> str | None:
+    """Map the PyTorch module scopes of a node (outermost first, e.g. ``['', 'blocks3',
+    'blocks3.5', 'blocks3.5.mixer', 'blocks3.5.mixer.lkp', 'blocks3.5.mixer.lkp.norm', ...]``)
+    and its ONNX op type to an op group, or ``None`` if the scopes say nothing. Module paths
+    are those of the *fused* model (a fused RepVGGDW is the Conv2d ``blocksN.i.mixer``)."""
+    path = ""
+    for s in scopes:
+        if s and "." in s or s in ("patch_embed", "head", "head_dist") or s.startswith("blocks"):
+            path = s if len(s) > len(path) else path
+    if not path:
+        return None
+    parts = path.split(".")
+    if parts[0] == "patch_embed":
+        return "stem"
+    if parts[0] in ("head", "head_dist"):
+        return "head"
+    if not parts[0].startswith("blocks") or len(parts) < 2:
+        return None
+    if len(parts) == 2 or (len(parts) == 3 and parts[2] in ("c", "bn")):
+        # blocksN.i with no sub-module: the fused downsample convs (Blocks have no own ops)
+        return "downsample"
+    sub = parts[2:]
+    if sub[0] == "se":
+        return "se"
+    if sub[0] == "ffn":
+        return "residual" if len(sub) == 1 and op_type == "Add" else "ffn"
+    if sub[0] == "mixer":
+        rest = sub[1:]
+        if not rest:  # the mixer's own op: LSConv / Residual(Attention) add, or fused RepVGG conv
+            return "residual" if op_type == "Add" else "repvgg_dw"
+        if rest[0] == "lkp":
+            return "lkp_groupnorm" if len(rest) > 1 and rest[1] == "norm" else "lkp_conv"
+        if rest[0] in ("ska", "bn"):
+            return "ska"
+        if rest[0] in ("conv", "conv1"):
+            return "repvgg_dw"
+        if rest[0] == "m":
+            if len(rest) > 1 and rest[1] in ("qkv", "dw", "proj"):
+                return "attention_proj"
+            return "attention_core"
+    return None
+
+
+def _scopes(node: onnx.NodeProto) -> list[str] | None:
+    for p in node.metadata_props:
+        if p.key == "pkg.torch.onnx.name_scopes":
+            try:
+                value = ast.literal_eval(p.value)
+            except (ValueError, SyntaxError):
+                return None
+            return [str(v) for v in value] if isinstance(value, list) else None
+    return None
+
+
+def scope_groups(model: onnx.ModelProto) -> dict[str, str]:
+    """Node name -> op group from the scopes the dynamo exporter records (before onnxslim,
+    which drops node metadata)."""
+    out: dict[str, str] = {}
+    for node in model.graph.node:
+        scopes = _scopes(node)
+        group = group_of_scope(scopes, node.op_type) if scopes else None
+        if group is not None:
+            out[node.name] = group
+    return out
+
+
+def assign_groups(model: onnx.ModelProto, known: dict[str, str]) -> dict[str, str]:
+    """Group of every node of ``model``: the known ones by name, the others (nodes renamed or
+    created by graph simplification) from the producer of their first grouped input, else
+    from a consumer, else ``residual`` for Add nodes and ``head`` for the graph's tail."""
+    producer: dict[str, onnx.NodeProto] = {o: n for n in model.graph.node for o in n.output}
+    groups: dict[str, str] = {}
+    for node in model.graph.node:  # nodes are topologically sorted
+        g = known.get(node.name)
+        if g is None:
+            for name in node.input:
+                prod = producer.get(name)
+                if prod is not None and prod.name in groups and prod.op_type not in ("Add",):
+                    g = groups[prod.name]
+                    break
+        if g is None and node.op_type == "Add":
+            g = "residual"
+        if g is None and node.op_type in ("ReduceMean", "GlobalAveragePool", "Gemm", "MatMul"):
+            g = "head"  # forward_head's pooling has no module scope
+        groups[node.name] = g or "other"
+    outputs = {o.name for o in model.graph.output}
+    for node in reversed(model.graph.node):  # the classifier tail
+        if any(o in outputs for o in node.output) and groups[node.name] == "other":
+            groups[node.name] = "head"
+    return groups
+
+
+@dataclass(frozen=True)
+class Int8Config:
+    """Settings of one INT8 quantization.
+
+    Attributes:
+        method: ``minmax`` or ``percentile`` activation calibration.
+        percentile: the percentile for ``percentile``.
+        exclude: op groups (see :data:`GROUPS`) or node names kept in float.
+        only: if set, quantize only these groups (for the sensitivity report).
+    """
+
+    method: str = "minmax"
+    percentile: float = 99.999
+    exclude: tuple[str, ...] = ()
+    only: tuple[str, ...] | None = None
+
+
+class _Reader:
+    """CalibrationDataReader over ``(N, ...)`` arrays, one image at a time."""
+
+    def __init__(self, input_name: str, batches: Iterable[np.ndarray]) -> None:
+        self._it = iter([{input_name: b} for b in batches])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._it, None)
+
+    def rewind(self) -> None:  # pragma: no cover - ORT calls it for some methods
+        pass
+
+
+def preprocess_for_quant(fp32_path: Path, out_path: Path) -> None:
+    """ONNX Runtime's ``quant_pre_process`` (symbolic shape inference + optimization)."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    quant_pre_process(str(fp32_path), str(out_path))
+
+
+def resolve_nodes(
+    groups: dict[str, str], names: Sequence[str]
+) -> list[str]:
+    """Node names of the given op groups or node names; unknown entries are an error."""
+    nodes: list[str] = []
+    for entry in names:
+        if entry in GROUPS or entry == "other":
+            nodes += [n for n, g in groups.items() if g == entry]
+        elif entry in groups:
+            nodes.append(entry)
+        else:
+            raise UnsupportedOptionError(
+                f"--int8-exclude {entry!r} is neither an op group ({', '.join(GROUPS)}) "
+                "nor a node name of the graph"
+            )
+    return nodes
+
+
+def quantize_int8(
+    pre_path: Path,
+    out_path: Path,
+    groups: dict[str, str],
+    input_name: str,
+    calib_inputs: Sequence[np.ndarray],
+    config: Int8Config,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, object]:
+    """Quantize the pre-processed fp32 graph at ``pre_path`` to ``out_path``.
+
+    ``calib_inputs`` are input batches laid out as the graph's input. Returns what was done
+    (for the sidecar): method, excluded groups and node count, calibration image count.
+    """
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}
+    if config.method not in methods:
+        raise UnsupportedOptionError(
+            f"--calib-method {config.method!r}; use one of {', '.join(methods)}"
+        )
+    exclude = resolve_nodes(groups, config.exclude)
+    include = resolve_nodes(groups, config.only) if config.only is not None else None
+    if progress:
+        progress(f"calibrating ({config.method}) on {len(calib_inputs)} images")
+    extra: dict[str, object] = {}
+    if config.method == "percentile":
+        extra["CalibPercentile"] = config.percentile
+    try:
+        quantize_static(
+            str(pre_path),
+            str(out_path),
+            _Reader(input_name, calib_inputs),  # type: ignore[arg-type]
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=methods[config.method],
+            nodes_to_exclude=exclude or None,
+            nodes_to_quantize=include,
+            extra_options=extra,
+        )
+    except Exception as e:  # ORT raises plain exceptions with long messages
+        raise ExportError(f"INT8 quantization failed: {type(e).__name__}: {e}") from e
+    return {
+        "calibration_method": config.method,
+        "calibration_images": len(calib_inputs),
+        "excluded_groups": [g for g in config.exclude if g in GROUPS],
+        "excluded_nodes": len(exclude),
+        "quantized_only": list(config.only) if config.only is not None else None,
+        "activation_type": "uint8",
+        "weight_type": "int8 per-channel",
+        "format": "QDQ",
+    }

@@ -1,0 +1,131 @@
+"""Artifact vs PyTorch: run an artifact in its real runtime on real images and compare logits.
+
+Metrics (per image, over the validation images): max absolute logit difference, mean and min
+cosine similarity of the logit vectors, top-1 agreement and top-5 overlap (|top5 ∩ top5| / 5).
+Gates: fp32 artifacts must match within ``FP32_ATOL`` max abs; reduced precision (fp16, int8)
+must reach a mean cosine of ``min_cosine``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .exporters.base import Runner
+from .spec import IOSpec
+
+__all__ = [
+    "FP32_ATOL",
+    "DEFAULT_MIN_COSINE",
+    "ValidationReport",
+    "compare_logits",
+    "run_artifact",
+    "to_artifact_input",
+]
+
+FP32_ATOL = 1e-3
+"""fp32 artifacts: max |artifact - PyTorch| on O(1) logits."""
+
+DEFAULT_MIN_COSINE = {"int8": 0.98, "fp16": 0.999}
+"""Default fidelity gates (mean logit cosine vs PyTorch) per reduced precision."""
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """Artifact vs PyTorch on ``n_images`` real images, with the gate applied."""
+
+    n_images: int
+    images: str
+    max_abs_diff: float
+    mean_cosine: float
+    min_cosine: float
+    top1_agreement: float
+    top5_overlap: float
+    max_abs_logit: float
+    gate: str
+    passed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        status = "PASS" if self.passed else "FAIL"
+        return (
+            f"{status} on {self.n_images} images: max|diff| {self.max_abs_diff:.2e}, cosine "
+            f"mean {self.mean_cosine:.5f} / min {self.min_cosine:.5f}, top-1 agreement "
+            f"{self.top1_agreement:.0%}, top-5 overlap {self.top5_overlap:.0%} (gate: {self.gate})"
+        )
+
+
+def to_artifact_input(images: torch.Tensor, spec: IOSpec) -> np.ndarray:
+    """Normalized ``(B, 3, H, W)`` float images -> the artifact's input (layout, dtype, range).
+
+    For ``0..255`` inputs the normalization is inverted and rounded; since the normalized
+    tensors were computed from 8-bit pixels, this recovers those pixels exactly.
+    """
+    x = images
+    if spec.value_range == "0..255":
+        mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
+        std = torch.tensor(spec.std).view(1, 3, 1, 1)
+        x = ((x * std + mean) * 255.0).round().clamp(0, 255)
+        x = x.to(torch.uint8) if spec.dtype == "uint8" else x.float()
+    if spec.layout == "NHWC":
+        x = x.permute(0, 2, 3, 1)
+    return np.ascontiguousarray(x.numpy())
+
+
+def run_artifact(runner: Runner, images: torch.Tensor, spec: IOSpec) -> np.ndarray:
+    """Logits of the artifact on normalized ``images`` ``(N, 3, H, W)``, batched as the
+    artifact allows (its static batch, padding the last chunk; chunks of 8 for dynamic)."""
+    batch = spec.batch or 8
+    outs = []
+    for start in range(0, images.shape[0], batch):
+        chunk = images[start : start + batch]
+        n = chunk.shape[0]
+        if spec.batch and n < spec.batch:
+            pad = chunk[-1:].expand(spec.batch - n, *chunk.shape[1:])
+            chunk = torch.cat([chunk, pad])
+        outs.append(runner(to_artifact_input(chunk, spec))[:n])
+    return np.concatenate(outs).astype(np.float64)
+
+
+def compare_logits(
+    artifact: np.ndarray,
+    reference: np.ndarray,
+    precision: str,
+    images: str,
+    min_cosine: float | None = None,
+) -> ValidationReport:
+    """Compare ``(N, classes)`` logits and apply the gate of ``precision``."""
+    a = np.asarray(artifact, dtype=np.float64)
+    r = np.asarray(reference, dtype=np.float64)
+    if a.shape != r.shape:
+        raise ValueError(f"artifact logits {a.shape} vs PyTorch {r.shape}")
+    cos = (a * r).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(r, axis=1) + 1e-12)
+    k = min(5, a.shape[1])
+    top_a = np.argsort(-a, axis=1)[:, :k]
+    top_r = np.argsort(-r, axis=1)[:, :k]
+    overlap = np.mean([len(set(x) & set(y)) / k for x, y in zip(top_a, top_r, strict=True)])
+    max_abs = float(np.abs(a - r).max())
+    if precision == "fp32":
+        gate = f"max|diff| <= {FP32_ATOL:g}"
+        passed = max_abs <= FP32_ATOL
+    else:
+        threshold = min_cosine if min_cosine is not None else DEFAULT_MIN_COSINE.get(precision, 0.99)
+        gate = f"mean cosine >= {threshold:g}"
+        passed = float(cos.mean()) >= threshold
+    return ValidationReport(
+        n_images=int(a.shape[0]),
+        images=images,
+        max_abs_diff=max_abs,
+        mean_cosine=float(cos.mean()),
+        min_cosine=float(cos.min()),
+        top1_agreement=float((top_a[:, 0] == top_r[:, 0]).mean()),
+        top5_overlap=float(overlap),
+        max_abs_logit=float(np.abs(r).max()),
+        gate=gate,
+        passed=bool(passed),
+    )
