@@ -1,7 +1,7 @@
 """lsnet-deploy: LSNet from its PyTorch definition to mobile artifacts, measured and trusted.
 
 Public API (the CLI's verbs): :func:`create_model`, :func:`reparameterize`, :func:`predict`,
-:func:`list_variants`; building blocks: :class:`LSNet`, :class:`IOSpec`, :class:`Preprocess`,
+:func:`export`, :func:`validate`, :func:`quant_report`, :func:`list_variants`; building blocks: :class:`LSNet`, :class:`IOSpec`, :class:`Preprocess`,
 :func:`count_macs`, :func:`count_params`, :func:`load_weights`. Errors derive from
 :class:`LsnetDeployError`.
 """
@@ -14,15 +14,20 @@ from .api import Prediction, WeightsSource, create_model, list_variants, predict
 from .checkpoint import load_weights
 from .errors import (
     CheckpointError,
+    ExportError,
     ImageError,
     InputShapeError,
     LsnetDeployError,
     MissingDependencyError,
+    OutputError,
     UnknownVariantError,
+    UnsupportedOptionError,
+    ValidationFailedError,
     WeightsUnavailableError,
 )
 from .flops import MacReport, count_macs, count_params
 from .lsnet import LSNet
+from .pipeline import Artifact, export, quant_report, validate
 from .preprocess import Preprocess
 from .reparam import ReparamReport
 from .spec import IOSpec
@@ -33,7 +38,15 @@ except PackageNotFoundError:  # running from a checkout without installing
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "Artifact",
     "CheckpointError",
+    "ExportError",
+    "OutputError",
+    "UnsupportedOptionError",
+    "ValidationFailedError",
+    "export",
+    "quant_report",
+    "validate",
     "IOSpec",
     "ImageError",
     "InputShapeError",

@@ -44,7 +44,7 @@ from .paths import calibration_dir, default_export_dir
 from .preprocess import Preprocess, list_images, load_files
 from .reparam import is_reparameterized, reparameterize
 from .spec import IOSpec
-from .validate import DEFAULT_MIN_COSINE, compare_logits, run_artifact
+from .fidelity import DEFAULT_MIN_COSINE, compare_logits, run_artifact
 
 __all__ = ["Artifact", "ImageSplit", "artifact_name", "export", "split_images", "validate"]
 

@@ -116,7 +116,7 @@ def test_failed_or_interrupted_export_leaves_nothing(
 def test_validation_failure_keeps_the_artifact_marked_failed(
     tiny_ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import lsnet_deploy.validate as validate_mod
+    import lsnet_deploy.fidelity as validate_mod
 
     monkeypatch.setattr(validate_mod, "FP32_ATOL", 0.0)  # no float export can be that exact
     with pytest.raises(ValidationFailedError, match="sidecar marked failed") as ei:

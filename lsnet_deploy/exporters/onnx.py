@@ -225,6 +225,6 @@ class OnnxExporter:
 def calibration_inputs(images: torch.Tensor, spec: IOSpec) -> list[np.ndarray]:
     """Calibration batches (one image each) in the artifact's input format: normalized float
     images are converted back to 0..255 (uint8 for uint8 inputs) for image-input graphs."""
-    from ..validate import to_artifact_input
+    from ..fidelity import to_artifact_input
 
     return [to_artifact_input(images[i : i + 1], spec) for i in range(images.shape[0])]

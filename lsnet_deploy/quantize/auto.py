@@ -5,9 +5,11 @@ Sensitivity of an op group is measured two ways, both against PyTorch logits on 
 * ``only``: quantize *only* that group (everything else float): the damage the group does;
 * ``without``: quantize everything *except* that group: what keeping it in float buys.
 
-:func:`auto_exclude` keeps groups in float, most damaging first (lowest ``only`` cosine), until
-the mean cosine reaches the gate; with every group in float the graph is the fp32 one, so the
-gate is always reachable (the report says how much of the graph stayed INT8).
+:func:`auto_exclude` keeps groups in float until the mean cosine reaches the gate: first the
+*cheap* groups (elementwise work: residual adds, SKA, SE, GroupNorm, attention core, head),
+most damaging first (lowest ``only`` cosine), and only then the convolution groups, which carry
+the MACs and therefore the INT8 speed-up. With every group in float the graph is the fp32 one,
+so the gate is always reachable; the report says what stayed INT8.
 """
 
 from __future__ import annotations
@@ -25,10 +27,13 @@ import torch
 
 from ..exporters.base import Runner
 from ..spec import IOSpec
-from ..validate import compare_logits, run_artifact
+from ..fidelity import compare_logits, run_artifact
 from .onnx_int8 import GROUPS, Int8Config, quantize_int8
 
-__all__ = ["GroupSensitivity", "auto_exclude", "measure", "sensitivity"]
+__all__ = ["COMPUTE_GROUPS", "GroupSensitivity", "auto_exclude", "measure", "sensitivity"]
+
+COMPUTE_GROUPS = frozenset({"ffn", "lkp_conv", "repvgg_dw", "attention_proj", "downsample", "stem"})
+"""Groups holding the convolutions (almost all MACs): kept in float only as a last resort."""
 
 log = logging.getLogger(__name__)
 
@@ -107,14 +112,14 @@ def auto_exclude(
     runner_factory: Callable[[Path], Runner],
     progress: Callable[[str], None] | None = None,
 ) -> tuple[tuple[str, ...], dict[str, Any]]:
-    """Greedy mixed precision: keep the most damaging groups in float, one by one, until the
-    mean cosine reaches ``min_cosine``. Returns ``(excluded groups, report)``."""
+    """Greedy mixed precision: keep groups in float (cheap ones first, each tier most damaging
+    first) until the mean cosine reaches ``min_cosine``. Returns ``(excluded groups, report)``."""
     baseline, rows = sensitivity(pre, groups, spec, calib, val, reference, base, runner_factory,
                                  progress)
     steps: list[dict[str, Any]] = []
     exclude = tuple(base.exclude)
     cosine = baseline["full_int8_cosine"]
-    ranked = sorted(rows, key=lambda r: r.only_cosine)
+    ranked = sorted(rows, key=lambda r: (r.group in COMPUTE_GROUPS, r.only_cosine))
     for row in ranked:
         if cosine >= min_cosine:
             break

@@ -1,0 +1,1 @@
+"""Latency measurement (host runtimes) and the benchmark report scripts."""

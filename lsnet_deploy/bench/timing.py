@@ -1,0 +1,56 @@
+"""Timing of one runner: warm-up, then N timed runs, and the statistics we report."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["LatencyStats", "time_callable"]
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Latency of ``runs`` calls in milliseconds; ``trimmed_mean_ms`` drops the lowest and
+    highest 20% (ModelBench style)."""
+
+    runs: int
+    warmup: int
+    min_ms: float
+    median_ms: float
+    p90_ms: float
+    mean_ms: float
+    std_ms: float
+    trimmed_mean_ms: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def time_callable(fn: Callable[[], object], runs: int = 50, warmup: int = 10) -> LatencyStats:
+    """Call ``fn`` ``warmup`` times untimed, then ``runs`` times timed (perf_counter)."""
+    if runs < 1:
+        raise ValueError("runs must be >= 1")
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    ordered = sorted(times)
+    cut = int(len(ordered) * 0.2)
+    trimmed = ordered[cut : len(ordered) - cut] or ordered
+    p90 = ordered[min(len(ordered) - 1, int(round(0.9 * (len(ordered) - 1))))]
+    return LatencyStats(
+        runs=runs,
+        warmup=warmup,
+        min_ms=ordered[0],
+        median_ms=statistics.median(ordered),
+        p90_ms=p90,
+        mean_ms=statistics.fmean(ordered),
+        std_ms=statistics.pstdev(ordered),
+        trimmed_mean_ms=statistics.fmean(trimmed),
+    )
