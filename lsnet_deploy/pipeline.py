@@ -486,7 +486,7 @@ def quant_report(
 
     from .api import create_model
     from .exporters.onnx import OnnxExporter, calibration_inputs, export_fp32
-    from .quantize.auto import sensitivity
+    from .quantize.auto import QuantSetup, sensitivity
     from .quantize.onnx_int8 import GROUPS, Int8Config, assign_groups, preprocess_for_quant
 
     say = progress or (lambda _msg: None)
@@ -508,11 +508,9 @@ def quant_report(
         preprocess_for_quant(fp32, prep)
         groups = assign_groups(onnx.load(str(prep)), known)
         calib_inputs = calibration_inputs(images.calib, spec)
-        baseline, rows = sensitivity(
-            prep, groups, spec, calib_inputs, images.val, ref_logits,
-            Int8Config(method=calib_method), exp.runner,
-            progress=lambda g: say(f"quantizing group {g}"),
-        )
+        setup = QuantSetup(prep, groups, spec, calib_inputs, images.val, ref_logits, exp.runner)
+        baseline, rows = sensitivity(setup, Int8Config(method=calib_method),
+                                     progress=lambda g: say(f"quantizing group {g}"))
     return {
         "variant": variant,
         "weights": getattr(reference, "weights_source").__dict__,

@@ -146,7 +146,7 @@ class OnnxExporter:
             preprocess_for_quant,
             quantize_int8,
         )
-        from ..quantize.auto import auto_exclude
+        from ..quantize.auto import QuantSetup, auto_exclude
 
         if options.calibration is None:
             raise UnsupportedOptionError("INT8 export needs calibration images (--calib DIR)")
@@ -166,11 +166,11 @@ class OnnxExporter:
                 reference = options.extra.get("auto_reference_logits")
                 if val is None or reference is None:
                     raise UnsupportedOptionError("--int8-exclude auto needs validation images")
+                setup = QuantSetup(pre, groups, spec, calib, val, reference, self.runner)
                 exclude, auto_report = auto_exclude(
-                    pre, groups, spec, calib, val, reference, options.min_cosine,
+                    setup, options.min_cosine,
                     Int8Config(method=options.calibration.method,
                                percentile=options.calibration.percentile, exclude=exclude),
-                    self.runner,
                 )
             config = Int8Config(
                 method=options.calibration.method,

@@ -30,7 +30,14 @@ from ..spec import IOSpec
 from ..fidelity import compare_logits, run_artifact
 from .onnx_int8 import GROUPS, Int8Config, quantize_int8
 
-__all__ = ["COMPUTE_GROUPS", "GroupSensitivity", "auto_exclude", "measure", "sensitivity"]
+__all__ = [
+    "COMPUTE_GROUPS",
+    "GroupSensitivity",
+    "QuantSetup",
+    "auto_exclude",
+    "measure",
+    "sensitivity",
+]
 
 COMPUTE_GROUPS = frozenset({"ffn", "lkp_conv", "repvgg_dw", "attention_proj", "downsample", "stem"})
 """Groups holding the convolutions (almost all MACs): kept in float only as a last resort."""
@@ -50,72 +57,57 @@ class GroupSensitivity:
     without_top1: float
 
 
-def measure(
-    pre: Path,
-    groups: dict[str, str],
-    spec: IOSpec,
-    calib: Sequence[np.ndarray],
-    val: torch.Tensor,
-    reference: np.ndarray,
-    config: Int8Config,
-    runner_factory: Callable[[Path], Runner],
-) -> tuple[float, float]:
-    """Quantize with ``config`` and return ``(mean cosine, top-1 agreement)`` vs ``reference``."""
+@dataclass(frozen=True)
+class QuantSetup:
+    """What stays fixed while searching: the pre-processed fp32 graph ``pre``, the op group of
+    every node, the IO spec, calibration inputs (artifact layout), validation images
+    ``(N, 3, H, W)`` normalized, the PyTorch reference logits ``(N, classes)`` and how to run an
+    artifact."""
+
+    pre: Path
+    groups: dict[str, str]
+    spec: IOSpec
+    calib: Sequence[np.ndarray]
+    val: torch.Tensor
+    reference: np.ndarray
+    runner_factory: Callable[[Path], Runner]
+
+
+def measure(setup: QuantSetup, config: Int8Config) -> tuple[float, float]:
+    """Quantize with ``config`` and return ``(mean cosine, top-1 agreement)`` vs the reference."""
     with tempfile.TemporaryDirectory(prefix="lsnet-sens-") as tmp:
         out = Path(tmp) / "q.onnx"
-        quantize_int8(pre, out, groups, spec.input_name, calib, config)
-        logits = run_artifact(runner_factory(out), val, spec)
-    rep = compare_logits(logits, reference, "int8", "held-out")
+        quantize_int8(setup.pre, out, setup.groups, setup.spec.input_name, setup.calib, config)
+        logits = run_artifact(setup.runner_factory(out), setup.val, setup.spec)
+    rep = compare_logits(logits, setup.reference, "int8", "held-out")
     return rep.mean_cosine, rep.top1_agreement
 
 
-def _present(groups: dict[str, str]) -> list[str]:
-    counts = Counter(groups.values())
-    return [g for g in GROUPS if counts.get(g)]
-
-
 def sensitivity(
-    pre: Path,
-    groups: dict[str, str],
-    spec: IOSpec,
-    calib: Sequence[np.ndarray],
-    val: torch.Tensor,
-    reference: np.ndarray,
-    base: Int8Config,
-    runner_factory: Callable[[Path], Runner],
-    progress: Callable[[str], None] | None = None,
+    setup: QuantSetup, base: Int8Config, progress: Callable[[str], None] | None = None
 ) -> tuple[dict[str, float], list[GroupSensitivity]]:
     """Full-INT8 baseline and the per-group ``only`` / ``without`` measurements."""
-    full_cos, full_top1 = measure(pre, groups, spec, calib, val, reference, base, runner_factory)
-    counts = Counter(groups.values())
+    full_cos, full_top1 = measure(setup, base)
+    counts = Counter(setup.groups.values())
     rows = []
-    for g in _present(groups):
+    for g in [g for g in GROUPS if counts.get(g)]:
         if progress:
             progress(g)
-        only = measure(pre, groups, spec, calib, val, reference,
-                       replace(base, only=(g,)), runner_factory)
-        without = measure(pre, groups, spec, calib, val, reference,
-                          replace(base, exclude=(*base.exclude, g)), runner_factory)
+        only = measure(setup, replace(base, only=(g,)))
+        without = measure(setup, replace(base, exclude=(*base.exclude, g)))
         rows.append(GroupSensitivity(g, counts[g], only[0], without[0], only[1], without[1]))
     return {"full_int8_cosine": full_cos, "full_int8_top1": full_top1}, rows
 
 
 def auto_exclude(
-    pre: Path,
-    groups: dict[str, str],
-    spec: IOSpec,
-    calib: Sequence[np.ndarray],
-    val: torch.Tensor,
-    reference: np.ndarray,
+    setup: QuantSetup,
     min_cosine: float,
     base: Int8Config,
-    runner_factory: Callable[[Path], Runner],
     progress: Callable[[str], None] | None = None,
 ) -> tuple[tuple[str, ...], dict[str, Any]]:
     """Greedy mixed precision: keep groups in float (cheap ones first, each tier most damaging
     first) until the mean cosine reaches ``min_cosine``. Returns ``(excluded groups, report)``."""
-    baseline, rows = sensitivity(pre, groups, spec, calib, val, reference, base, runner_factory,
-                                 progress)
+    baseline, rows = sensitivity(setup, base, progress)
     steps: list[dict[str, Any]] = []
     exclude = tuple(base.exclude)
     cosine = baseline["full_int8_cosine"]
@@ -126,8 +118,7 @@ def auto_exclude(
         if row.group in exclude:
             continue
         exclude = (*exclude, row.group)
-        cosine, top1 = measure(pre, groups, spec, calib, val, reference,
-                               replace(base, exclude=exclude), runner_factory)
+        cosine, top1 = measure(setup, replace(base, exclude=exclude))
         steps.append({"exclude": row.group, "cosine": cosine, "top1": top1})
         log.info("auto INT8: + keep %s in float -> cosine %.5f", row.group, cosine)
     report = {
