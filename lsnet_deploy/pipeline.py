@@ -513,7 +513,7 @@ def quant_report(
                                      progress=lambda g: say(f"quantizing group {g}"))
     return {
         "variant": variant,
-        "weights": getattr(reference, "weights_source").__dict__,
+        "weights": reference.weights_source.__dict__,
         "calibration": images.calib_source,
         "calibration_method": calib_method,
         "validation_images": images.val_source,

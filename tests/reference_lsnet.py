@@ -213,7 +213,7 @@ class Attention(nn.Module):
         self.register_buffer("attention_bias_idxs", torch.tensor(idxs, dtype=torch.long).view(n, n))
 
     @torch.no_grad()
-    def train(self, mode: bool = True) -> "Attention":
+    def train(self, mode: bool = True) -> Attention:
         """Official override: cache the gathered bias table when leaving training mode."""
         super().train(mode)
         if mode and hasattr(self, "ab"):
@@ -279,7 +279,7 @@ class LSNet(nn.Module):
         self.blocks1, self.blocks2 = nn.Sequential(), nn.Sequential()
         self.blocks3, self.blocks4 = nn.Sequential(), nn.Sequential()
         stages = [self.blocks1, self.blocks2, self.blocks3, self.blocks4]
-        for i, (ed, kd, dpth, nh, ar) in enumerate(zip(embed_dim, key_dim, depth, num_heads, attn_ratio)):
+        for i, (ed, kd, dpth, nh, ar) in enumerate(zip(embed_dim, key_dim, depth, num_heads, attn_ratio, strict=True)):
             for d in range(dpth):
                 stages[i].append(Block(ed, kd, nh, ar, resolution, stage=i, depth=d))
             if i != len(depth) - 1:

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                 lat = {}
                 for threads in (1, 2):
                     run = exp.runner(art.path, threads=threads)
-                    lat[threads] = time_callable(lambda: run(x), runs=args.runs).median_ms
+                    lat[threads] = time_callable(lambda r=run, a=x: r(a), runs=args.runs).median_ms
                 v = art.validation
                 excluded = art.export_info.get("int8", {}).get("excluded_groups", [])
                 rows.append(
