@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .api import Prediction, WeightsSource, create_model, list_variants, predict, reparameterize
+from .api import Prediction, WeightsSource, create_model, list_variants, predict
 from .checkpoint import load_weights
 from .errors import (
     CheckpointError,
@@ -29,7 +29,7 @@ from .flops import MacReport, count_macs, count_params
 from .lsnet import LSNet
 from .pipeline import Artifact, export, quant_report, validate
 from .preprocess import Preprocess
-from .reparam import ReparamReport
+from .reparam import ReparamReport, reparameterize
 from .spec import IOSpec
 
 try:

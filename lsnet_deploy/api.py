@@ -18,7 +18,7 @@ from .errors import ImageError, UnknownVariantError
 from .labels import imagenet_classes
 from .lsnet import VARIANTS, LSNet, build_lsnet, to_hw
 from .preprocess import Preprocess, load_image
-from .reparam import ReparamReport, reparameterize as _reparameterize
+from .reparam import reparameterize as _reparameterize
 from .synthetic import init_trained_looking
 from .zoo import fetch_checkpoint
 
@@ -95,11 +95,6 @@ def create_model(
     if reparameterize:
         _reparameterize(model)
     return model
-
-
-def reparameterize(model: LSNet, check_inputs: torch.Tensor | None = None) -> ReparamReport:
-    """Fuse ``model`` for inference in place; see :func:`lsnet_deploy.reparam.reparameterize`."""
-    return _reparameterize(model, check_inputs)
 
 
 @dataclass(frozen=True)

@@ -288,8 +288,7 @@ def export(
             int8_exclude=tuple(e for e in exclude if e != "auto"),
             int8_auto=auto,
             min_cosine=gate if gate is not None else 0.99,
-            extra={"auto_val_images": images.val, "auto_reference_logits": ref_logits.numpy()}
-            if auto else {},
+            auto_reference=(images.val, ref_logits.numpy()) if auto else None,
         )
         mixed = bool(options.int8_exclude) or auto
         folder = out_root / variant
@@ -482,12 +481,10 @@ def quant_report(
     Returns ``{"variant", "full_int8_cosine", "groups": [...], ...}``; every cosine is the mean
     logit cosine vs the unfused PyTorch model on the validation photos.
     """
-    import onnx
-
     from .api import create_model
-    from .exporters.onnx import OnnxExporter, calibration_inputs, export_fp32
+    from .exporters.onnx import OnnxExporter, calibration_inputs, prepare_int8
     from .quantize.auto import QuantSetup, sensitivity
-    from .quantize.onnx_int8 import GROUPS, Int8Config, assign_groups, preprocess_for_quant
+    from .quantize.onnx_int8 import GROUPS, Int8Config
 
     say = progress or (lambda _msg: None)
     reference = create_model(variant, weights, img_size=img_size)
@@ -500,13 +497,10 @@ def quant_report(
     spec = IOSpec(img_size=reference.img_size, num_classes=reference.num_classes)
     exp = OnnxExporter()
     with tempfile.TemporaryDirectory(prefix="lsnet-qreport-") as tmp:
-        fp32, prep = Path(tmp) / "fp32.onnx", Path(tmp) / "pre.onnx"
         say("exporting fp32 ONNX")
-        known = export_fp32(fused, spec, fp32, ExportOptions())
+        fp32, prep, groups = prepare_int8(fused, spec, Path(tmp), ExportOptions())
         fp32_logits = run_artifact(exp.runner(fp32), images.val, spec)
         fp32_rep = compare_logits(fp32_logits, ref_logits, "fp32", images.val_source)
-        preprocess_for_quant(fp32, prep)
-        groups = assign_groups(onnx.load(str(prep)), known)
         calib_inputs = calibration_inputs(images.calib, spec)
         setup = QuantSetup(prep, groups, spec, calib_inputs, images.val, ref_logits, exp.runner)
         baseline, rows = sensitivity(setup, Int8Config(method=calib_method),

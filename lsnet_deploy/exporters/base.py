@@ -10,7 +10,7 @@ line of :data:`lsnet_deploy.exporters.REGISTRY`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -59,6 +59,8 @@ class ExportOptions:
         int8_exclude: op groups (or node names) kept in float for INT8.
         int8_auto: exclude the most sensitive groups until the cosine gate is met.
         min_cosine: INT8/fp16 fidelity gate (mean cosine of logits vs PyTorch).
+        auto_reference: for ``int8_auto``: validation images ``(N, 3, H, W)`` normalized and the
+            PyTorch logits ``(N, classes)`` the search compares against.
     """
 
     precision: Precision = "fp32"
@@ -70,7 +72,7 @@ class ExportOptions:
     int8_exclude: tuple[str, ...] = ()
     int8_auto: bool = False
     min_cosine: float = 0.99
-    extra: dict[str, Any] = field(default_factory=dict)
+    auto_reference: tuple[torch.Tensor, np.ndarray] | None = None
 
 
 class Exporter(Protocol):

@@ -104,6 +104,21 @@ def export_fp32(
     return groups
 
 
+def prepare_int8(
+    model: torch.nn.Module, spec: IOSpec, folder: Path, options: ExportOptions
+) -> tuple[Path, Path, dict[str, str]]:
+    """Export fp32 to ``folder/fp32.onnx``, run ``quant_pre_process`` into ``folder/pre.onnx``
+    and assign every node of the latter to its op group. Returns ``(fp32, pre, groups)``."""
+    import onnx
+
+    from ..quantize.onnx_int8 import assign_groups, preprocess_for_quant
+
+    fp32, pre = folder / "fp32.onnx", folder / "pre.onnx"
+    known = export_fp32(model, spec, fp32, options)
+    preprocess_for_quant(fp32, pre)
+    return fp32, pre, assign_groups(onnx.load(str(pre)), known)
+
+
 class OnnxExporter:
     """ONNX (``.onnx``), fp32 and INT8, static or dynamic batch, optional image input."""
 
@@ -140,32 +155,20 @@ class OnnxExporter:
     def _export_int8(
         self, model: torch.nn.Module, spec: IOSpec, out: Path, options: ExportOptions
     ) -> dict[str, Any]:
-        from ..quantize.onnx_int8 import (
-            Int8Config,
-            assign_groups,
-            preprocess_for_quant,
-            quantize_int8,
-        )
         from ..quantize.auto import QuantSetup, auto_exclude
+        from ..quantize.onnx_int8 import Int8Config, quantize_int8
 
         if options.calibration is None:
             raise UnsupportedOptionError("INT8 export needs calibration images (--calib DIR)")
-        import onnx
-
         with tempfile.TemporaryDirectory(prefix="lsnet-onnx-") as tmp:
-            fp32 = Path(tmp) / "fp32.onnx"
-            pre = Path(tmp) / "pre.onnx"
-            known = export_fp32(model, spec, fp32, options)
-            preprocess_for_quant(fp32, pre)
-            groups = assign_groups(onnx.load(str(pre)), known)
+            _, pre, groups = prepare_int8(model, spec, Path(tmp), options)
             calib = calibration_inputs(options.calibration.images, spec)
             exclude = tuple(options.int8_exclude)
             auto_report = None
             if options.int8_auto:
-                val = options.extra.get("auto_val_images")
-                reference = options.extra.get("auto_reference_logits")
-                if val is None or reference is None:
+                if options.auto_reference is None:
                     raise UnsupportedOptionError("--int8-exclude auto needs validation images")
+                val, reference = options.auto_reference
                 setup = QuantSetup(pre, groups, spec, calib, val, reference, self.runner)
                 exclude, auto_report = auto_exclude(
                     setup, options.min_cosine,
