@@ -36,9 +36,9 @@ from .errors import InputShapeError, UnknownVariantError
 from .ska import SKA
 
 __all__ = [
+    "VARIANTS",
     "LSNet",
     "VariantConfig",
-    "VARIANTS",
     "build_lsnet",
     "conv_out",
     "stage_grid",
@@ -81,7 +81,7 @@ def stage_grid(img_size: int | tuple[int, int], stage: int = 4) -> tuple[int, in
 # --------------------------------------------------------------------------------------------
 
 
-class Conv2d_BN(nn.Sequential):  # noqa: N801 - official name keeps the official keys
+class Conv2d_BN(nn.Sequential):
     """Conv2d (no bias) followed by BatchNorm2d; keys ``c.*`` and ``bn.*``."""
 
     def __init__(
@@ -122,7 +122,7 @@ class Conv2d_BN(nn.Sequential):  # noqa: N801 - official name keeps the official
         return fused
 
 
-class BN_Linear(nn.Sequential):  # noqa: N801
+class BN_Linear(nn.Sequential):
     """BatchNorm1d followed by Linear (the classifier head); keys ``bn.*`` and ``l.*``."""
 
     def __init__(self, in_features: int, out_features: int, std: float = 0.02) -> None:
@@ -520,7 +520,9 @@ class LSNet(nn.Module):
         """Stage-4 features ``(B, C, h, w)`` -> logits ``(B, num_classes)`` (global average pool,
         BN + Linear; the mean of both heads for distilled models in eval). ``pre_logits``
         returns the pooled ``(B, C)`` features."""
-        x = x.mean((2, 3))
+        # keepdim + flatten rather than a 2-D mean: the pooled tensor stays 4-D, which NHWC
+        # converters (litert-torch) can reduce without transposing the features back to NCHW
+        x = x.mean((2, 3), keepdim=True).flatten(1)
         if pre_logits:
             return x
         if self.head_dist is None:

@@ -1,0 +1,256 @@
+"""A channels-last friendly formulation of the fused LSNet, for converters that lay tensors out
+NHWC (TFLite / LiteRT).
+
+litert-torch converts an NCHW PyTorch graph to NHWC TFLite by marking every 4-D tensor that
+comes out of a convolution as NHWC and rewriting layout-agnostic ops (elementwise, slice,
+concat, mean, softmax) in place; a ``view``/``reshape``/``permute``/``expand`` of such a tensor
+must see NCHW memory, so the converter brackets it with ``TRANSPOSE`` ops. The canonical fused
+LSNet reshapes in three places (LKP's GroupNorm, SKA's 5-D view, the attention's head split), so
+LSNet-T converted with 51 transposes. This module rewrites those three places, in a *fused*
+model, so that every reshape acts on a tensor whose torch layout is already channels-last:
+an explicit ``permute(0, 2, 3, 1)`` directly after an NHWC-marked tensor cancels the converter's
+own transpose, and what remains is a free ``RESHAPE``. LSNet-T then converts with no internal
+``TRANSPOSE`` at all (docs/benchmarks.md).
+
+The rewritten modules compute the same function as the fused ones (float32 reordering only,
+~1e-6; ``tests/test_channels_last.py``):
+
+* :class:`LKPChannelsLast`: the 1x1 conv producing the kernels emits its ``9 * G`` channels
+  **tap-major** (channel ``k * G + g``, a permutation of the conv's rows fixed at rewrite time)
+  instead of group-major (``9 g + k``); :class:`TapMajorGroupNorm` computes GroupNorm's
+  statistics from per-channel spatial means, summing the nine tap slices of each group (4-D
+  slices and adds only), two-pass like PyTorch (mean, then mean of squared deviations).
+* :func:`ska_channels_last`: ``x`` viewed channels-last as ``(B, H, W, C/G, G)`` (channel
+  ``c = r * G + g`` uses weight group ``g = c % G``), padded in rank 5, nine shifted slices
+  times the tap's ``(B, H, W, 1, G)`` weights; rank <= 5 throughout.
+* :class:`AttentionChannelsLast`: tokens ``(B, N, C)`` from a channels-last view, one head at
+  a time with channel slices (a 4-D head split would need a real transpose), heads concatenated
+  on the channel axis.
+* the BatchNorm after SKA becomes a per-channel scale and shift.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import ReparamError
+from .lsnet import LKP, Attention, LSConv, LSNet, Residual
+from .reparam import is_reparameterized
+
+__all__ = [
+    "AttentionChannelsLast",
+    "LKPChannelsLast",
+    "LSConvChannelsLast",
+    "TapMajorGroupNorm",
+    "is_channels_last_form",
+    "ska_channels_last",
+    "to_channels_last_form",
+]
+
+
+class TapMajorGroupNorm(nn.Module):
+    """GroupNorm of LKP's kernels laid out tap-major.
+
+    Input ``(B, K * G, H, W)`` with channel ``k * G + g`` = tap ``k`` of group ``g``; a group's
+    statistics run over its ``K`` taps and all pixels, exactly like ``nn.GroupNorm(G, K * G)``
+    on the group-major layout. ``weight``/``bias`` are the GroupNorm affine, permuted to
+    tap-major, shaped ``(1, K * G, 1, 1)``.
+    """
+
+    def __init__(self, norm: nn.GroupNorm, perm: torch.Tensor, taps: int) -> None:
+        super().__init__()
+        if norm.weight is None or norm.bias is None:
+            raise ReparamError("LKP GroupNorm without affine parameters is not supported")
+        self.taps = taps
+        self.groups = norm.num_groups
+        self.eps = float(norm.eps)
+        self.register_buffer("weight", norm.weight.detach()[perm].reshape(1, -1, 1, 1).clone())
+        self.register_buffer("bias", norm.bias.detach()[perm].reshape(1, -1, 1, 1).clone())
+
+    def _tap_mean(self, t: torch.Tensor) -> torch.Tensor:
+        """``(B, K*G, 1, 1)`` per-channel values -> ``(B, K*G, 1, 1)`` mean over each group's
+        taps, repeated for every tap."""
+        g = self.groups
+        acc = t[:, 0:g]
+        for k in range(1, self.taps):
+            acc = acc + t[:, k * g : (k + 1) * g]
+        acc = acc * (1.0 / self.taps)
+        return torch.cat([acc] * self.taps, dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = self._tap_mean(x.mean((2, 3), keepdim=True))
+        d = x - mean
+        var = self._tap_mean((d * d).mean((2, 3), keepdim=True))
+        return d * (torch.rsqrt(var + self.eps) * self.weight) + self.bias
+
+
+class LKPChannelsLast(nn.Module):
+    """A fused :class:`~lsnet_deploy.lsnet.LKP` emitting tap-major kernels.
+
+    ``(B, C, H, W)`` -> ``(B, K*G, H, W)``, channel ``k * G + g`` = tap ``k`` (row-major over
+    the 3x3 window) of weight group ``g`` (``G = C / 8``).
+    """
+
+    def __init__(self, lkp: LKP) -> None:
+        super().__init__()
+        for name in ("cv1", "cv2", "cv3"):
+            if not isinstance(getattr(lkp, name), nn.Conv2d):
+                raise ReparamError("LKPChannelsLast needs a fused LKP (run reparameterize first)")
+        self.cv1, self.cv2, self.cv3 = lkp.cv1, lkp.cv2, lkp.cv3
+        self.act = nn.ReLU()
+        taps = lkp.sks**2
+        groups = lkp.dim // lkp.groups
+        self.taps, self.groups = taps, groups
+        perm = torch.tensor([taps * g + k for k in range(taps) for g in range(groups)])
+        old = lkp.cv4
+        cv4 = nn.Conv2d(old.in_channels, old.out_channels, 1, bias=True,
+                        device=old.weight.device, dtype=old.weight.dtype)
+        with torch.no_grad():
+            cv4.weight.copy_(old.weight[perm])
+            assert old.bias is not None
+            cv4.bias.copy_(old.bias[perm])
+        self.cv4 = cv4
+        self.norm = TapMajorGroupNorm(lkp.norm, perm, taps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.cv3(self.cv2(self.act(self.cv1(x)))))
+        return self.norm(self.cv4(x))
+
+
+def ska_channels_last(x: torch.Tensor, w: torch.Tensor, groups: int) -> torch.Tensor:
+    """SKA on channels-last views.
+
+    Args:
+        x: ``(B, C, H, W)`` features.
+        w: ``(B, K*G, H, W)`` tap-major kernels (``K = 9``, ``G = groups``).
+
+    Returns:
+        ``(B, C, H, W)``: ``sum_k shift_k(x)[c] * w[k * G + c % G]`` with zero padding.
+    """
+    b, c, h, wd = x.shape
+    taps = w.shape[1] // groups
+    ks = int(round(taps**0.5))
+    pad = ks // 2
+    xl = x.permute(0, 2, 3, 1).reshape(b, h, wd, c // groups, groups)
+    xp = F.pad(xl, (0, 0, 0, 0, pad, pad, pad, pad))
+    wl = w.permute(0, 2, 3, 1).reshape(b, h, wd, 1, taps * groups)
+    out = None
+    for k in range(taps):
+        dy, dx = divmod(k, ks)
+        term = xp[:, dy : dy + h, dx : dx + wd] * wl[..., k * groups : (k + 1) * groups]
+        out = term if out is None else out + term
+    assert out is not None
+    return out.reshape(b, h, wd, c).permute(0, 3, 1, 2)
+
+
+class SKAChannelsLast(nn.Module):
+    """Module wrapper of :func:`ska_channels_last` (so the op has a module scope)."""
+
+    def __init__(self, groups: int) -> None:
+        super().__init__()
+        self.groups = groups
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return ska_channels_last(x, w, self.groups)
+
+
+class ChannelAffine(nn.Module):
+    """An eval-mode BatchNorm2d as ``x * scale + shift`` (``(1, C, 1, 1)`` buffers)."""
+
+    def __init__(self, bn: nn.BatchNorm2d) -> None:
+        super().__init__()
+        assert bn.running_var is not None and bn.running_mean is not None
+        scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
+        shift = bn.bias.detach() - bn.running_mean * scale
+        self.register_buffer("scale", scale.reshape(1, -1, 1, 1).clone())
+        self.register_buffer("shift", shift.reshape(1, -1, 1, 1).clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale + self.shift
+
+
+class LSConvChannelsLast(nn.Module):
+    """A fused :class:`~lsnet_deploy.lsnet.LSConv`: ``bn(SKA(x, LKP(x))) + x``.
+    ``(B, C, H, W)`` in/out."""
+
+    def __init__(self, ls: LSConv) -> None:
+        super().__init__()
+        self.lkp = LKPChannelsLast(ls.lkp)
+        self.ska = SKAChannelsLast(self.lkp.groups)
+        self.bn = ChannelAffine(ls.bn)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.ska(x, self.lkp(x))) + x
+
+
+class AttentionChannelsLast(nn.Module):
+    """A fused :class:`~lsnet_deploy.lsnet.Attention` on channels-last tokens, head by head.
+
+    ``(B, C, h, w)`` in/out; keeps the fused ``qkv``, ``dw`` and ``proj`` modules and the
+    gathered bias ``(heads, N, N)``.
+    """
+
+    def __init__(self, att: Attention) -> None:
+        super().__init__()
+        if not att.fused:
+            raise ReparamError("AttentionChannelsLast needs a fused Attention")
+        self.qkv, self.dw, self.proj = att.qkv, att.dw, att.proj
+        self.num_heads, self.key_dim, self.d = att.num_heads, att.key_dim, att.d
+        self.nh_kd, self.dh = att.nh_kd, att.dh
+        self.resolution = att.resolution
+        self.register_buffer("bias", att.bias_const.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        n = h * w
+        qkv = self.qkv(x)
+        nk = self.nh_kd
+        q, k, v = qkv[:, :nk], qkv[:, nk : 2 * nk], qkv[:, 2 * nk :]  # slices quantize simply
+        q = self.dw(q).permute(0, 2, 3, 1).reshape(b, n, self.nh_kd)
+        k = k.permute(0, 2, 3, 1).reshape(b, n, self.nh_kd)
+        v = v.permute(0, 2, 3, 1).reshape(b, n, self.dh)
+        kd, d = self.key_dim, self.d
+        heads = []
+        for i in range(self.num_heads):
+            qi = q[:, :, i * kd : (i + 1) * kd]
+            ki = k[:, :, i * kd : (i + 1) * kd]
+            vi = v[:, :, i * d : (i + 1) * d]
+            attn = (qi @ ki.transpose(1, 2) + self.bias[i]).softmax(dim=-1)
+            heads.append(attn @ vi)
+        out = torch.cat(heads, dim=-1).reshape(b, h, w, self.dh).permute(0, 3, 1, 2)
+        return self.proj(out)
+
+
+def is_channels_last_form(model: nn.Module) -> bool:
+    """Whether :func:`to_channels_last_form` has been applied."""
+    return bool(getattr(model, "channels_last_form", False))
+
+
+def to_channels_last_form(model: LSNet, inplace: bool = False) -> LSNet:
+    """Rewrite a fused LSNet into the channels-last friendly formulation.
+
+    Args:
+        model: a reparameterized LSNet (:func:`lsnet_deploy.reparameterize`).
+        inplace: modify ``model`` instead of a deep copy.
+
+    Returns:
+        The rewritten model (same inputs and outputs, same function). Idempotent.
+    """
+    if not is_reparameterized(model):
+        raise ReparamError("to_channels_last_form needs a reparameterized model; call "
+                           "lsnet_deploy.reparameterize(model) first")
+    if is_channels_last_form(model):
+        return model
+    out = model if inplace else copy.deepcopy(model)
+    for module in list(out.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, LSConv):
+                setattr(module, name, LSConvChannelsLast(child))
+            elif isinstance(child, Residual) and isinstance(child.m, Attention):
+                child.m = AttentionChannelsLast(child.m)
+    out.channels_last_form = True  # type: ignore[assignment]
+    return out
