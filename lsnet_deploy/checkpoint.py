@@ -15,6 +15,7 @@ import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 
@@ -23,7 +24,6 @@ from .lsnet import VARIANTS, LSNet, build_lsnet, relative_position_index
 
 __all__ = [
     "CheckpointInfo",
-    "strip_prefix",
     "adapt_state_dict",
     "extract_state_dict",
     "file_sha256",
@@ -31,6 +31,7 @@ __all__ = [
     "load_weights",
     "read_checkpoint",
     "state_dict_mismatch",
+    "strip_prefix",
 ]
 
 log = logging.getLogger(__name__)

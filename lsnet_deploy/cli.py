@@ -282,6 +282,17 @@ class Format(str, Enum):
     all = "all"
 
 
+class Layout(str, Enum):
+    nchw = "nchw"
+    nhwc = "nhwc"
+
+
+class IoType(str, Enum):
+    int8 = "int8"
+    float32 = "float32"
+    uint8 = "uint8"
+
+
 class CalibMethod(str, Enum):
     minmax = "minmax"
     percentile = "percentile"
@@ -318,9 +329,14 @@ def export_cmd(
     image_input: Annotated[bool, typer.Option(
         "--image-input", help="uint8 RGB 0..255 input, normalization inside the graph.")] = False,
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset.")] = 18,
+    layout: Annotated[Layout | None, typer.Option(
+        "--layout", help="Input layout (default: nhwc for TFLite, nchw for ONNX).")] = None,
+    io: Annotated[IoType | None, typer.Option(
+        "--io", help="TFLite INT8 input/output tensor type (default int8; the quantization "
+        "parameters are in the sidecar).")] = None,
     min_cosine: Annotated[float | None, typer.Option(
         "--min-cosine", help="INT8/fp16 gate: mean logit cosine vs PyTorch (default 0.98 "
-        "for INT8).")] = None,
+        "for INT8, 0.999 for fp16).")] = None,
     int8_exclude: Annotated[list[str] | None, typer.Option(
         "--int8-exclude", help="Op group or node kept in float (repeatable), or 'auto'.")] = None,
     output_dir: Annotated[Path | None, typer.Option("--output-dir", "-o",
@@ -346,6 +362,7 @@ def export_cmd(
                 dynamic_batch=dynamic_batch, image_input=image_input, opset=opset, calib=calib,
                 calib_size=calib_size, calib_method=calib_method.value, val=val,
                 min_cosine=min_cosine, int8_exclude=tuple(int8_exclude or ()),
+                layout=layout.value if layout else None, io=io.value if io else None,
                 output_dir=output_dir, force=force, progress=say,
             )
         except ValidationFailedError as e:
@@ -401,10 +418,13 @@ def quant_report_cmd(
     calib_size: Annotated[int | None, typer.Option("--calib-size", min=1)] = None,
     calib_method: Annotated[CalibMethod, typer.Option("--calib-method")] = CalibMethod.minmax,
     val: Annotated[Path | None, typer.Option("--val")] = None,
+    fmt: Annotated[Format, typer.Option(
+        "--format", "-f", help="onnx (ONNX Runtime QDQ) or tflite (PT2E, measured on the "
+        "fake-quantized model).")] = Format.onnx,
     as_json: JsonOpt = False,
 ) -> None:
-    """INT8 sensitivity per op group (ONNX Runtime): quantize one group at a time, and all but
-    one group, and compare the logits with PyTorch."""
+    """INT8 sensitivity per op group: quantize one group at a time, and all but one group,
+    and compare the logits with PyTorch."""
     from .api import OFFICIAL
     from .pipeline import quant_report
 
@@ -412,13 +432,15 @@ def quant_report_cmd(
     with status:
         rep = quant_report(model.value, weights=weights if weights else OFFICIAL,
                            img_size=img_size, calib=calib, calib_size=calib_size,
-                           calib_method=calib_method.value, val=val, progress=say)
+                           calib_method=calib_method.value, val=val, progress=say,
+                           format=fmt.value)
     if as_json:
         _emit_json(rep)
         return
-    out.print(f"[bold]{model.value}[/bold] INT8 sensitivity ({rep['calibration_method']}, "
-              f"{escape(rep['calibration'])}; validated on {rep['n_validation_images']} images)")
-    out.print(f"fp32 ONNX cosine {rep['fp32_cosine']:.5f}; full INT8 cosine "
+    out.print(f"[bold]{model.value}[/bold] {rep['format']} INT8 sensitivity "
+              f"({rep['calibration_method']}, {escape(rep['calibration'])}; validated on "
+              f"{rep['n_validation_images']} images)")
+    out.print(f"fp32 cosine {rep['fp32_cosine']:.5f}; full INT8 cosine "
               f"{rep['full_int8_cosine']:.5f}, top-1 agreement {rep['full_int8_top1']:.0%}")
     t = Table(title="mean logit cosine vs PyTorch")
     for col in ("group", "nodes", "only this group INT8", "all but this group INT8",
@@ -429,7 +451,7 @@ def quant_report_cmd(
                   f"{g['without_cosine']:.5f}", g["description"])
     out.print(t)
     out.print("keep groups in float with: lsnet-deploy export --int8 --int8-exclude GROUP "
-              "(repeatable), or --int8-exclude auto")
+              f"(repeatable) --format {rep['format']}, or --int8-exclude auto")
 
 
 def _mixers(stage_index: int, depth: int) -> str:

@@ -18,8 +18,8 @@ from .exporters.base import Runner
 from .spec import IOSpec
 
 __all__ = [
-    "FP32_ATOL",
     "DEFAULT_MIN_COSINE",
+    "FP32_ATOL",
     "ValidationReport",
     "compare_logits",
     "run_artifact",

@@ -23,8 +23,8 @@ __all__ = [
     "build_metadata",
     "read_sidecar",
     "sidecar_path",
-    "tool_versions",
     "to_native",
+    "tool_versions",
     "write_json_atomic",
 ]
 

@@ -38,13 +38,13 @@ from .errors import (
     ValidationFailedError,
 )
 from .exporters import REGISTRY, CalibrationOptions, ExportOptions, get_exporter
+from .fidelity import DEFAULT_MIN_COSINE, compare_logits, run_artifact
 from .lsnet import LSNet, to_hw
 from .metadata import build_metadata, sidecar_path, to_native, write_json_atomic
 from .paths import calibration_dir, default_export_dir
 from .preprocess import Preprocess, list_images, load_files
 from .reparam import is_reparameterized, reparameterize
 from .spec import IOSpec
-from .fidelity import DEFAULT_MIN_COSINE, compare_logits, run_artifact
 
 __all__ = ["Artifact", "ImageSplit", "artifact_name", "export", "split_images", "validate"]
 
@@ -127,15 +127,27 @@ def split_images(
 
 
 def artifact_name(
-    variant: str, spec: IOSpec, precision: str, suffix: str, dynamic: bool, mixed: bool
+    variant: str,
+    spec: IOSpec,
+    precision: str,
+    suffix: str,
+    dynamic: bool,
+    mixed: bool,
+    default_layout: str = "NCHW",
+    io: str | None = None,
 ) -> str:
-    """``lsnet_t_224_int8.onnx``; non-default options add ``_img`` (image input), ``_dyn``
-    (dynamic batch) or ``_b4`` (static batch 4), ``mix`` marks INT8 with float groups."""
+    """``lsnet_t_224_int8.onnx``; non-default options add ``_img`` (image input), ``_nchw``
+    (a layout other than the format's default), ``_io-float32`` (INT8 boundary type), ``_dyn``
+    (dynamic batch) or ``_b4`` (static batch 4); ``mix`` marks INT8 with float groups."""
     h, w = spec.img_size
     size = f"{h}" if h == w else f"{h}x{w}"
     name = f"{variant}_{size}_{precision}{'mix' if mixed else ''}"
     if spec.value_range == "0..255":
         name += "_img"
+    if spec.layout != default_layout:
+        name += f"_{spec.layout.lower()}"
+    if io:
+        name += f"_io-{io}"
     if dynamic:
         name += "_dyn"
     elif spec.batch and spec.batch != 1:
@@ -159,7 +171,7 @@ def _reference_logits(model: LSNet, images: torch.Tensor) -> torch.Tensor:
 
 def export(
     model: str | LSNet,
-    format: str = "onnx",  # noqa: A002 - the CLI's word
+    format: str = "onnx",
     *,
     weights: str | Path | None = "official",
     precision: str = "fp32",
@@ -174,6 +186,8 @@ def export(
     val: Path | None = None,
     min_cosine: float | None = None,
     int8_exclude: Sequence[str] = (),
+    layout: str | None = None,
+    io: str | None = None,
     output_dir: Path | None = None,
     force: bool = False,
     progress: Progress | None = None,
@@ -188,6 +202,10 @@ def export(
         precision: ``fp32``, ``fp16`` or ``int8``.
         int8_exclude: op groups or node names kept in float; ``["auto"]`` searches the groups
             to keep in float until ``min_cosine`` is reached.
+        layout: input layout ``NCHW`` / ``NHWC``; ``None``: the format's default (TFLite NHWC,
+            ONNX NCHW).
+        io: INT8 boundary tensor type (``int8``, ``float32``, ``uint8``; TFLite only);
+            ``None``: the format's default.
         Other arguments: see ``lsnet-deploy export --help``.
 
     Returns:
@@ -221,6 +239,18 @@ def export(
             raise UnsupportedOptionError(f"{exp.name} export does not support --dynamic-batch")
         if image_input and not caps.image_input:
             raise UnsupportedOptionError(f"{exp.name} export does not support --image-input")
+        if layout is not None and layout.upper() not in caps.layouts:
+            raise UnsupportedOptionError(
+                f"{exp.name} export supports layouts {', '.join(caps.layouts)}, not {layout}"
+            )
+        if io is not None:
+            if precision != "int8" and io != "float32":
+                raise UnsupportedOptionError(f"--io {io} needs --int8 (fp32/fp16 models have "
+                                             "float32 inputs and outputs)")
+            if precision == "int8" and io not in caps.io_types:
+                raise UnsupportedOptionError(
+                    f"{exp.name} INT8 export supports --io {', '.join(caps.io_types)}, not {io}"
+                )
 
     out_root = Path(output_dir) if output_dir is not None else default_export_dir()
     _check_writable(out_root)
@@ -266,7 +296,7 @@ def export(
             batch=None if dynamic_batch else batch,
             dtype="uint8" if image_input else "float32",
             value_range="0..255" if image_input else "normalized",
-            layout="NCHW",
+            layout=(layout.upper() if layout else exp.capabilities.layouts[0]),  # type: ignore[arg-type]
             num_classes=reference.num_classes,
         )
         gate = min_cosine if min_cosine is not None else DEFAULT_MIN_COSINE.get(precision)
@@ -289,11 +319,16 @@ def export(
             int8_auto=auto,
             min_cosine=gate if gate is not None else 0.99,
             auto_reference=(images.val, ref_logits.numpy()) if auto else None,
+            io_type=io if precision == "int8" else None,
         )
         mixed = bool(options.int8_exclude) or auto
         folder = out_root / variant
         folder.mkdir(parents=True, exist_ok=True)
-        dest = folder / artifact_name(variant, spec, precision, exp.suffix, dynamic_batch, mixed)
+        name = artifact_name(variant, spec, precision, exp.suffix, dynamic_batch, mixed,
+                             default_layout=exp.capabilities.layouts[0],
+                             io=io if precision == "int8" and io != exp.capabilities.io_types[0]
+                             else None)
+        dest = folder / name
         side = sidecar_path(dest)
         if (dest.exists() or side.exists()) and not force:
             raise OutputError(f"{dest} already exists; pass --force to overwrite it")
@@ -338,6 +373,9 @@ def _export_one(
         meta = build_metadata(variant=variant, spec=spec, precision=options.precision,
                               fmt=exp.name, weights=weights_info,
                               dynamic_batch=options.dynamic_batch)
+        for key in ("io_type", "inputs", "outputs"):  # boundary types and quantization (TFLite)
+            if key in info:
+                meta[key] = info[key]
         exp.embed_metadata(tmp, to_native(meta))
         say(f"validating {dest.name} on {images.val.shape[0]} images")
         logits = run_artifact(exp.runner(tmp), images.val, spec)
@@ -475,17 +513,21 @@ def quant_report(
     calib_method: str = "minmax",
     val: Path | None = None,
     progress: Progress | None = None,
+    format: str = "onnx",  # noqa: A002 - the CLI's word
 ) -> dict[str, Any]:
-    """Per-op-group INT8 sensitivity of the ONNX export (see :mod:`lsnet_deploy.quantize.auto`).
+    """Per-op-group INT8 sensitivity (see :mod:`lsnet_deploy.quantize.auto`).
 
-    Returns ``{"variant", "full_int8_cosine", "groups": [...], ...}``; every cosine is the mean
-    logit cosine vs the unfused PyTorch model on the validation photos.
+    ``format="onnx"`` quantizes with ONNX Runtime and runs each candidate in ONNX Runtime;
+    ``format="tflite"`` quantizes with PT2E and measures the fake-quantized PyTorch model.
+    Returns ``{"variant", "format", "full_int8_cosine", "groups": [...], ...}``; every cosine
+    is the mean logit cosine vs the unfused PyTorch model on the validation photos.
     """
     from .api import create_model
-    from .exporters.onnx import OnnxExporter, calibration_inputs, prepare_int8
-    from .quantize.auto import QuantSetup, sensitivity
-    from .quantize.onnx_int8 import GROUPS, Int8Config
+    from .quantize.auto import sensitivity
+    from .quantize.groups import GROUPS
 
+    if format not in ("onnx", "tflite"):
+        raise UnsupportedOptionError(f"quant-report supports onnx and tflite, not {format}")
     say = progress or (lambda _msg: None)
     reference = create_model(variant, weights, img_size=img_size)
     pre = Preprocess(img_size=reference.img_size)
@@ -494,22 +536,46 @@ def quant_report(
     ref_logits = _reference_logits(reference, images.val).numpy()
     fused = copy.deepcopy(reference)
     reparameterize(fused, None)
-    spec = IOSpec(img_size=reference.img_size, num_classes=reference.num_classes)
-    exp = OnnxExporter()
     with tempfile.TemporaryDirectory(prefix="lsnet-qreport-") as tmp:
-        say("exporting fp32 ONNX")
-        fp32, prep, groups = prepare_int8(fused, spec, Path(tmp), ExportOptions())
-        fp32_logits = run_artifact(exp.runner(fp32), images.val, spec)
+        if format == "onnx":
+            from .exporters.onnx import OnnxExporter, calibration_inputs, prepare_int8
+            from .quantize.auto import onnx_setup
+            from .quantize.onnx_int8 import Int8Config
+
+            spec = IOSpec(img_size=reference.img_size, num_classes=reference.num_classes)
+            exp = OnnxExporter()
+            say("exporting fp32 ONNX")
+            fp32, prep, groups = prepare_int8(fused, spec, Path(tmp), ExportOptions())
+            fp32_logits = run_artifact(exp.runner(fp32), images.val, spec)
+            calib_inputs = calibration_inputs(images.calib, spec)
+            setup = onnx_setup(prep, groups, spec, calib_inputs, images.val, ref_logits,
+                               exp.runner)
+            base: Any = Int8Config(method=calib_method)
+        else:
+            from .exporters.tflite import _require, convertible_module, tflite_quant_setup
+            from .quantize.tflite_int8 import TfliteInt8Config
+
+            _require()
+            if calib_method != "minmax":
+                raise UnsupportedOptionError("--calib-method applies to ONNX only")
+            spec = IOSpec(img_size=reference.img_size, num_classes=reference.num_classes,
+                          layout="NHWC")
+            module = convertible_module(fused, spec)
+            from .fidelity import to_artifact_input
+
+            with torch.no_grad():
+                fp32_logits = module(torch.from_numpy(to_artifact_input(images.val, spec)))
+            fp32_logits = fp32_logits.numpy()
+            setup = tflite_quant_setup(module, spec, images.calib, images.val, ref_logits)
+            base = TfliteInt8Config()
         fp32_rep = compare_logits(fp32_logits, ref_logits, "fp32", images.val_source)
-        calib_inputs = calibration_inputs(images.calib, spec)
-        setup = QuantSetup(prep, groups, spec, calib_inputs, images.val, ref_logits, exp.runner)
-        baseline, rows = sensitivity(setup, Int8Config(method=calib_method),
-                                     progress=lambda g: say(f"quantizing group {g}"))
+        baseline, rows = sensitivity(setup, base, progress=lambda g: say(f"quantizing group {g}"))
     return {
         "variant": variant,
+        "format": format,
         "weights": reference.weights_source.__dict__,
         "calibration": images.calib_source,
-        "calibration_method": calib_method,
+        "calibration_method": calib_method if format == "onnx" else "PT2E observers",
         "validation_images": images.val_source,
         "n_validation_images": int(images.val.shape[0]),
         "fp32_cosine": fp32_rep.mean_cosine,

@@ -26,9 +26,9 @@ from .errors import ImageError
 from .lsnet import to_hw
 
 __all__ = [
-    "IMAGE_SUFFIXES",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "IMAGE_SUFFIXES",
     "ImageFolder",
     "Preprocess",
     "list_images",

@@ -30,7 +30,7 @@ from torch import nn
 from .errors import ImageError, ReparamError
 from .lsnet import LSNet
 
-__all__ = ["ReparamReport", "reparameterize", "is_reparameterized", "remaining_batchnorms"]
+__all__ = ["ReparamReport", "is_reparameterized", "remaining_batchnorms", "reparameterize"]
 
 log = logging.getLogger(__name__)
 

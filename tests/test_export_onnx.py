@@ -170,7 +170,11 @@ def test_unsupported_options_are_errors(tiny_ckpt: Path, tmp_path: Path) -> None
     with pytest.raises(UnsupportedOptionError, match="does not support fp16"):
         _export(tiny_ckpt, tmp_path, precision="fp16")
     with pytest.raises(UnsupportedOptionError, match="not available in this version"):
-        export(TINY, "tflite", weights=tiny_ckpt, img_size=TINY_SIZE, output_dir=tmp_path)
+        export(TINY, "coreml", weights=tiny_ckpt, img_size=TINY_SIZE, output_dir=tmp_path)
+    with pytest.raises(UnsupportedOptionError, match="supports layouts NCHW, not nhwc"):
+        _export(tiny_ckpt, tmp_path, layout="nhwc")
+    with pytest.raises(UnsupportedOptionError, match="--io uint8 needs --int8"):
+        _export(tiny_ckpt, tmp_path, io="uint8")
     with pytest.raises(UnsupportedOptionError, match="exclusive"):
         _export(tiny_ckpt, tmp_path, batch=2, dynamic_batch=True)
     with pytest.raises(UnsupportedOptionError, match="only applies with --int8"):

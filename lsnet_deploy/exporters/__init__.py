@@ -1,12 +1,12 @@
 """Exporter registry: format name -> exporter.
 
-ONNX is implemented here; TFLite and CoreML plug in with one module each and one line below.
+ONNX and TFLite are implemented; CoreML plugs in with one module and one line below.
 """
 
 from __future__ import annotations
 
 from ..errors import UnsupportedOptionError
-from .base import Capabilities, CalibrationOptions, Exporter, ExportOptions, Precision, Runner
+from .base import CalibrationOptions, Capabilities, Exporter, ExportOptions, Precision, Runner
 
 __all__ = [
     "FORMATS",
@@ -17,8 +17,8 @@ __all__ = [
     "Exporter",
     "Precision",
     "Runner",
-    "get_exporter",
     "exporter_for_path",
+    "get_exporter",
 ]
 
 
@@ -28,8 +28,15 @@ def _onnx() -> Exporter:
     return OnnxExporter()
 
 
+def _tflite() -> Exporter:
+    from .tflite import TfliteExporter
+
+    return TfliteExporter()
+
+
 REGISTRY = {
     "onnx": _onnx,
+    "tflite": _tflite,
 }
 """Format name -> factory (lazy, so a missing backend only matters when it is used)."""
 

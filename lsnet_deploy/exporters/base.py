@@ -32,6 +32,9 @@ class Capabilities:
     dynamic_batch: bool
     image_input: bool
     layouts: tuple[str, ...] = ("NCHW",)
+    """Input layouts; the first is the format's default."""
+    io_types: tuple[str, ...] = ("float32",)
+    """INT8 boundary types (``--io``); the first is the default."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,8 @@ class ExportOptions:
         min_cosine: INT8/fp16 fidelity gate (mean cosine of logits vs PyTorch).
         auto_reference: for ``int8_auto``: validation images ``(N, 3, H, W)`` normalized and the
             PyTorch logits ``(N, classes)`` the search compares against.
+        io_type: INT8 input/output tensor type (``int8``, ``float32``, ``uint8``); ``None`` is
+            the format's default.
     """
 
     precision: Precision = "fp32"
@@ -73,6 +78,7 @@ class ExportOptions:
     int8_auto: bool = False
     min_cosine: float = 0.99
     auto_reference: tuple[torch.Tensor, np.ndarray] | None = None
+    io_type: str | None = None
 
 
 class Exporter(Protocol):

@@ -155,7 +155,7 @@ class OnnxExporter:
     def _export_int8(
         self, model: torch.nn.Module, spec: IOSpec, out: Path, options: ExportOptions
     ) -> dict[str, Any]:
-        from ..quantize.auto import QuantSetup, auto_exclude
+        from ..quantize.auto import auto_exclude, onnx_setup
         from ..quantize.onnx_int8 import Int8Config, quantize_int8
 
         if options.calibration is None:
@@ -169,7 +169,7 @@ class OnnxExporter:
                 if options.auto_reference is None:
                     raise UnsupportedOptionError("--int8-exclude auto needs validation images")
                 val, reference = options.auto_reference
-                setup = QuantSetup(pre, groups, spec, calib, val, reference, self.runner)
+                setup = onnx_setup(pre, groups, spec, calib, val, reference, self.runner)
                 exclude, auto_report = auto_exclude(
                     setup, options.min_cosine,
                     Int8Config(method=options.calibration.method,

@@ -1,4 +1,4 @@
-"""Per-group INT8 sensitivity and the automatic mixed-precision search (ONNX).
+"""Per-group INT8 sensitivity and the automatic mixed-precision search (any backend).
 
 Sensitivity of an op group is measured two ways, both against PyTorch logits on held-out photos:
 
@@ -26,9 +26,10 @@ import numpy as np
 import torch
 
 from ..exporters.base import Runner
-from ..spec import IOSpec
 from ..fidelity import compare_logits, run_artifact
-from .onnx_int8 import GROUPS, Int8Config, quantize_int8
+from ..spec import IOSpec
+from .groups import COMPUTE_GROUPS, GROUPS
+from .onnx_int8 import Int8Config, quantize_int8
 
 __all__ = [
     "COMPUTE_GROUPS",
@@ -36,11 +37,10 @@ __all__ = [
     "QuantSetup",
     "auto_exclude",
     "measure",
+    "onnx_setup",
     "sensitivity",
 ]
 
-COMPUTE_GROUPS = frozenset({"ffn", "lkp_conv", "repvgg_dw", "attention_proj", "downsample", "stem"})
-"""Groups holding the convolutions (almost all MACs): kept in float only as a last resort."""
 
 log = logging.getLogger(__name__)
 
@@ -59,36 +59,57 @@ class GroupSensitivity:
 
 @dataclass(frozen=True)
 class QuantSetup:
-    """What stays fixed while searching: the pre-processed fp32 graph ``pre``, the op group of
-    every node, the IO spec, calibration inputs (artifact layout), validation images
-    ``(N, 3, H, W)`` normalized, the PyTorch reference logits ``(N, classes)`` and how to run an
-    artifact."""
+    """What stays fixed while searching, for any backend.
 
-    pre: Path
-    groups: dict[str, str]
-    spec: IOSpec
-    calib: Sequence[np.ndarray]
-    val: torch.Tensor
+    Attributes:
+        logits: quantizes with a config (a frozen dataclass with ``exclude`` and ``only``
+            fields: ONNX :class:`~lsnet_deploy.quantize.onnx_int8.Int8Config` or TFLite
+            :class:`~lsnet_deploy.quantize.tflite_int8.TfliteInt8Config`) and returns the
+            logits ``(N, classes)`` on the validation images.
+        group_sizes: number of ops per op group in the graph being quantized.
+        reference: the PyTorch logits ``(N, classes)`` the cosines are measured against.
+    """
+
+    logits: Callable[[Any], np.ndarray]
+    group_sizes: dict[str, int]
     reference: np.ndarray
-    runner_factory: Callable[[Path], Runner]
 
 
-def measure(setup: QuantSetup, config: Int8Config) -> tuple[float, float]:
+def onnx_setup(
+    pre: Path,
+    groups: dict[str, str],
+    spec: IOSpec,
+    calib: Sequence[np.ndarray],
+    val: torch.Tensor,
+    reference: np.ndarray,
+    runner_factory: Callable[[Path], Runner],
+) -> QuantSetup:
+    """The setup for ONNX: ``pre`` is the pre-processed fp32 graph, ``groups`` the op group of
+    every node, ``calib`` calibration inputs (artifact layout), ``val`` validation images
+    ``(N, 3, H, W)`` normalized; each measurement quantizes with ONNX Runtime and runs the
+    result in ONNX Runtime."""
+
+    def logits(config: Int8Config) -> np.ndarray:
+        with tempfile.TemporaryDirectory(prefix="lsnet-sens-") as tmp:
+            out = Path(tmp) / "q.onnx"
+            quantize_int8(pre, out, groups, spec.input_name, calib, config)
+            return run_artifact(runner_factory(out), val, spec)
+
+    return QuantSetup(logits, dict(Counter(groups.values())), reference)
+
+
+def measure(setup: QuantSetup, config: Any) -> tuple[float, float]:
     """Quantize with ``config`` and return ``(mean cosine, top-1 agreement)`` vs the reference."""
-    with tempfile.TemporaryDirectory(prefix="lsnet-sens-") as tmp:
-        out = Path(tmp) / "q.onnx"
-        quantize_int8(setup.pre, out, setup.groups, setup.spec.input_name, setup.calib, config)
-        logits = run_artifact(setup.runner_factory(out), setup.val, setup.spec)
-    rep = compare_logits(logits, setup.reference, "int8", "held-out")
+    rep = compare_logits(setup.logits(config), setup.reference, "int8", "held-out")
     return rep.mean_cosine, rep.top1_agreement
 
 
 def sensitivity(
-    setup: QuantSetup, base: Int8Config, progress: Callable[[str], None] | None = None
+    setup: QuantSetup, base: Any, progress: Callable[[str], None] | None = None
 ) -> tuple[dict[str, float], list[GroupSensitivity]]:
     """Full-INT8 baseline and the per-group ``only`` / ``without`` measurements."""
     full_cos, full_top1 = measure(setup, base)
-    counts = Counter(setup.groups.values())
+    counts = setup.group_sizes
     rows = []
     for g in [g for g in GROUPS if counts.get(g)]:
         if progress:
@@ -102,7 +123,7 @@ def sensitivity(
 def auto_exclude(
     setup: QuantSetup,
     min_cosine: float,
-    base: Int8Config,
+    base: Any,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[tuple[str, ...], dict[str, Any]]:
     """Greedy mixed precision: keep groups in float (cheap ones first, each tier most damaging

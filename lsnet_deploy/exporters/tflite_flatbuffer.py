@@ -1,0 +1,255 @@
+"""Reading and editing ``.tflite`` flatbuffers without TensorFlow (``ai_edge_litert``'s schema).
+
+* :func:`op_histogram`: operator name -> count over all subgraphs; custom ops appear as
+  ``CUSTOM:<name>`` and TensorFlow (Flex / SELECT_TF_OPS) ops as ``FLEX:<name>``;
+* :func:`non_builtin_ops`: the custom / Flex ops of a model (the stock runtime has none);
+* :func:`embed_metadata` / :func:`read_metadata`: a JSON object stored as the model metadata
+  entry ``lsnet_deploy`` (TFLite's ``Model.metadata``; any TFLite runtime ignores it);
+* :func:`set_io_types`: give an int8 model float32 or uint8 inputs/outputs by adding a
+  QUANTIZE (input side) and a DEQUANTIZE or QUANTIZE (output side) at the graph boundary, the
+  way TensorFlow's ``modify_model_interface`` does for converter-made models.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from ..errors import ExportError
+
+__all__ = [
+    "METADATA_NAME",
+    "embed_metadata",
+    "io_details",
+    "non_builtin_ops",
+    "op_histogram",
+    "read_metadata",
+    "rename_io",
+    "set_io_types",
+]
+
+METADATA_NAME = "lsnet_deploy"
+
+_TYPE_NAMES = {"float32": "FLOAT32", "int8": "INT8", "uint8": "UINT8"}
+
+
+def _schema() -> Any:
+    from ai_edge_litert import schema_py_generated
+
+    return schema_py_generated
+
+
+def _code(op_code: Any) -> int:
+    # codes >= 127 live only in builtin_code; older files only fill the deprecated field
+    return max(int(op_code.builtinCode), int(op_code.deprecatedBuiltinCode))
+
+
+def _op_name(op_code: Any) -> str:
+    s = _schema()
+    code = _code(op_code)
+    if code == s.BuiltinOperator.CUSTOM:
+        custom = op_code.customCode
+        name = custom.decode() if isinstance(custom, bytes) else str(custom)
+        return ("FLEX:" if name.startswith("Flex") else "CUSTOM:") + name
+    names = {v: k for k, v in vars(s.BuiltinOperator).items() if not k.startswith("_")}
+    return names.get(code, f"UNKNOWN_{code}")
+
+
+def _read(path: Path) -> Any:
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    return flatbuffer_utils.read_model(str(path))
+
+
+def _write(model: Any, path: Path) -> None:
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    if any(getattr(b, "offset", 0) > 1 for b in model.buffers or []):
+        raise ExportError(f"{path}: models with external buffer offsets cannot be edited")
+    flatbuffer_utils.write_model(model, str(path))
+
+
+def op_histogram(path: Path) -> dict[str, int]:
+    """Operator name -> count over all subgraphs, most frequent first."""
+    model = _read(path)
+    names = [_op_name(c) for c in model.operatorCodes or []]
+    counts: Counter[str] = Counter()
+    for graph in model.subgraphs or []:
+        for op in graph.operators or []:
+            counts[names[op.opcodeIndex]] += 1
+    return dict(counts.most_common())
+
+
+def non_builtin_ops(histogram: dict[str, int]) -> list[str]:
+    """The custom and Flex ops of an :func:`op_histogram`."""
+    return [name for name in histogram if name.startswith(("CUSTOM:", "FLEX:"))]
+
+
+def embed_metadata(path: Path, metadata: dict[str, Any]) -> None:
+    """Store ``metadata`` (JSON) as the model metadata entry :data:`METADATA_NAME`, replacing
+    an earlier one."""
+    s = _schema()
+    model = _read(path)
+    model.metadata = [m for m in model.metadata or [] if _name(m.name) != METADATA_NAME]
+    buf = s.BufferT()
+    buf.data = list(json.dumps(metadata, sort_keys=True).encode())
+    model.buffers.append(buf)
+    entry = s.MetadataT()
+    entry.name = METADATA_NAME
+    entry.buffer = len(model.buffers) - 1
+    model.metadata.append(entry)
+    _write(model, path)
+
+
+def _name(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def read_metadata(path: Path) -> dict[str, Any]:
+    """The JSON stored by :func:`embed_metadata` (``{}`` if there is none)."""
+    model = _read(path)
+    for entry in model.metadata or []:
+        if _name(entry.name) == METADATA_NAME:
+            data = model.buffers[entry.buffer].data
+            return dict(json.loads(bytes(bytearray(data)).decode()))
+    return {}
+
+
+def io_details(path: Path) -> dict[str, Any]:
+    """Input/output tensors of the main subgraph: name, shape, type and (scale, zero point)."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = _read(path)
+    graph = model.subgraphs[0]
+
+    def describe(index: int) -> dict[str, Any]:
+        t = graph.tensors[index]
+        q = t.quantization
+        quant = None
+        if q is not None and q.scale is not None and len(q.scale) == 1:
+            quant = [float(q.scale[0]), int(q.zeroPoint[0])]
+        return {"name": _name(t.name), "shape": [int(d) for d in t.shape],
+                "dtype": flatbuffer_utils.type_to_name(t.type).lower(), "quantization": quant}
+
+    return {"inputs": [describe(i) for i in graph.inputs],
+            "outputs": [describe(i) for i in graph.outputs]}
+
+
+def _opcode_index(model: Any, code: int) -> int:
+    s = _schema()
+    for i, c in enumerate(model.operatorCodes):
+        if _code(c) == code:
+            return i
+    oc = s.OperatorCodeT()
+    oc.builtinCode = code
+    oc.deprecatedBuiltinCode = min(code, s.BuiltinOperator.PLACEHOLDER_FOR_GREATER_OP_CODES)
+    oc.version = 1
+    model.operatorCodes.append(oc)
+    return len(model.operatorCodes) - 1
+
+
+def _boundary_tensor(model: Any, graph: Any, like: int, type_name: str, zp_shift: int) -> int:
+    """A new activation tensor shaped like tensor ``like``: float32 (no quantization) or uint8
+    (same scale, zero point shifted by ``zp_shift``)."""
+    import copy
+
+    s = _schema()
+    src = graph.tensors[like]
+    t = s.TensorT()
+    t.shape = copy.copy(src.shape)
+    t.shapeSignature = copy.copy(src.shapeSignature)
+    t.name = _name(src.name)
+    t.buffer = 0  # the empty sentinel buffer: an activation
+    t.type = getattr(s.TensorType, _TYPE_NAMES[type_name])
+    if type_name != "float32":
+        q = s.QuantizationParametersT()
+        q.scale = list(src.quantization.scale)
+        q.zeroPoint = [int(z) + zp_shift for z in src.quantization.zeroPoint]
+        t.quantization = q
+    src.name = _name(src.name) + "_int8"
+    graph.tensors.append(t)
+    return len(graph.tensors) - 1
+
+
+def set_io_types(path: Path, input_type: str, output_type: str) -> None:
+    """Re-type the boundary of an int8-I/O model: ``float32`` adds QUANTIZE (in) and
+    DEQUANTIZE (out); ``uint8`` adds QUANTIZE ops that shift the zero point by 128; ``int8``
+    leaves that side as it is (e.g. the uint8 pixel input of an image-input model).
+
+    The interior keeps its int8 tensors; the signature is updated to the new tensors.
+    """
+    s = _schema()
+    model = _read(path)
+    graph = model.subgraphs[0]
+    int8 = s.TensorType.INT8
+    retyped = [*(graph.inputs if input_type != "int8" else []),
+               *(graph.outputs if output_type != "int8" else [])]
+    for i in retyped:
+        t = graph.tensors[i]
+        if t.type != int8 or t.quantization is None or not t.quantization.scale:
+            raise ExportError(f"{path}: boundary tensor {_name(t.name)!r} is not int8; "
+                              "only int8-I/O models can be re-typed")
+    quant = _opcode_index(model, s.BuiltinOperator.QUANTIZE)
+    dequant = _opcode_index(model, s.BuiltinOperator.DEQUANTIZE)
+    remap: dict[int, int] = {}
+    new_inputs, head_ops = [], []
+    for old in graph.inputs:
+        if input_type == "int8":
+            new_inputs.append(old)
+            continue
+        new = _boundary_tensor(model, graph, old, input_type, 128 if input_type == "uint8" else 0)
+        op = s.OperatorT()
+        op.opcodeIndex = quant
+        op.inputs, op.outputs = [new], [old]
+        op.builtinOptionsType = s.BuiltinOptions.QuantizeOptions
+        op.builtinOptions = s.QuantizeOptionsT()
+        head_ops.append(op)
+        new_inputs.append(new)
+        remap[old] = new
+    new_outputs, tail_ops = [], []
+    for old in graph.outputs:
+        if output_type == "int8":
+            new_outputs.append(old)
+            continue
+        new = _boundary_tensor(model, graph, old, output_type,
+                               128 if output_type == "uint8" else 0)
+        op = s.OperatorT()
+        op.inputs, op.outputs = [old], [new]
+        if output_type == "float32":
+            op.opcodeIndex = dequant
+            op.builtinOptionsType = s.BuiltinOptions.DequantizeOptions
+            op.builtinOptions = s.DequantizeOptionsT()
+        else:
+            op.opcodeIndex = quant
+            op.builtinOptionsType = s.BuiltinOptions.QuantizeOptions
+            op.builtinOptions = s.QuantizeOptionsT()
+        tail_ops.append(op)
+        new_outputs.append(new)
+        remap[old] = new
+    graph.operators = head_ops + list(graph.operators) + tail_ops
+    graph.inputs, graph.outputs = new_inputs, new_outputs
+    for sig in model.signatureDefs or []:
+        for tmap in (*(sig.inputs or []), *(sig.outputs or [])):
+            tmap.tensorIndex = remap.get(tmap.tensorIndex, tmap.tensorIndex)
+    _write(model, path)
+
+
+def rename_io(path: Path, input_names: list[str], output_names: list[str]) -> None:
+    """Name the boundary tensors and signature entries after the IO spec (``image``,
+    ``logits``) instead of the converter's ``serving_default_args_0`` / ``output_0``."""
+    model = _read(path)
+    graph = model.subgraphs[0]
+    renames: dict[int, str] = {}
+    for idx, name in zip(graph.inputs, input_names, strict=False):
+        renames[int(idx)] = name
+    for idx, name in zip(graph.outputs, output_names, strict=False):
+        renames[int(idx)] = name
+    for idx, name in renames.items():
+        graph.tensors[idx].name = name
+    for sig in model.signatureDefs or []:
+        for tmap in (*(sig.inputs or []), *(sig.outputs or [])):
+            if int(tmap.tensorIndex) in renames:
+                tmap.name = renames[int(tmap.tensorIndex)]
+    _write(model, path)
