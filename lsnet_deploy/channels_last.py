@@ -26,7 +26,8 @@ The rewritten modules compute the same function as the fused ones (float32 reord
 * :class:`AttentionChannelsLast`: tokens ``(B, N, C)`` from a channels-last view, one head at
   a time with channel slices (a 4-D head split would need a real transpose), heads concatenated
   on the channel axis.
-* the BatchNorm after SKA becomes a per-channel scale and shift.
+* the BatchNorm after SKA becomes a per-channel scale and shift applied in SKA's channels-last
+  view.
 """
 
 from __future__ import annotations
@@ -121,21 +122,31 @@ class LKPChannelsLast(nn.Module):
         return self.norm(self.cv4(x))
 
 
-def ska_channels_last(x: torch.Tensor, w: torch.Tensor, groups: int) -> torch.Tensor:
-    """SKA on channels-last views.
+def ska_channels_last(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    groups: int,
+    scale: torch.Tensor | None = None,
+    shift: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """SKA on channels-last views, optionally followed by a per-channel affine.
 
     Args:
         x: ``(B, C, H, W)`` features.
         w: ``(B, K*G, H, W)`` tap-major kernels (``K = 9``, ``G = groups``).
+        scale, shift: ``(C,)``: the eval-mode BatchNorm after SKA, applied in the
+            channels-last view (an NCHW affine would cost a transpose pair in INT8 graphs).
 
     Returns:
-        ``(B, C, H, W)``: ``sum_k shift_k(x)[c] * w[k * G + c % G]`` with zero padding.
+        ``(B, C, H, W)``: ``sum_k shift_k(x)[c] * w[k * G + c % G]`` with zero padding,
+        then ``* scale[c] + shift[c]``.
     """
     b, c, h, wd = x.shape
     taps = w.shape[1] // groups
     ks = int(round(taps**0.5))
     pad = ks // 2
-    xl = x.permute(0, 2, 3, 1).reshape(b, h, wd, c // groups, groups)
+    reps = c // groups
+    xl = x.permute(0, 2, 3, 1).reshape(b, h, wd, reps, groups)
     xp = F.pad(xl, (0, 0, 0, 0, pad, pad, pad, pad))
     wl = w.permute(0, 2, 3, 1).reshape(b, h, wd, 1, taps * groups)
     out = None
@@ -144,33 +155,27 @@ def ska_channels_last(x: torch.Tensor, w: torch.Tensor, groups: int) -> torch.Te
         term = xp[:, dy : dy + h, dx : dx + wd] * wl[..., k * groups : (k + 1) * groups]
         out = term if out is None else out + term
     assert out is not None
+    if scale is not None:
+        out = out * scale.reshape(1, 1, 1, reps, groups)
+    if shift is not None:
+        out = out + shift.reshape(1, 1, 1, reps, groups)
     return out.reshape(b, h, wd, c).permute(0, 3, 1, 2)
 
 
 class SKAChannelsLast(nn.Module):
-    """Module wrapper of :func:`ska_channels_last` (so the op has a module scope)."""
+    """:func:`ska_channels_last` with the BatchNorm that follows SKA folded to a per-channel
+    ``scale``/``shift`` (``(C,)`` buffers)."""
 
-    def __init__(self, groups: int) -> None:
+    def __init__(self, groups: int, bn: nn.BatchNorm2d) -> None:
         super().__init__()
         self.groups = groups
-
-    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        return ska_channels_last(x, w, self.groups)
-
-
-class ChannelAffine(nn.Module):
-    """An eval-mode BatchNorm2d as ``x * scale + shift`` (``(1, C, 1, 1)`` buffers)."""
-
-    def __init__(self, bn: nn.BatchNorm2d) -> None:
-        super().__init__()
         assert bn.running_var is not None and bn.running_mean is not None
         scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
-        shift = bn.bias.detach() - bn.running_mean * scale
-        self.register_buffer("scale", scale.reshape(1, -1, 1, 1).clone())
-        self.register_buffer("shift", shift.reshape(1, -1, 1, 1).clone())
+        self.register_buffer("scale", scale.clone())
+        self.register_buffer("shift", (bn.bias.detach() - bn.running_mean * scale).clone())
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.scale + self.shift
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return ska_channels_last(x, w, self.groups, self.scale, self.shift)
 
 
 class LSConvChannelsLast(nn.Module):
@@ -180,11 +185,10 @@ class LSConvChannelsLast(nn.Module):
     def __init__(self, ls: LSConv) -> None:
         super().__init__()
         self.lkp = LKPChannelsLast(ls.lkp)
-        self.ska = SKAChannelsLast(self.lkp.groups)
-        self.bn = ChannelAffine(ls.bn)
+        self.ska = SKAChannelsLast(self.lkp.groups, ls.bn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bn(self.ska(x, self.lkp(x))) + x
+        return self.ska(x, self.lkp(x)) + x
 
 
 class AttentionChannelsLast(nn.Module):

@@ -70,6 +70,19 @@ def _tensor_types(path: Path) -> Counter[str]:
     return Counter(names[graph.Tensors(i).Type()] for i in range(graph.TensorsLength()))
 
 
+def _transpose_input_ranks(path: Path) -> list[int]:
+    """Rank of the tensor every TRANSPOSE op permutes."""
+    model = schema.Model.GetRootAs(path.read_bytes(), 0)
+    graph = model.Subgraphs(0)
+    ranks = []
+    for j in range(graph.OperatorsLength()):
+        op = graph.Operators(j)
+        oc = model.OperatorCodes(op.OpcodeIndex())
+        if max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode()) == schema.BuiltinOperator.TRANSPOSE:
+            ranks.append(graph.Tensors(op.Inputs(0)).ShapeLength())
+    return ranks
+
+
 def _interpreter(path: Path) -> Interpreter:
     it = Interpreter(model_path=str(path), num_threads=1)
     it.allocate_tensors()
@@ -132,6 +145,7 @@ def test_int8_is_fully_integer(tiny_ckpt: Path, out_dir: Path) -> None:
     assert types["FLOAT32"] == 0 and types["INT8"] > 0, types  # no float tensor anywhere
     ops = _ops(art.path)
     assert ops["QUANTIZE"] == 0 and ops["DEQUANTIZE"] == 0 and ops["CONV_2D"] > 0
+    assert art.export_info["transposes_folded"] > 0  # cancelling pairs around SKA removed
     it = _interpreter(art.path)
     inp, outp = it.get_input_details()[0], it.get_output_details()[0]
     assert inp["dtype"] == np.int8 and outp["dtype"] == np.int8
@@ -184,6 +198,21 @@ def test_mixed_precision_keeps_groups_in_float(tiny_ckpt: Path, out_dir: Path) -
     ops = _ops(art.path)
     assert ops["DEQUANTIZE"] > 0 and ops["RSQRT"] > 0
     assert art.export_info["int8"]["excluded_groups"] == ["lkp_groupnorm", "ska"]
+
+
+def test_auto_mixed_precision(tiny_ckpt: Path, out_dir: Path) -> None:
+    [met] = _export(tiny_ckpt, out_dir, precision="int8", int8_exclude=["auto"], min_cosine=0.9,
+                    force=True)
+    auto = met.export_info["int8"]["auto"]  # full INT8 already meets 0.9: nothing searched
+    assert auto["reached"] and auto["steps"] == [] and auto["excluded_groups"] == []
+    [mixed] = _export(tiny_ckpt, out_dir, precision="int8", int8_exclude=["auto"],
+                      min_cosine=0.999, force=True)
+    auto = mixed.export_info["int8"]["auto"]
+    assert auto["full_int8_cosine"] < 0.999 and auto["steps"] and auto["reached"]
+    assert len(auto["sensitivity"]) >= 8
+    assert mixed.export_info["int8"]["excluded_groups"] == [s["exclude"] for s in auto["steps"]]
+    assert mixed.passed and mixed.validation["mean_cosine"] >= 0.999
+    assert _tensor_types(mixed.path)["FLOAT32"] > 0
 
 
 def test_unsupported_tflite_options(tiny_ckpt: Path, tmp_path: Path) -> None:
@@ -250,6 +279,9 @@ def test_lsnet_t_end_to_end(make_checkpoint, tmp_path: Path,  # type: ignore[no-
     assert int8.validation["mean_cosine"] < 0.9999  # really quantized
     assert _ops(fp32_path)["TRANSPOSE"] == 0
     assert _tensor_types(int8.path)["FLOAT32"] == 0
+    # INT8: no transpose of a feature map is left, only the 4 per attention block on the
+    # (16, 96) value slices that the int8 `attn @ v` (FULLY_CONNECTED) needs
+    assert _transpose_input_ranks(int8.path) == [2] * 20
     reference = load_reference("lsnet_t", torch.load(ckpt, weights_only=True)["model"])
     with torch.no_grad():
         expected = reference(real_images).numpy()

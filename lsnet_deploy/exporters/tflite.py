@@ -37,6 +37,7 @@ from .base import Capabilities, ExportOptions, Runner
 from .onnx import example_input, graph_model
 from .tflite_flatbuffer import (
     embed_metadata,
+    fold_transpose_pairs,
     io_details,
     non_builtin_ops,
     op_histogram,
@@ -164,6 +165,7 @@ class TfliteExporter:
             if (in_type, io) != ("int8", "int8"):
                 set_io_types(out, in_type, io)
             meta["io_type"] = io
+        meta["transposes_folded"] = fold_transpose_pairs(out)
         rename_io(out, [spec.input_name], list(spec.output_names))
         hist = op_histogram(out)
         bad = non_builtin_ops(hist)

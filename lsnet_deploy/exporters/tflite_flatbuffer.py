@@ -5,6 +5,8 @@
 * :func:`non_builtin_ops`: the custom / Flex ops of a model (the stock runtime has none);
 * :func:`embed_metadata` / :func:`read_metadata`: a JSON object stored as the model metadata
   entry ``lsnet_deploy`` (TFLite's ``Model.metadata``; any TFLite runtime ignores it);
+* :func:`fold_transpose_pairs`: remove TRANSPOSE pairs that cancel (the converter leaves
+  some in quantized graphs, where Q/DQ ops separated them while it folded transposes);
 * :func:`set_io_types`: give an int8 model float32 or uint8 inputs/outputs by adding a
   QUANTIZE (input side) and a DEQUANTIZE or QUANTIZE (output side) at the graph boundary, the
   way TensorFlow's ``modify_model_interface`` does for converter-made models.
@@ -22,6 +24,7 @@ from ..errors import ExportError
 __all__ = [
     "METADATA_NAME",
     "embed_metadata",
+    "fold_transpose_pairs",
     "io_details",
     "non_builtin_ops",
     "op_histogram",
@@ -253,3 +256,70 @@ def rename_io(path: Path, input_names: list[str], output_names: list[str]) -> No
             if int(tmap.tensorIndex) in renames:
                 tmap.name = renames[int(tmap.tensorIndex)]
     _write(model, path)
+
+
+def _perm(model: Any, graph: Any, tensor_index: int) -> list[int] | None:
+    """The constant permutation a TRANSPOSE reads (``None`` if it is not a constant)."""
+    import numpy as np
+
+    buf = model.buffers[graph.tensors[tensor_index].buffer]
+    if buf.data is None or len(buf.data) == 0:
+        return None
+    return [int(v) for v in np.frombuffer(bytes(bytearray(buf.data)), dtype=np.int32)]
+
+
+def _same_quantization(a: Any, b: Any) -> bool:
+    qa, qb = a.quantization, b.quantization
+    sa = list(qa.scale) if qa is not None and qa.scale is not None else []
+    sb = list(qb.scale) if qb is not None and qb.scale is not None else []
+    za = list(qa.zeroPoint) if qa is not None and qa.zeroPoint is not None else []
+    zb = list(qb.zeroPoint) if qb is not None and qb.zeroPoint is not None else []
+    return bool(a.type == b.type and sa == sb and za == zb)
+
+
+def fold_transpose_pairs(path: Path) -> int:
+    """Remove ``TRANSPOSE(TRANSPOSE(x))`` chains whose permutations compose to the identity:
+    consumers of the second read ``x`` directly; the first goes when nothing else reads it.
+    Returns the number of TRANSPOSE ops removed."""
+    s = _schema()
+    model = _read(path)
+    transpose = {i for i, c in enumerate(model.operatorCodes or [])
+                 if _code(c) == s.BuiltinOperator.TRANSPOSE}
+    removed = 0
+    for graph in model.subgraphs or []:
+        ops = list(graph.operators or [])
+        producer = {int(o): op for op in ops for o in op.outputs}
+        keep_outputs = {int(i) for i in graph.outputs}
+        replace: dict[int, int] = {}
+        dropped: set[int] = set()
+        for op in ops:
+            if op.opcodeIndex not in transpose:
+                continue
+            first = producer.get(int(op.inputs[0]))
+            if first is None or first.opcodeIndex not in transpose:
+                continue
+            p1, p2 = _perm(model, graph, int(first.inputs[1])), _perm(model, graph, int(op.inputs[1]))
+            if p1 is None or p2 is None or len(p1) != len(p2):
+                continue
+            if [p1[i] for i in p2] != list(range(len(p1))):
+                continue
+            src, dst = int(first.inputs[0]), int(op.outputs[0])
+            if dst in keep_outputs or not _same_quantization(graph.tensors[src],
+                                                              graph.tensors[dst]):
+                continue
+            replace[dst] = src
+            dropped.add(id(op))
+        if not dropped:
+            continue
+        for op in ops:
+            op.inputs = [replace.get(int(i), int(i)) for i in op.inputs]
+        ops = [op for op in ops if id(op) not in dropped]
+        # first transposes nobody reads any more
+        read = {int(i) for op in ops for i in op.inputs} | keep_outputs
+        unused = [op for op in ops if op.opcodeIndex in transpose and int(op.outputs[0]) not in read]
+        ops = [op for op in ops if op not in unused]
+        removed += len(dropped) + len(unused)
+        graph.operators = ops
+    if removed:
+        _write(model, path)
+    return removed

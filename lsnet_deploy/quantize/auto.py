@@ -127,10 +127,20 @@ def auto_exclude(
     progress: Callable[[str], None] | None = None,
 ) -> tuple[tuple[str, ...], dict[str, Any]]:
     """Greedy mixed precision: keep groups in float (cheap ones first, each tier most damaging
-    first) until the mean cosine reaches ``min_cosine``. Returns ``(excluded groups, report)``."""
-    baseline, rows = sensitivity(setup, base, progress)
+    first) until the mean cosine reaches ``min_cosine``. Returns ``(excluded groups, report)``.
+
+    When the starting configuration already meets the gate, nothing is excluded and the
+    per-group sensitivity is not measured (``"sensitivity": []``; see ``quant-report``)."""
     steps: list[dict[str, Any]] = []
     exclude = tuple(base.exclude)
+    start_cos, start_top1 = measure(setup, base)
+    if start_cos >= min_cosine:
+        log.info("auto INT8: cosine %.5f already meets %.4f; nothing kept in float",
+                 start_cos, min_cosine)
+        return exclude, {"full_int8_cosine": start_cos, "full_int8_top1": start_top1,
+                         "target_cosine": min_cosine, "reached": True, "steps": [],
+                         "excluded_groups": list(exclude), "sensitivity": []}
+    baseline, rows = sensitivity(setup, base, progress)
     cosine = baseline["full_int8_cosine"]
     ranked = sorted(rows, key=lambda r: (r.group in COMPUTE_GROUPS, r.only_cosine))
     for row in ranked:
