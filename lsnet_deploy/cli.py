@@ -293,6 +293,19 @@ class IoType(str, Enum):
     uint8 = "uint8"
 
 
+class IosTarget(str, Enum):
+    ios16 = "16"
+    ios17 = "17"
+    ios18 = "18"
+
+
+class ComputeUnits(str, Enum):
+    ALL = "ALL"
+    CPU_ONLY = "CPU_ONLY"
+    CPU_AND_GPU = "CPU_AND_GPU"
+    CPU_AND_NE = "CPU_AND_NE"
+
+
 class CalibMethod(str, Enum):
     minmax = "minmax"
     percentile = "percentile"
@@ -314,8 +327,12 @@ def export_cmd(
     model: ModelOpt = Variant.lsnet_t,
     weights: WeightsOpt = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Target format.")] = Format.onnx,
-    int8: Annotated[bool, typer.Option("--int8", help="INT8 post-training quantization.")] = False,
-    fp16: Annotated[bool, typer.Option("--fp16", help="fp16 weights/activations.")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="INT8 post-training quantization (CoreML: "
+                                        "8-bit weights).")] = False,
+    fp16: Annotated[bool, typer.Option("--fp16", help="fp16 weights (default for CoreML).")] = False,
+    fp32: Annotated[bool, typer.Option("--fp32", help="fp32 (default except for CoreML).")] = False,
+    w8a8: Annotated[bool, typer.Option("--w8a8", help="CoreML: int8 weights and activations, "
+                                        "calibrated in PyTorch.")] = False,
     calib: Annotated[Path | None, typer.Option("--calib", help="Calibration image folder "
                                                "(default: calibration/).")] = None,
     calib_size: Annotated[int | None, typer.Option("--calib-size", min=1,
@@ -326,8 +343,15 @@ def export_cmd(
     img_size: ImgSizeOpt = 224,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Static batch size.")] = 1,
     dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch")] = False,
-    image_input: Annotated[bool, typer.Option(
-        "--image-input", help="uint8 RGB 0..255 input, normalization inside the graph.")] = False,
+    image_input: Annotated[bool | None, typer.Option(
+        "--image-input/--tensor-input", help="RGB 0..255 image input with the normalization "
+        "inside the model (default for CoreML), or the normalized float tensor (default "
+        "otherwise).", show_default=False)] = None,
+    classifier: Annotated[bool | None, typer.Option(
+        "--classifier/--logits", help="CoreML: classifier with class labels and probabilities "
+        "(default for 1000-class models), or the logits array.", show_default=False)] = None,
+    ios: Annotated[IosTarget | None, typer.Option(
+        "--ios", help="CoreML minimum deployment target (default 17).")] = None,
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset.")] = 18,
     layout: Annotated[Layout | None, typer.Option(
         "--layout", help="Input layout (default: nhwc for TFLite, nchw for ONNX).")] = None,
@@ -347,9 +371,11 @@ def export_cmd(
     """Export (reparameterized) LSNet and validate every artifact against PyTorch."""
     from .pipeline import export
 
-    if int8 and fp16:
-        raise UnsupportedOptionError("--int8 and --fp16 are exclusive")
-    precision = "int8" if int8 else "fp16" if fp16 else "fp32"
+    chosen = [name for name, on in (("int8", int8), ("fp16", fp16), ("fp32", fp32),
+                                    ("w8a8", w8a8)) if on]
+    if len(chosen) > 1:
+        raise UnsupportedOptionError(f"--{' and --'.join(chosen)} are exclusive")
+    precision = chosen[0] if chosen else None
     from .api import OFFICIAL
 
     status, say = _progress()
@@ -363,6 +389,7 @@ def export_cmd(
                 calib_size=calib_size, calib_method=calib_method.value, val=val,
                 min_cosine=min_cosine, int8_exclude=tuple(int8_exclude or ()),
                 layout=layout.value if layout else None, io=io.value if io else None,
+                ios=int(ios.value) if ios else None, classifier=classifier,
                 output_dir=output_dir, force=force, progress=say,
             )
         except ValidationFailedError as e:
@@ -391,16 +418,21 @@ def validate_cmd(
     images: Annotated[Path | None, typer.Option("--images", help="Image folder (default: the "
                                                 "held-out calibration photos).")] = None,
     min_cosine: Annotated[float | None, typer.Option("--min-cosine")] = None,
+    compute_units: Annotated[ComputeUnits | None, typer.Option(
+        "--compute-units", help="CoreML on macOS: the compute units to run on (default ALL).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Re-run the artifact-vs-PyTorch comparison of an exported artifact."""
+    """Re-run the artifact-vs-PyTorch comparison of an exported artifact (CoreML packages:
+    on macOS; elsewhere they are re-checked structurally)."""
     from .pipeline import validate
 
     status, say = _progress()
     with status:
         say(f"validating {artifact.name}")
         result = validate(artifact, weights=weights if weights else ..., images=images,
-                          min_cosine=min_cosine)
+                          min_cosine=min_cosine,
+                          compute_units=compute_units.value if compute_units else None)
     if as_json:
         _emit_json(result)
     else:

@@ -29,7 +29,7 @@ __all__ = [
 FP32_ATOL = 1e-3
 """fp32 artifacts: max |artifact - PyTorch| on O(1) logits."""
 
-DEFAULT_MIN_COSINE = {"int8": 0.98, "fp16": 0.999}
+DEFAULT_MIN_COSINE = {"int8": 0.98, "w8a8": 0.98, "fp16": 0.999}
 """Default fidelity gates (mean logit cosine vs PyTorch) per reduced precision."""
 
 

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import InputShapeError, UnknownVariantError
-from .ska import SKA
+from .ska import SKA, is_fx_tracing
 
 __all__ = [
     "VARIANTS",
@@ -338,7 +338,7 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
-        if (h, w) != self.resolution:
+        if not is_fx_tracing() and (h, w) != self.resolution:
             raise InputShapeError(
                 f"attention got a {h}x{w} grid but its bias table was built for "
                 f"{self.resolution[0]}x{self.resolution[1]}; build the model for this input size"
@@ -494,7 +494,10 @@ class LSNet(nn.Module):
             )
 
     def check_input(self, x: torch.Tensor) -> None:
-        """Raise :class:`InputShapeError` unless ``x`` is ``(B, C, H, W)`` of a fitting size."""
+        """Raise :class:`InputShapeError` unless ``x`` is ``(B, C, H, W)`` of a fitting size.
+        (Skipped under torch.fx symbolic tracing, where shapes are proxies.)"""
+        if is_fx_tracing():
+            return
         if x.dim() != 4:
             raise InputShapeError(f"expected a (B, C, H, W) tensor, got shape {tuple(x.shape)}")
         h, w = int(x.shape[-2]), int(x.shape[-1])

@@ -135,6 +135,8 @@ def artifact_name(
     mixed: bool,
     default_layout: str = "NCHW",
     io: str | None = None,
+    default_image_input: bool = False,
+    extra: str = "",
 ) -> str:
     """``lsnet_t_224_int8.onnx``; non-default options add ``_img`` (image input), ``_nchw``
     (a layout other than the format's default), ``_io-float32`` (INT8 boundary type), ``_dyn``
@@ -142,8 +144,12 @@ def artifact_name(
     h, w = spec.img_size
     size = f"{h}" if h == w else f"{h}x{w}"
     name = f"{variant}_{size}_{precision}{'mix' if mixed else ''}"
-    if spec.value_range == "0..255":
+    image = spec.value_range == "0..255"
+    if image and not default_image_input:
         name += "_img"
+    elif default_image_input and not image:
+        name += "_tensor"
+    name += extra
     if spec.layout != default_layout:
         name += f"_{spec.layout.lower()}"
     if io:
@@ -153,6 +159,19 @@ def artifact_name(
     elif spec.batch and spec.batch != 1:
         name += f"_b{spec.batch}"
     return name + suffix
+
+
+def _coreml_suffix(supports: bool, classifier: bool, num_classes: int, ios: int | None) -> str:
+    """CoreML name parts for non-default choices: ``_logits`` / ``_cls``, ``_ios16``."""
+    if not supports:
+        return ""
+    out = ""
+    default_cls = num_classes == 1000
+    if classifier != default_cls:
+        out += "_cls" if classifier else "_logits"
+    if ios is not None and ios != 17:
+        out += f"_ios{ios}"
+    return out
 
 
 def _check_writable(folder: Path) -> None:
@@ -174,11 +193,11 @@ def export(
     format: str = "onnx",
     *,
     weights: str | Path | None = "official",
-    precision: str = "fp32",
+    precision: str | None = None,
     img_size: int | tuple[int, int] | None = None,
     batch: int = 1,
     dynamic_batch: bool = False,
-    image_input: bool = False,
+    image_input: bool | None = None,
     opset: int = 18,
     calib: Path | None = None,
     calib_size: int | None = None,
@@ -188,6 +207,8 @@ def export(
     int8_exclude: Sequence[str] = (),
     layout: str | None = None,
     io: str | None = None,
+    ios: int | None = None,
+    classifier: bool | None = None,
     output_dir: Path | None = None,
     force: bool = False,
     progress: Progress | None = None,
@@ -199,13 +220,19 @@ def export(
             preferred, so the fused-vs-unfused difference can be recorded).
         format: ``onnx``, ``tflite``, ``coreml`` or ``all``.
         weights: for a variant name: checkpoint path, ``"official"`` or ``None``/``"random"``.
-        precision: ``fp32``, ``fp16`` or ``int8``.
+        precision: ``fp32``, ``fp16`` or ``int8`` (8-bit weights for CoreML); ``None``: the
+            format's default (CoreML fp16, the others fp32; fp32 for ``"all"``).
+        image_input: uint8 / image input with normalization inside; ``None``: the format's
+            default (on for CoreML, off for the others).
         int8_exclude: op groups or node names kept in float; ``["auto"]`` searches the groups
             to keep in float until ``min_cosine`` is reached.
         layout: input layout ``NCHW`` / ``NHWC``; ``None``: the format's default (TFLite NHWC,
             ONNX NCHW).
         io: INT8 boundary tensor type (``int8``, ``float32``, ``uint8``; TFLite only);
             ``None``: the format's default.
+        ios: CoreML minimum deployment target (16, 17, 18; default 17).
+        classifier: CoreML classifier (class label + probabilities) instead of logits;
+            ``None``: on for 1000-class models.
         Other arguments: see ``lsnet-deploy export --help``.
 
     Returns:
@@ -215,7 +242,10 @@ def export(
     say = progress or (lambda _msg: None)
     formats = list(REGISTRY) if format == "all" else [format]
     exporters = [get_exporter(f) for f in formats]
-    if precision not in ("fp32", "fp16", "int8"):
+    explicit_precision = precision is not None
+    if precision is None:
+        precision = exporters[0].capabilities.precisions[0] if len(exporters) == 1 else "fp32"
+    if precision not in ("fp32", "fp16", "int8", "w8a8"):
         raise UnsupportedOptionError(f"unknown precision {precision!r}")
     if batch < 1:
         raise UnsupportedOptionError(f"--batch must be >= 1, got {batch}")
@@ -225,7 +255,7 @@ def export(
     auto = "auto" in exclude
     if exclude and precision != "int8":
         raise UnsupportedOptionError("--int8-exclude only applies with --int8")
-    if precision == "fp32" and min_cosine is not None:
+    if explicit_precision and precision == "fp32" and min_cosine is not None:
         raise UnsupportedOptionError("--min-cosine gates reduced precision; fp32 is gated by "
                                      "max |diff| <= 1e-3")
     for exp in exporters:
@@ -239,6 +269,12 @@ def export(
             raise UnsupportedOptionError(f"{exp.name} export does not support --dynamic-batch")
         if image_input and not caps.image_input:
             raise UnsupportedOptionError(f"{exp.name} export does not support --image-input")
+        if exclude and not caps.int8_exclude:
+            raise UnsupportedOptionError(f"{exp.name} export does not support --int8-exclude")
+        if classifier and not caps.classifier:
+            raise UnsupportedOptionError(f"--classifier applies to CoreML, not {exp.name}")
+        if ios is not None and not caps.classifier:
+            raise UnsupportedOptionError(f"--ios applies to CoreML, not {exp.name}")
         if layout is not None and layout.upper() not in caps.layouts:
             raise UnsupportedOptionError(
                 f"{exp.name} export supports layouts {', '.join(caps.layouts)}, not {layout}"
@@ -275,7 +311,9 @@ def export(
     )
     pre = Preprocess(img_size=reference.img_size)
     say("loading images")
-    images = split_images(pre, calib, val, calib_size, need_calib=precision == "int8")
+    quantized = precision in ("int8", "w8a8") and not (
+        precision == "int8" and all(e.name == "coreml" for e in exporters))
+    images = split_images(pre, calib, val, calib_size, need_calib=quantized)
     ref_logits = _reference_logits(reference, images.val)
 
     fused = copy.deepcopy(reference)
@@ -291,18 +329,22 @@ def export(
     artifacts: list[Artifact] = []
     failures: list[str] = []
     for exp in exporters:
+        caps = exp.capabilities
+        img_in = caps.default_image_input if image_input is None else image_input
+        cls = caps.classifier and (classifier if classifier is not None
+                                   else reference.num_classes == 1000)
         spec = IOSpec(
             img_size=reference.img_size,
             batch=None if dynamic_batch else batch,
-            dtype="uint8" if image_input else "float32",
-            value_range="0..255" if image_input else "normalized",
+            dtype="uint8" if img_in else "float32",
+            value_range="0..255" if img_in else "normalized",
             layout=(layout.upper() if layout else exp.capabilities.layouts[0]),  # type: ignore[arg-type]
             num_classes=reference.num_classes,
+            output_names=("classLabel", "classLabel_probs") if cls else ("logits",),
         )
         gate = min_cosine if min_cosine is not None else DEFAULT_MIN_COSINE.get(precision)
         calibration = None
-        if precision == "int8":
-            assert images.calib is not None
+        if quantized and images.calib is not None:
             if calib_method not in ("minmax", "percentile"):
                 raise UnsupportedOptionError(
                     f"--calib-method {calib_method!r}; use minmax or percentile"
@@ -312,14 +354,17 @@ def export(
             precision=precision,  # type: ignore[arg-type]
             batch=batch,
             dynamic_batch=dynamic_batch,
-            image_input=image_input,
+            image_input=img_in,
             opset=opset,
             calibration=calibration,
             int8_exclude=tuple(e for e in exclude if e != "auto"),
             int8_auto=auto,
             min_cosine=gate if gate is not None else 0.99,
-            auto_reference=(images.val, ref_logits.numpy()) if auto else None,
+            auto_reference=((images.val, ref_logits.numpy())
+                            if auto or precision == "w8a8" else None),
             io_type=io if precision == "int8" else None,
+            ios=ios or 17,
+            classifier=cls,
         )
         mixed = bool(options.int8_exclude) or auto
         folder = out_root / variant
@@ -327,7 +372,9 @@ def export(
         name = artifact_name(variant, spec, precision, exp.suffix, dynamic_batch, mixed,
                              default_layout=exp.capabilities.layouts[0],
                              io=io if precision == "int8" and io != exp.capabilities.io_types[0]
-                             else None)
+                             else None, default_image_input=caps.default_image_input,
+                             extra=_coreml_suffix(caps.classifier, cls, reference.num_classes,
+                                                  ios))
         dest = folder / name
         side = sidecar_path(dest)
         if (dest.exists() or side.exists()) and not force:
@@ -338,8 +385,12 @@ def export(
         if not artifact.passed:
             failures.append(f"{dest.name}: {artifact.validation['summary']}")
     if failures:
-        hint = (" try --int8-exclude auto (keeps the most sensitive op groups in float), "
-                "--calib-method percentile, or lower --min-cosine" if precision == "int8" else "")
+        hint = ""
+        if precision == "w8a8":
+            hint = " try --int8 (8-bit weights, fp16 activations) or lower --min-cosine"
+        elif precision == "int8":
+            hint = (" try --int8-exclude auto (keeps the most sensitive op groups in float), "
+                    "--calib-method percentile, or lower --min-cosine")
         error = ValidationFailedError(
             "validation failed (artifact kept, sidecar marked failed): "
             + "; ".join(failures) + (";" + hint if hint else "")
@@ -377,18 +428,27 @@ def _export_one(
             if key in info:
                 meta[key] = info[key]
         exp.embed_metadata(tmp, to_native(meta))
-        say(f"validating {dest.name} on {images.val.shape[0]} images")
-        logits = run_artifact(exp.runner(tmp), images.val, spec)
-        report = compare_logits(logits, ref_logits.numpy(), options.precision, images.val_source,
-                                options.min_cosine)
+        if getattr(exp, "can_run", lambda: True)():
+            say(f"validating {dest.name} on {images.val.shape[0]} images")
+            reference_out = ref_logits
+            if info.get("classifier"):  # the artifact returns log-probabilities
+                reference_out = torch.log_softmax(ref_logits, dim=-1)
+            logits = run_artifact(exp.runner(tmp), images.val, spec)
+            report = compare_logits(logits, reference_out.numpy(), options.precision,
+                                    images.val_source, options.min_cosine)
+            validation = {**report.to_dict(), "summary": report.summary()}
+            passed = report.passed
+        else:
+            say(f"checking {dest.name} structurally (it cannot run on this OS)")
+            validation = exp.structural_validation(tmp, spec, options, info)
+            passed = bool(validation["passed"])
         size = _size(tmp)
         digest = file_sha256(tmp) if tmp.is_file() else ""
-        validation = {**report.to_dict(), "summary": report.summary()}
         sidecar = {
             "artifact": dest.name,
             "format": exp.name,
             "precision": options.precision,
-            "status": "passed" if report.passed else "failed",
+            "status": "passed" if passed else "failed",
             "size_bytes": size,
             "sha256": digest,
             "metadata": meta,
@@ -400,9 +460,9 @@ def _export_one(
             _remove(dest)
         os.replace(tmp, dest)
         write_json_atomic(sidecar_path(dest), sidecar)
-        log.info("%s: %s", dest.name, report.summary())
+        log.info("%s: %s", dest.name, validation["summary"])
         return Artifact(dest, exp.name, options.precision, size, digest, validation,
-                        report.passed, meta, info)
+                        passed, meta, info)
     finally:  # on any error or interrupt nothing half-written stays behind
         _remove(tmp_dir)
 
@@ -429,8 +489,12 @@ def validate(
     images: Path | None = None,
     min_cosine: float | None = None,
     threads: int | None = None,
+    compute_units: str | None = None,
 ) -> dict[str, Any]:
     """Re-run the artifact-vs-PyTorch comparison for an artifact exported earlier.
+
+    CoreML packages run only on macOS (``compute_units``: ``ALL``, ``CPU_ONLY``,
+    ``CPU_AND_GPU``, ``CPU_AND_NE``); elsewhere they are re-checked structurally.
 
     The model, input size and preprocessing come from the sidecar (or, without one, from the
     metadata embedded in the artifact). ``weights`` defaults to what the artifact was exported
@@ -464,7 +528,17 @@ def validate(
         mean=tuple(meta.get("mean", (0.485, 0.456, 0.406))),  # type: ignore[arg-type]
         std=tuple(meta.get("std", (0.229, 0.224, 0.225))),  # type: ignore[arg-type]
         num_classes=int(meta.get("num_classes", 1000)),
+        output_names=tuple(meta.get("output_names", ("logits",))),
     )
+    precision = str(meta.get("precision", "fp32"))
+    export_info = (sidecar or {}).get("export", {})
+    if not getattr(exp, "can_run", lambda: True)():
+        options = ExportOptions(precision=precision,  # type: ignore[arg-type]
+                                ios=int(export_info.get("ios", 17)),
+                                classifier=bool(export_info.get("classifier", False)))
+        structural = exp.structural_validation(path, spec, options, export_info)
+        return {"artifact": str(path), "variant": str(meta["variant"]), "precision": precision,
+                "passed": bool(structural["passed"]), "validation": structural}
     if weights is ...:
         kind = meta.get("weights_kind")
         if kind == RANDOM:
@@ -492,11 +566,19 @@ def validate(
     else:
         split = split_images(pre, need_calib=False)
         val, source = split.val, split.val_source
-    precision = str(meta.get("precision", "fp32"))
     if min_cosine is None and sidecar:
         min_cosine = sidecar.get("export", {}).get("min_cosine")
-    logits = run_artifact(exp.runner(path, threads), val, spec)
-    ref = _reference_logits(reference, val).numpy()
+    if compute_units is not None:
+        if exp.name != "coreml":
+            raise UnsupportedOptionError("--compute-units applies to CoreML packages")
+        runner = exp.runner(path, threads, compute_units=compute_units)
+    else:
+        runner = exp.runner(path, threads)
+    logits = run_artifact(runner, val, spec)
+    ref_t = _reference_logits(reference, val)
+    if export_info.get("classifier"):  # the artifact returns log-probabilities
+        ref_t = torch.log_softmax(ref_t, dim=-1)
+    ref = ref_t.numpy()
     report = compare_logits(logits, ref, precision, source, min_cosine)
     return {"artifact": str(path), "variant": variant, "precision": precision,
             "passed": report.passed,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.fx._symbolic_trace import is_fx_symbolic_tracing as is_fx_tracing
 
 __all__ = ["SKA", "ska"]
 
@@ -36,11 +37,16 @@ def ska(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """
     b, c, h, wd = x.shape
     groups, taps = w.shape[1], w.shape[2]
-    ks = int(round(taps**0.5))
-    if ks * ks != taps or ks % 2 == 0:
-        raise ValueError(f"SKA weights must hold K*K taps with K odd, got {taps}")
-    if c % groups != 0:
-        raise ValueError(f"SKA: {c} channels are not a multiple of {groups} weight groups")
+    if is_fx_tracing():
+        # torch.fx symbolic tracing (coremltools' LinearQuantizer): shapes are proxies, so the
+        # checks cannot run and the tap count is LSNet's fixed 3x3 window
+        taps, ks = 9, 3
+    else:
+        ks = int(round(taps**0.5))
+        if ks * ks != taps or ks % 2 == 0:
+            raise ValueError(f"SKA weights must hold K*K taps with K odd, got {taps}")
+        if c % groups != 0:
+            raise ValueError(f"SKA: {c} channels are not a multiple of {groups} weight groups")
     pad = ks // 2
     xp = F.pad(x, (pad, pad, pad, pad))
     reps = c // groups

@@ -169,8 +169,8 @@ def test_image_input_takes_uint8_and_normalizes_inside(tiny_ckpt: Path, tmp_path
 def test_unsupported_options_are_errors(tiny_ckpt: Path, tmp_path: Path) -> None:
     with pytest.raises(UnsupportedOptionError, match="does not support fp16"):
         _export(tiny_ckpt, tmp_path, precision="fp16")
-    with pytest.raises(UnsupportedOptionError, match="not available in this version"):
-        export(TINY, "coreml", weights=tiny_ckpt, img_size=TINY_SIZE, output_dir=tmp_path)
+    with pytest.raises(UnsupportedOptionError, match="unknown format 'caffe'"):
+        export(TINY, "caffe", weights=tiny_ckpt, img_size=TINY_SIZE, output_dir=tmp_path)
     with pytest.raises(UnsupportedOptionError, match="supports layouts NCHW, not nhwc"):
         _export(tiny_ckpt, tmp_path, layout="nhwc")
     with pytest.raises(UnsupportedOptionError, match="--io uint8 needs --int8"):

@@ -1,6 +1,6 @@
 """Exporter registry: format name -> exporter.
 
-ONNX and TFLite are implemented; CoreML plugs in with one module and one line below.
+ONNX, TFLite and CoreML, one module each.
 """
 
 from __future__ import annotations
@@ -34,9 +34,16 @@ def _tflite() -> Exporter:
     return TfliteExporter()
 
 
+def _coreml() -> Exporter:
+    from .coreml import CoremlExporter
+
+    return CoremlExporter()
+
+
 REGISTRY = {
     "onnx": _onnx,
     "tflite": _tflite,
+    "coreml": _coreml,
 }
 """Format name -> factory (lazy, so a missing backend only matters when it is used)."""
 

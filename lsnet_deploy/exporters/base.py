@@ -35,6 +35,12 @@ class Capabilities:
     """Input layouts; the first is the format's default."""
     io_types: tuple[str, ...] = ("float32",)
     """INT8 boundary types (``--io``); the first is the default."""
+    default_image_input: bool = False
+    """Whether image input is on when the user does not say (CoreML: yes)."""
+    classifier: bool = False
+    """Can emit a classifier (label + probabilities) and has a deployment target (CoreML)."""
+    int8_exclude: bool = True
+    """Supports keeping op groups in float (``--int8-exclude``)."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,8 @@ class ExportOptions:
             PyTorch logits ``(N, classes)`` the search compares against.
         io_type: INT8 input/output tensor type (``int8``, ``float32``, ``uint8``); ``None`` is
             the format's default.
+        ios: CoreML minimum deployment target (16, 17, 18).
+        classifier: CoreML classifier output (class label + probabilities) instead of logits.
     """
 
     precision: Precision = "fp32"
@@ -79,6 +87,8 @@ class ExportOptions:
     min_cosine: float = 0.99
     auto_reference: tuple[torch.Tensor, np.ndarray] | None = None
     io_type: str | None = None
+    ios: int = 17
+    classifier: bool | None = None
 
 
 class Exporter(Protocol):
