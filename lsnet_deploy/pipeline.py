@@ -311,8 +311,7 @@ def export(
     )
     pre = Preprocess(img_size=reference.img_size)
     say("loading images")
-    quantized = precision in ("int8", "w8a8") and not (
-        precision == "int8" and all(e.name == "coreml" for e in exporters))
+    quantized = any(precision in e.capabilities.calibrated for e in exporters)
     images = split_images(pre, calib, val, calib_size, need_calib=quantized)
     ref_logits = _reference_logits(reference, images.val)
 
@@ -344,7 +343,7 @@ def export(
         )
         gate = min_cosine if min_cosine is not None else DEFAULT_MIN_COSINE.get(precision)
         calibration = None
-        if quantized and images.calib is not None:
+        if precision in caps.calibrated and images.calib is not None:
             if calib_method not in ("minmax", "percentile"):
                 raise UnsupportedOptionError(
                     f"--calib-method {calib_method!r}; use minmax or percentile"
@@ -428,7 +427,7 @@ def _export_one(
             if key in info:
                 meta[key] = info[key]
         exp.embed_metadata(tmp, to_native(meta))
-        if getattr(exp, "can_run", lambda: True)():
+        if exp.can_run():
             say(f"validating {dest.name} on {images.val.shape[0]} images")
             reference_out = ref_logits
             if info.get("classifier"):  # the artifact returns log-probabilities
@@ -532,7 +531,7 @@ def validate(
     )
     precision = str(meta.get("precision", "fp32"))
     export_info = (sidecar or {}).get("export", {})
-    if not getattr(exp, "can_run", lambda: True)():
+    if not exp.can_run():
         options = ExportOptions(precision=precision,  # type: ignore[arg-type]
                                 ios=int(export_info.get("ios", 17)),
                                 classifier=bool(export_info.get("classifier", False)))

@@ -44,14 +44,21 @@ def trained_looking(variant: str, img_size: int = 224, seed: int = 0) -> LSNet:
     return init_trained_looking(build_lsnet(variant, img_size=img_size), seed=seed)
 
 
+def write_checkpoint(folder: Path, variant: str, img_size: int = 224, seed: int = 0,
+                     name: str | None = None) -> Path:
+    """Write a trained-looking checkpoint in the official format (``{'model': state_dict}``)
+    into ``folder`` and return its path."""
+    model = trained_looking(variant, img_size=img_size, seed=seed)
+    path = folder / (name or f"{variant}.pth")
+    torch.save({"model": model.state_dict()}, path)
+    return path
+
+
 @pytest.fixture
 def make_checkpoint(tmp_path: Path) -> Callable[..., Path]:
     """Write a checkpoint in the official format (``{'model': state_dict}``) and return it."""
 
     def make(variant: str, img_size: int = 224, seed: int = 0, name: str | None = None) -> Path:
-        model = trained_looking(variant, img_size=img_size, seed=seed)
-        path = tmp_path / (name or f"{variant}.pth")
-        torch.save({"model": model.state_dict()}, path)
-        return path
+        return write_checkpoint(tmp_path, variant, img_size, seed, name)
 
     return make

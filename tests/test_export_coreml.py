@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import OFFICIAL, TINY_SIZE, trained_looking
+from conftest import OFFICIAL, TINY_SIZE, trained_looking, write_checkpoint
 from lsnet_deploy.errors import UnsupportedOptionError, ValidationFailedError
 from lsnet_deploy.exporters.coreml import CoremlExporter, fold_std_into_stem, mil_summary
 from lsnet_deploy.metadata import read_sidecar
@@ -30,9 +30,7 @@ macos_only = pytest.mark.skipif(not ON_MACOS, reason="Core ML models run only on
 
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("ckpt") / f"{TINY}.pth"
-    torch.save({"model": trained_looking(TINY, img_size=TINY_SIZE, seed=7).state_dict()}, path)
-    return path
+    return write_checkpoint(tmp_path_factory.mktemp("ckpt"), TINY, TINY_SIZE, seed=7)
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +48,6 @@ def _spec(path: Path):  # type: ignore[no-untyped-def]
 
 def _const(spec, name: str) -> np.ndarray:  # type: ignore[no-untyped-def]
     """Value of the MIL const op that outputs ``name``."""
-    from coremltools.converters.mil.frontend.milproto.load import _load_value  # noqa: F401
-
     for function in spec.mlProgram.functions.values():
         for block in function.block_specializations.values():
             for op in block.operations:

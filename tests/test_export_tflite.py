@@ -13,7 +13,7 @@ import torch
 from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.interpreter import Interpreter
 
-from conftest import TINY_SIZE
+from conftest import TINY_SIZE, write_checkpoint
 from lsnet_deploy.errors import ExportError, UnsupportedOptionError
 from lsnet_deploy.exporters.tflite import TfliteExporter
 from lsnet_deploy.exporters.tflite_flatbuffer import set_io_types
@@ -29,11 +29,7 @@ TINY = "test_lsnet"
 
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from conftest import trained_looking
-
-    path = tmp_path_factory.mktemp("ckpt") / f"{TINY}.pth"
-    torch.save({"model": trained_looking(TINY, img_size=TINY_SIZE, seed=5).state_dict()}, path)
-    return path
+    return write_checkpoint(tmp_path_factory.mktemp("ckpt"), TINY, TINY_SIZE, seed=5)
 
 
 @pytest.fixture(scope="module")

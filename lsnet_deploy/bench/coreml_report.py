@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import tempfile
 from pathlib import Path
 
 from ..pipeline import export
-from .onnx_int8_report import _cpu
+from .report import emit_table, machine
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,30 +44,23 @@ def main(argv: list[str] | None = None) -> int:
                 d = v["details"]
                 fake = v.get("fake_quant_fidelity")
                 ops = d["op_histogram"]
+                weights_col = ", ".join(f"{k} {n}" for k, n in d["weight_dtypes"].items())
+                fake_col = f"{fake['mean_cosine']:.4f}" if fake else "-"
                 rows.append(
-                    f"| {variant} | {precision} | {art.size_bytes / 1e6:.1f} | "
-                    f"{', '.join(f'{k} {n}' for k, n in d['weight_dtypes'].items())} | "
+                    f"| {variant} | {precision} | {art.size_bytes / 1e6:.1f} | {weights_col} | "
                     f"{ops.get('quantize', 0)} | {d['max_rank']} | "
-                    f"{'pass' if all(v['checks'].values()) else 'FAIL'} | "
-                    f"{fake['mean_cosine']:.4f} |" if fake else
-                    f"| {variant} | {precision} | {art.size_bytes / 1e6:.1f} | "
-                    f"{', '.join(f'{k} {n}' for k, n in d['weight_dtypes'].items())} | "
-                    f"{ops.get('quantize', 0)} | {d['max_rank']} | "
-                    f"{'pass' if all(v['checks'].values()) else 'FAIL'} | - |"
+                    f"{'pass' if all(v['checks'].values()) else 'FAIL'} | {fake_col} |"
                 )
                 print(rows[-1], flush=True)
     header = [
-        f"Machine: {_cpu()}, {os.cpu_count()} cores (Linux: structural checks only); weights: "
+        f"Machine: {machine()} (Linux: structural checks only); weights: "
         f"{args.weights}; image input, classifier, iOS 17.",
         "",
         "| variant | precision | MB | conv/linear weights | quantize ops | max rank | structural "
         "checks | W8A8 fake-quant mean cos |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    table = "\n".join(header + rows)
-    print(table)
-    if args.out:
-        args.out.write_text(table + "\n")
+    emit_table(header, rows, args.out)
     return 0
 
 

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import platform
 import tempfile
 from pathlib import Path
 
@@ -24,17 +22,8 @@ import numpy as np
 
 from ..exporters.onnx import OnnxExporter
 from ..pipeline import export
+from .report import emit_table, machine
 from .timing import time_callable
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,17 +68,14 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 print(rows[-1], flush=True)
     header = [
-        f"Machine: {_cpu()}, {os.cpu_count()} cores; weights: {args.weights}; ONNX Runtime CPU, "
+        f"Machine: {machine()}; weights: {args.weights}; ONNX Runtime CPU, "
         f"batch 1, median of {args.runs} runs after 10 warm-up runs.",
         "",
         "| variant | artifact | MB | mean cos | min cos | top-1 agree | 1 thread ms "
         "| 2 threads ms | kept in float |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    table = "\n".join(header + rows)
-    print(table)
-    if args.out:
-        args.out.write_text(table + "\n")
+    emit_table(header, rows, args.out)
     return 0
 
 

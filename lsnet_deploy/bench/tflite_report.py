@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import copy
 import logging
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ import torch
 from ..exporters.tflite import TfliteExporter
 from ..exporters.tflite_flatbuffer import op_histogram
 from ..pipeline import export
-from .onnx_int8_report import _cpu
+from .report import emit_table, machine
 from .timing import time_callable
 
 
@@ -119,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                 row(variant, label, art.path, art.validation, None,
                     ", ".join(excluded) or "-")
     header = [
-        f"Machine: {_cpu()}, {os.cpu_count()} cores; weights: {args.weights}; LiteRT "
+        f"Machine: {machine()}; weights: {args.weights}; LiteRT "
         f"interpreter with XNNPACK, NHWC input, batch 1, median of {args.runs} runs after "
         f"{args.warmup} warm-up runs. max|diff| and cosine: logits vs unfused PyTorch on the "
         "held-out calibration photos (canonical row: one random input).",
@@ -128,10 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         "| 1 thread ms | 2 threads ms | kept in float |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    table = "\n".join(header + rows)
-    print(table)
-    if args.out:
-        args.out.write_text(table + "\n")
+    emit_table(header, rows, args.out)
     return 0
 
 

@@ -41,6 +41,8 @@ class Capabilities:
     """Can emit a classifier (label + probabilities) and has a deployment target (CoreML)."""
     int8_exclude: bool = True
     """Supports keeping op groups in float (``--int8-exclude``)."""
+    calibrated: tuple[str, ...] = ("int8",)
+    """Precisions that calibrate on images (CoreML's 8-bit *weights* need none, W8A8 does)."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,12 @@ class Exporter(Protocol):
 
     def read_metadata(self, path: Path) -> dict[str, str]:
         """Read back what :meth:`embed_metadata` stored."""
+        ...
+
+    def can_run(self) -> bool:
+        """Whether :meth:`runner` works on this machine (CoreML: macOS only); otherwise the
+        pipeline validates structurally with ``structural_validation(path, spec, options,
+        info)``."""
         ...
 
     def runner(self, path: Path, threads: int | None = None) -> Runner:

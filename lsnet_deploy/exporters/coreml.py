@@ -247,6 +247,7 @@ class CoremlExporter:
         default_image_input=True,
         classifier=True,
         int8_exclude=False,
+        calibrated=("w8a8",),
     )
 
     def export(

@@ -204,6 +204,9 @@ class OnnxExporter:
         proto = onnx.load(str(path), load_external_data=False)
         return {p.key: p.value for p in proto.metadata_props}
 
+    def can_run(self) -> bool:
+        return True
+
     def runner(self, path: Path, threads: int | None = None) -> Runner:
         _require()
         import onnxruntime as ort

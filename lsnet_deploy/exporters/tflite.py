@@ -85,10 +85,9 @@ def convertible_module(model: torch.nn.Module, spec: IOSpec) -> torch.nn.Module:
 
 def _to_torch(images: torch.Tensor, spec: IOSpec) -> list[torch.Tensor]:
     """Normalized ``(N, 3, H, W)`` images -> one artifact-layout tensor per image."""
-    from ..fidelity import to_artifact_input
+    from .onnx import calibration_inputs
 
-    return [torch.from_numpy(to_artifact_input(images[i : i + 1], spec))
-            for i in range(images.shape[0])]
+    return [torch.from_numpy(x) for x in calibration_inputs(images, spec)]
 
 
 def tflite_quant_setup(
@@ -225,6 +224,9 @@ class TfliteExporter:
 
     def read_metadata(self, path: Path) -> dict[str, str]:
         return {k: str(v) for k, v in read_metadata(path).items()}
+
+    def can_run(self) -> bool:
+        return True
 
     def runner(self, path: Path, threads: int | None = None) -> Runner:
         _require()

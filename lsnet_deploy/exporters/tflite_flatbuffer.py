@@ -153,7 +153,7 @@ def _opcode_index(model: Any, code: int) -> int:
     return len(model.operatorCodes) - 1
 
 
-def _boundary_tensor(model: Any, graph: Any, like: int, type_name: str, zp_shift: int) -> int:
+def _boundary_tensor(graph: Any, like: int, type_name: str, zp_shift: int) -> int:
     """A new activation tensor shaped like tensor ``like``: float32 (no quantization) or uint8
     (same scale, zero point shifted by ``zp_shift``)."""
     import copy
@@ -202,7 +202,7 @@ def set_io_types(path: Path, input_type: str, output_type: str) -> None:
         if input_type == "int8":
             new_inputs.append(old)
             continue
-        new = _boundary_tensor(model, graph, old, input_type, 128 if input_type == "uint8" else 0)
+        new = _boundary_tensor(graph, old, input_type, 128 if input_type == "uint8" else 0)
         op = s.OperatorT()
         op.opcodeIndex = quant
         op.inputs, op.outputs = [new], [old]
@@ -216,7 +216,7 @@ def set_io_types(path: Path, input_type: str, output_type: str) -> None:
         if output_type == "int8":
             new_outputs.append(old)
             continue
-        new = _boundary_tensor(model, graph, old, output_type,
+        new = _boundary_tensor(graph, old, output_type,
                                128 if output_type == "uint8" else 0)
         op = s.OperatorT()
         op.inputs, op.outputs = [old], [new]

@@ -105,10 +105,14 @@ def measure(setup: QuantSetup, config: Any) -> tuple[float, float]:
 
 
 def sensitivity(
-    setup: QuantSetup, base: Any, progress: Callable[[str], None] | None = None
+    setup: QuantSetup,
+    base: Any,
+    progress: Callable[[str], None] | None = None,
+    baseline: tuple[float, float] | None = None,
 ) -> tuple[dict[str, float], list[GroupSensitivity]]:
-    """Full-INT8 baseline and the per-group ``only`` / ``without`` measurements."""
-    full_cos, full_top1 = measure(setup, base)
+    """Full-INT8 baseline and the per-group ``only`` / ``without`` measurements (``baseline``:
+    the ``(cosine, top-1)`` of ``base`` when already measured)."""
+    full_cos, full_top1 = baseline if baseline is not None else measure(setup, base)
     counts = setup.group_sizes
     rows = []
     for g in [g for g in GROUPS if counts.get(g)]:
@@ -140,7 +144,7 @@ def auto_exclude(
         return exclude, {"full_int8_cosine": start_cos, "full_int8_top1": start_top1,
                          "target_cosine": min_cosine, "reached": True, "steps": [],
                          "excluded_groups": list(exclude), "sensitivity": []}
-    baseline, rows = sensitivity(setup, base, progress)
+    baseline, rows = sensitivity(setup, base, progress, (start_cos, start_top1))
     cosine = baseline["full_int8_cosine"]
     ranked = sorted(rows, key=lambda r: (r.group in COMPUTE_GROUPS, r.only_cosine))
     for row in ranked:

@@ -18,7 +18,7 @@ weights, int32 biases), and it leaves the ops of *excluded* op groups
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -233,12 +233,3 @@ def group_counts(model: GraphModule) -> dict[str, int]:
             g = node_group(node)
             counts[g] = counts.get(g, 0) + 1
     return counts
-
-
-def annotated_groups(model: GraphModule, groups: Sequence[str]) -> set[str]:
-    """The groups among ``groups`` with at least one annotated node (test helper)."""
-    seen = set()
-    for node in model.graph.nodes:
-        if "quantization_annotation" in node.meta and node_group(node) in groups:
-            seen.add(node_group(node))
-    return seen
