@@ -23,7 +23,9 @@ from rich.table import Table
 
 from . import __version__
 from .errors import (
+    BenchmarkError,
     CheckpointError,
+    DeviceError,
     ExportError,
     ImageError,
     InputShapeError,
@@ -47,6 +49,8 @@ EXIT_CODES: dict[type[LsnetDeployError], int] = {
     OutputError: 7,
     ExportError: 8,
     ValidationFailedError: 9,
+    DeviceError: 11,
+    BenchmarkError: 10,
 }
 """Exit code per error class (first match in MRO order); other LsnetDeployErrors exit 1."""
 

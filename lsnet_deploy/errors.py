@@ -57,3 +57,11 @@ class ValidationFailedError(LsnetDeployError):
     failed in its sidecar, for inspection (``artifacts`` lists what was written)."""
 
     artifacts: list[object] = []
+
+
+class BenchmarkError(LsnetDeployError):
+    """A benchmark that cannot run (model fails to load or run, bad result file)."""
+
+
+class DeviceError(BenchmarkError):
+    """A phone that cannot be used: adb missing, no device, unauthorized, tool failed on it."""

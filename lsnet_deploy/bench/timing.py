@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["LatencyStats", "time_callable"]
+__all__ = ["LatencyStats", "summarize", "time_callable"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,26 @@ class LatencyStats:
         return asdict(self)
 
 
+def summarize(times_ms: list[float], warmup: int = 0) -> LatencyStats:
+    """Statistics of timed runs (milliseconds each); ``warmup`` is recorded, not used."""
+    if not times_ms:
+        raise ValueError("no timed run")
+    ordered = sorted(times_ms)
+    cut = int(len(ordered) * 0.2)
+    trimmed = ordered[cut : len(ordered) - cut] or ordered
+    p90 = ordered[min(len(ordered) - 1, int(round(0.9 * (len(ordered) - 1))))]
+    return LatencyStats(
+        runs=len(ordered),
+        warmup=warmup,
+        min_ms=ordered[0],
+        median_ms=statistics.median(ordered),
+        p90_ms=p90,
+        mean_ms=statistics.fmean(ordered),
+        std_ms=statistics.pstdev(ordered),
+        trimmed_mean_ms=statistics.fmean(trimmed),
+    )
+
+
 def time_callable(fn: Callable[[], object], runs: int = 50, warmup: int = 10) -> LatencyStats:
     """Call ``fn`` ``warmup`` times untimed, then ``runs`` times timed (perf_counter)."""
     if runs < 1:
@@ -40,17 +60,4 @@ def time_callable(fn: Callable[[], object], runs: int = 50, warmup: int = 10) ->
         t0 = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
-    ordered = sorted(times)
-    cut = int(len(ordered) * 0.2)
-    trimmed = ordered[cut : len(ordered) - cut] or ordered
-    p90 = ordered[min(len(ordered) - 1, int(round(0.9 * (len(ordered) - 1))))]
-    return LatencyStats(
-        runs=runs,
-        warmup=warmup,
-        min_ms=ordered[0],
-        median_ms=statistics.median(ordered),
-        p90_ms=p90,
-        mean_ms=statistics.fmean(ordered),
-        std_ms=statistics.pstdev(ordered),
-        trimmed_mean_ms=statistics.fmean(trimmed),
-    )
+    return summarize(times, warmup)
