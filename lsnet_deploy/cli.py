@@ -531,6 +531,14 @@ def predict_cmd(
             out.print(escape(f"  {rank}. {name:<32} {prob:6.1%}  (class {idx})"))
 
 
+# The benchmark commands live in their own module; imported here, after everything they use
+# from this module is defined.
+from .cli_bench import bench_app, report_cmd  # noqa: E402
+
+app.add_typer(bench_app, name="bench")
+app.command("report")(report_cmd)
+
+
 def _exit_code(exc: LsnetDeployError) -> int:
     for cls in type(exc).__mro__:
         if cls in EXIT_CODES:

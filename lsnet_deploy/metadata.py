@@ -26,6 +26,7 @@ __all__ = [
     "to_native",
     "tool_versions",
     "write_json_atomic",
+    "write_text_atomic",
 ]
 
 SIDECAR_SUFFIX = ".json"
@@ -100,18 +101,23 @@ def sidecar_path(artifact: Path) -> Path:
     return artifact.with_name(artifact.name + SIDECAR_SUFFIX)
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON to a temp file in the same folder, then rename over ``path``."""
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temp file in the same folder, then rename over ``path``."""
+    path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, default=str)
-            f.write("\n")
+            f.write(text)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON to a temp file in the same folder, then rename over ``path``."""
+    write_text_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def read_sidecar(artifact: Path) -> dict[str, Any] | None:

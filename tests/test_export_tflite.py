@@ -152,6 +152,16 @@ def test_int8_is_fully_integer(tiny_ckpt: Path, out_dir: Path) -> None:
     assert side["metadata"]["io_type"] == "int8"
 
 
+def test_int8_static_batch_calibrates_in_batches(tiny_ckpt: Path, out_dir: Path) -> None:
+    """A static batch of 3 (e.g. for throughput runs): calibration images are grouped into
+    batches of 3 for the exported graph (it used to fail on its batch guard)."""
+    [art] = _export(tiny_ckpt, out_dir, precision="int8", batch=3, min_cosine=0.0)
+    assert art.path.name.endswith("_int8_b3.tflite") and art.passed
+    assert list(_interpreter(art.path).get_input_details()[0]["shape"]) == [
+        3, TINY_SIZE, TINY_SIZE, 3]
+    assert art.validation["mean_cosine"] > 0.9
+
+
 @pytest.mark.parametrize("io", ["float32", "uint8"])
 def test_int8_io_types(tiny_ckpt: Path, out_dir: Path, io: str,
                        tiny_images: torch.Tensor) -> None:

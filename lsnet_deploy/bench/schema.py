@@ -6,7 +6,8 @@ A result file is one JSON object::
       "schema": "lsnet-deploy.bench/1",
       "results": [ {BenchResult}, ... ],
       "environment": { ... },          # the host that ran (or imported) the results
-      "interrupted": false             # true when Ctrl-C stopped the run early
+      "interrupted": false,            # true when Ctrl-C stopped the run early
+      "failures": [ {"model", "runtime", "precision", "threads", "artifact", "error"} ]
     }
 
 Every :class:`BenchResult` is one (model, runtime, precision, threads, batch, accelerator,
@@ -138,12 +139,13 @@ class BenchResult:
 
 @dataclass
 class BenchReport:
-    """A result file: results, the environment that produced them, and whether the run was
-    cut short by Ctrl-C."""
+    """A result file: results, the environment that produced them, whether the run was cut
+    short by Ctrl-C, and the targets that failed to load or run (with the error)."""
 
     results: list[BenchResult]
     environment: dict[str, Any]
     interrupted: bool = False
+    failures: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -151,6 +153,7 @@ class BenchReport:
             "results": [r.to_dict() for r in self.results],
             "environment": self.environment,
             "interrupted": self.interrupted,
+            "failures": self.failures,
         }
 
     @classmethod
@@ -162,7 +165,10 @@ class BenchReport:
         env = data.get("environment") or {}
         if not isinstance(env, dict):
             raise BenchmarkError(f"{where}: 'environment' must be an object")
-        return cls(results, env, bool(data.get("interrupted", False)))
+        failures = data.get("failures") or []
+        if not isinstance(failures, list):
+            raise BenchmarkError(f"{where}: 'failures' must be a list")
+        return cls(results, env, bool(data.get("interrupted", False)), failures)
 
 
 def load_report(path: Path) -> BenchReport:

@@ -90,6 +90,17 @@ def _to_torch(images: torch.Tensor, spec: IOSpec) -> list[torch.Tensor]:
     return [torch.from_numpy(x) for x in calibration_inputs(images, spec)]
 
 
+def _batched(tensors: list[torch.Tensor], batch: int) -> list[torch.Tensor]:
+    """Group one-image tensors into ``batch``-image tensors for a static-batch graph; the last
+    group is filled up with images from the start (every image is seen at least once)."""
+    if batch <= 1 or not tensors:
+        return tensors
+    padded = list(tensors)
+    while len(padded) % batch:
+        padded.append(tensors[len(padded) % len(tensors)])
+    return [torch.cat(padded[i : i + batch]) for i in range(0, len(padded), batch)]
+
+
 def tflite_quant_setup(
     module: torch.nn.Module,
     spec: IOSpec,
@@ -198,7 +209,7 @@ class TfliteExporter:
                 "TFLite INT8 calibrates with the PT2E observers (histogram for activations, "
                 "min/max for weights); --calib-method applies to ONNX only"
             )
-        calib = _to_torch(options.calibration.images, spec)
+        calib = _batched(_to_torch(options.calibration.images, spec), int(example.shape[0]))
         exclude: Sequence[str] = tuple(options.int8_exclude)
         info: dict[str, Any] = {"calibration_source": options.calibration.source,
                                 "quantizer": "PT2E (torchao) + litert-torch PT2EQuantizer, "

@@ -1,0 +1,137 @@
+"""``lsnet-deploy bench`` as a function: LSNet variants exported on the fly and/or artifact files,
+timed on this machine.
+
+For a variant, the default set is PyTorch eager unfused and fused, ONNX Runtime fp32 and INT8,
+LiteRT fp32 and INT8 (:data:`DEFAULT_SET`). The artifacts are exported through the normal
+pipeline into a temporary folder (INT8 calibrated on the default calibration photos; the INT8
+fidelity gate is not enforced here, the cosine is recorded in the result's notes) and deleted
+afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from ..errors import BenchmarkError
+from .harness import BenchSettings, ProgressSink, run_benchmarks
+from .runtimes import COMPUTE_UNITS, Target, artifact_targets, pytorch_targets
+from .schema import BenchReport
+
+__all__ = ["DEFAULT_SET", "RUNTIME_CHOICES", "benchmark", "variant_targets"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SET: tuple[tuple[str, str], ...] = (
+    ("pytorch", "fp32"),
+    ("onnxruntime", "fp32"),
+    ("onnxruntime", "int8"),
+    ("litert", "fp32"),
+    ("litert", "int8"),
+)
+"""(runtime, precision) benchmarked for ``--model``; ``pytorch`` means unfused and fused."""
+
+RUNTIME_CHOICES = ("pytorch", "onnxruntime", "litert")
+_FORMAT_OF_RUNTIME = {"onnxruntime": "onnx", "litert": "tflite"}
+
+
+def variant_targets(
+    variant: str,
+    weights: str | Path | None,
+    folder: Path,
+    *,
+    runtimes: Sequence[str] = RUNTIME_CHOICES,
+    img_size: int = 224,
+    batch: int | None = None,
+    say: Callable[[str], None] = lambda _m: None,
+) -> list[Target]:
+    """Targets of the default set for one variant, exporting its artifacts into ``folder``.
+
+    ``batch`` (throughput mode): ONNX is exported with a symbolic batch, TFLite with this
+    static batch (the LiteRT interpreter cannot resize a static batch).
+    """
+    from ..api import create_model
+    from ..pipeline import export
+
+    unknown = set(runtimes) - set(RUNTIME_CHOICES)
+    if unknown:
+        raise BenchmarkError(f"unknown runtime(s) {', '.join(sorted(unknown))}; known: "
+                             f"{', '.join(RUNTIME_CHOICES)}")
+    model = create_model(variant, weights, img_size=img_size)
+    source = model.weights_source
+    weights_note = "RANDOM weights" if source.kind == "random" else f"{source.kind} weights"
+    targets: list[Target] = []
+    for runtime, precision in DEFAULT_SET:
+        if runtime not in runtimes:
+            continue
+        if runtime == "pytorch":
+            targets += pytorch_targets(model, variant)
+            continue
+        fmt = _FORMAT_OF_RUNTIME[runtime]
+        say(f"exporting {variant} {fmt} {precision}")
+        kwargs: dict[str, Any] = {"precision": precision, "output_dir": folder, "force": True,
+                                  "progress": lambda m, f=fmt, p=precision: say(
+                                      f"exporting {variant} {f} {p}: {m}")}
+        if precision == "int8":
+            kwargs["min_cosine"] = 0.0  # measured and recorded, not a reason to skip timing
+        if batch is not None and batch > 1:
+            kwargs.update({"dynamic_batch": True} if fmt == "onnx" else {"batch": batch})
+        [artifact] = export(model, fmt, **kwargs)
+        targets += artifact_targets(artifact.path)
+    return [replace(t, notes="; ".join(filter(None, [weights_note, t.notes]))) for t in targets]
+
+
+def benchmark(
+    models: Sequence[str] = (),
+    artifacts: Sequence[Path] = (),
+    *,
+    weights: str | Path | None = "official",
+    settings: BenchSettings | None = None,
+    runtimes: Sequence[str] = RUNTIME_CHOICES,
+    compute_units: Sequence[str] = ("ALL",),
+    img_size: int = 224,
+    progress: ProgressSink | None = None,
+    say: Callable[[str], None] = lambda _m: None,
+) -> BenchReport:
+    """Benchmark LSNet variants (exported on the fly) and artifact files on this machine.
+
+    Args:
+        models: variant names; each gets the :data:`DEFAULT_SET` (narrowed by ``runtimes``).
+        artifacts: ``.onnx`` / ``.tflite`` / ``.mlpackage`` files (any model, LSNet or not).
+        weights: for ``models``: checkpoint path, ``"official"`` or ``"random"``.
+        settings: how to time (default: latency mode, 1 thread, 10 warm-up + 50 timed runs).
+        compute_units: CoreML compute units for ``.mlpackage`` files (macOS only).
+
+    Returns:
+        The report (results, environment, failures, interrupted); nothing is written.
+    """
+    settings = settings or BenchSettings()
+    if not models and not artifacts:
+        raise BenchmarkError("nothing to benchmark: give --model VARIANT and/or artifact files")
+    for unit in compute_units:
+        if unit not in COMPUTE_UNITS:
+            raise BenchmarkError(f"unknown compute unit {unit}; known: {', '.join(COMPUTE_UNITS)}")
+    targets: list[Target] = []
+    for path in artifacts:
+        targets += artifact_targets(Path(path), tuple(compute_units))
+    if any(t.runtime == "coreml" for t in targets) and sys.platform != "darwin":
+        coreml = sorted({str(t.artifact) for t in targets if t.runtime == "coreml"})
+        raise BenchmarkError(
+            f"CoreML packages run only on macOS ({', '.join(coreml)}): benchmark them on a Mac, "
+            "or on an iPhone with 'lsnet-deploy bench ios-harness'")
+    with tempfile.TemporaryDirectory(prefix="lsnet-bench-") as tmp:
+        exported: list[Target] = []
+        for variant in models:
+            exported += variant_targets(variant, weights, Path(tmp), runtimes=runtimes,
+                                        img_size=img_size,
+                                        batch=settings.batch if settings.throughput else None,
+                                        say=say)
+        exported = [t if t.artifact is None else replace(
+            t, notes="; ".join(filter(None, ["exported on the fly", t.notes])))
+            for t in exported]
+        return run_benchmarks(exported + targets, settings, progress)
