@@ -243,7 +243,7 @@ def test_report_folder_round_trips(tmp_path: Path) -> None:
     md = (folder / "results.md").read_text()
     assert "| lsnet_t | litert | int8 | - | 1 | 1 | 2.21 | 2.26 | 2.20 |" in md
     assert "Test CPU, 2 cores" in md and "x / litert / fp32 (threads 1): boom" in md
-    assert "row 2: cosine vs PyTorch 1.0000" in md
+    assert "| host | cosine vs PyTorch 1.0000 |" in md
     png = (folder / "latency.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 

@@ -153,15 +153,20 @@ def _result(target: Target, session: Session, threads: int | None, timing: _Timi
     )
 
 
+def settings_environment(settings: BenchSettings) -> dict[str, Any]:
+    """The environment record (load average now) with ``settings`` stored in it."""
+    return collect_environment(
+        list(settings.threads), warmup=settings.warmup, warmup_s=settings.warmup_s,
+        runs=settings.runs, min_time_s=settings.min_time_s, batch=settings.batch,
+        throughput=settings.throughput)
+
+
 def run_benchmarks(targets: list[Target], settings: BenchSettings,
                    progress: ProgressSink | None = None,
                    environment: dict[str, Any] | None = None) -> BenchReport:
     """Time every target at every thread count (CoreML: once). Never raises for a target that
     fails (it goes to ``failures``); Ctrl-C returns the partial report, ``interrupted``."""
-    env = environment if environment is not None else collect_environment(
-        list(settings.threads), warmup=settings.warmup, warmup_s=settings.warmup_s,
-        runs=settings.runs, min_time_s=settings.min_time_s, batch=settings.batch,
-        throughput=settings.throughput)
+    env = environment if environment is not None else settings_environment(settings)
     report = BenchReport([], env)
     try:
         for target in targets:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BenchmarkError
-from .harness import BenchSettings, ProgressSink, run_benchmarks
+from .harness import BenchSettings, ProgressSink, run_benchmarks, settings_environment
 from .runtimes import COMPUTE_UNITS, Target, artifact_targets, pytorch_targets
 from .schema import BenchReport
 
@@ -124,6 +124,8 @@ def benchmark(
         raise BenchmarkError(
             f"CoreML packages run only on macOS ({', '.join(coreml)}): benchmark them on a Mac, "
             "or on an iPhone with 'lsnet-deploy bench ios-harness'")
+    # The machine's load is read now, before the exports below load it ourselves.
+    env = settings_environment(settings)
     with tempfile.TemporaryDirectory(prefix="lsnet-bench-") as tmp:
         exported: list[Target] = []
         for variant in models:
@@ -134,4 +136,4 @@ def benchmark(
         exported = [t if t.artifact is None else replace(
             t, notes="; ".join(filter(None, ["exported on the fly", t.notes])))
             for t in exported]
-        return run_benchmarks(exported + targets, settings, progress)
+        return run_benchmarks(exported + targets, settings, progress, env)

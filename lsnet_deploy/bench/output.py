@@ -35,7 +35,7 @@ JSON, MARKDOWN, CHART = "results.json", "results.md", "latency.png"
 
 COLUMNS = ("model", "runtime", "precision", "accelerator", "threads", "batch", "median ms",
            "p90 ms", "trimmed mean ms", "min ms", "std ms", "runs", "img/s", "load ms",
-           "device")
+           "device", "notes")
 
 
 def default_report_dir(now: _dt.datetime | None = None) -> Path:
@@ -63,7 +63,7 @@ def result_rows(results: list[BenchResult]) -> list[list[str]]:
             "-" if r.threads is None else str(r.threads), str(r.batch),
             _fmt(r.median_ms), _fmt(r.p90_ms), _fmt(r.trimmed_mean_ms), _fmt(r.min_ms),
             _fmt(r.std_ms), "-" if r.runs is None else str(r.runs),
-            _fmt(r.throughput_img_s, 1), _fmt(r.load_ms, 1), r.device,
+            _fmt(r.throughput_img_s, 1), _fmt(r.load_ms, 1), r.device, r.notes or "",
         ])
     return rows
 
@@ -101,9 +101,6 @@ def markdown_report(report: BenchReport) -> str:
     if report.interrupted:
         lines += ["**Interrupted (Ctrl-C): the table holds what was measured before.**", ""]
     lines += _markdown_table(COLUMNS, result_rows(report.results))
-    notes = [(i + 1, r.notes) for i, r in enumerate(report.results) if r.notes]
-    if notes:
-        lines += ["", "Notes:"] + [f"- row {i}: {n}" for i, n in notes]
     if report.failures:
         lines += ["", "Failed (not measured):"]
         lines += [f"- {f.get('model')} / {f.get('runtime')} / {f.get('precision')}"
