@@ -12,6 +12,7 @@ Registered on the main app by :mod:`lsnet_deploy.cli`.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .cli import JsonOpt, Variant, WeightsOpt, _emit_json, err, out
-from .errors import BenchmarkError, LsnetDeployError, UnsupportedOptionError
+from .errors import BenchmarkError, LsnetDeployError, OutputError, UnsupportedOptionError
 
 __all__ = ["bench_app", "report_cmd"]
 
@@ -72,12 +73,18 @@ ThreadsOpt = Annotated[str, typer.Option(
 BatchOpt = Annotated[int | None, typer.Option(
     "--batch", min=1, help="Images per call (default: the model's batch, 1 for LSNet "
     "artifacts; 64 with --throughput).")]
-WarmupOpt = Annotated[int, typer.Option("--warmup", min=0, help="Untimed warm-up calls.")]
-WarmupSecondsOpt = Annotated[float, typer.Option(
-    "--warmup-seconds", min=0, help="And warm up for at least this long (--throughput: 5).")]
-RunsOpt = Annotated[int, typer.Option("--runs", min=1, help="Timed calls (at least).")]
-MinSecondsOpt = Annotated[float, typer.Option(
-    "--min-seconds", min=0, help="And time for at least this long (--throughput: 10).")]
+WarmupOpt = Annotated[int | None, typer.Option(
+    "--warmup", min=0, help="Untimed warm-up calls (default 10; --throughput: 1).",
+    show_default=False)]
+WarmupSecondsOpt = Annotated[float | None, typer.Option(
+    "--warmup-seconds", min=0, help="And warm up for at least this long (default 0; "
+    "--throughput: 5).", show_default=False)]
+RunsOpt = Annotated[int | None, typer.Option(
+    "--runs", min=1, help="Timed calls, at least (default 50; --throughput: 3).",
+    show_default=False)]
+MinSecondsOpt = Annotated[float | None, typer.Option(
+    "--min-seconds", min=0, help="And time for at least this long (default 0; "
+    "--throughput: 10).", show_default=False)]
 OutputDirOpt = Annotated[Path | None, typer.Option(
     "--output-dir", "-o", help="Report folder (default: export/bench/<timestamp>/).")]
 
@@ -133,11 +140,27 @@ def _print_results(report: Any) -> None:
     out.print(table)
 
 
-def _finish(report: Any, output_dir: Path | None, as_json: bool) -> None:
-    """Write the report folder, print the table or the JSON, and exit like the run went."""
+def _check_output_dir(output_dir: Path | None) -> None:
+    """Refuse an unusable report folder before minutes of measuring, not after."""
+    from .bench.output import JSON
+
+    if output_dir is None:
+        return
+    if (output_dir / JSON).exists():
+        raise OutputError(f"{output_dir} already holds a benchmark report; choose another "
+                          "--output-dir")
+    existing = next((p for p in [output_dir, *output_dir.parents] if p.exists()), None)
+    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise OutputError(f"cannot write the report under {output_dir}: {existing} is not a "
+                          "writable folder")
+
+
+def _finish(report: Any, output_dir: Path | None, as_json: bool, imported: bool = False) -> None:
+    """Write the report folder, print the table or the JSON, and exit like the run went
+    (``imported``: the folder may exist and its earlier failures are not this command's)."""
     from .bench.output import write_report_folder
 
-    folder = write_report_folder(report, output_dir)
+    folder = write_report_folder(report, output_dir, update=imported)
     if as_json:
         _emit_json({**report.to_dict(), "report_dir": str(folder)})
     else:
@@ -148,6 +171,8 @@ def _finish(report: Any, output_dir: Path | None, as_json: bool) -> None:
         err.print(f"[yellow]warning:[/yellow] the machine was busy (load average "
                   f"{env.get('load_avg_before')} on {env.get('cores')} cores): latencies are "
                   "suspect", highlight=False)
+    if imported:
+        return
     for f in report.failures:
         err.print(f"[red]failed:[/red] {escape(str(f.get('artifact') or f.get('model')))} "
                   f"({escape(str(f.get('runtime')))}): {escape(str(f.get('error')))}",
@@ -160,19 +185,23 @@ def _finish(report: Any, output_dir: Path | None, as_json: bool) -> None:
                              f"{folder / 'results.md'})")
 
 
-def _settings(threads: str | None, batch: int | None, warmup: int, warmup_seconds: float | None,
-              runs: int, min_seconds: float | None, throughput: bool) -> Any:
-    import os
+def _settings(threads: str | None, batch: int | None, warmup: int | None,
+              warmup_seconds: float | None, runs: int | None, min_seconds: float | None,
+              throughput: bool) -> Any:
+    from dataclasses import replace
 
     from .bench.harness import BenchSettings
 
     if throughput:
         counts = _int_list(threads, "--threads") if threads else (os.cpu_count() or 1,)
-        return BenchSettings.paper_throughput(
+        paper = BenchSettings.paper_throughput(
             counts, batch, warmup_s=5.0 if warmup_seconds is None else warmup_seconds,
             min_time_s=10.0 if min_seconds is None else min_seconds)
+        return replace(paper, warmup=paper.warmup if warmup is None else warmup,
+                       runs=paper.runs if runs is None else runs)
     return BenchSettings(threads=_int_list(threads or "1", "--threads"), batch=batch,
-                         warmup=warmup, warmup_s=warmup_seconds or 0.0, runs=runs,
+                         warmup=10 if warmup is None else warmup,
+                         warmup_s=warmup_seconds or 0.0, runs=50 if runs is None else runs,
                          min_time_s=min_seconds or 0.0)
 
 
@@ -191,10 +220,10 @@ def host_cmd(
         "onnxruntime, litert.", show_default=False)] = None,
     threads: ThreadsOpt = "",
     batch: BatchOpt = None,
-    warmup: WarmupOpt = 10,
-    warmup_seconds: WarmupSecondsOpt | None = None,
-    runs: RunsOpt = 50,
-    min_seconds: MinSecondsOpt | None = None,
+    warmup: WarmupOpt = None,
+    warmup_seconds: WarmupSecondsOpt = None,
+    runs: RunsOpt = None,
+    min_seconds: MinSecondsOpt = None,
     throughput: Annotated[bool, typer.Option(
         "--throughput", help="The paper's protocol: 5 s warm-up, >= 10 s timed, batch 64, "
         "images/s = batch / mean iteration time.")] = False,
@@ -208,6 +237,7 @@ def host_cmd(
     from .bench.host import RUNTIME_CHOICES, benchmark
 
     settings = _settings(threads, batch, warmup, warmup_seconds, runs, min_seconds, throughput)
+    _check_output_dir(output_dir)
     chosen = tuple(runtime) if runtime else RUNTIME_CHOICES
     if runtime and not model:
         raise UnsupportedOptionError("--runtime selects what --model exports; artifact files "
@@ -229,10 +259,10 @@ def coreml_cmd(
     compute_units: Annotated[str, typer.Option(
         "--compute-units", help="Comma-separated compute units.")] =
     "CPU_ONLY,CPU_AND_GPU,CPU_AND_NE,ALL",
-    warmup: WarmupOpt = 10,
-    warmup_seconds: WarmupSecondsOpt | None = None,
-    runs: RunsOpt = 50,
-    min_seconds: MinSecondsOpt | None = None,
+    warmup: WarmupOpt = None,
+    warmup_seconds: WarmupSecondsOpt = None,
+    runs: RunsOpt = None,
+    min_seconds: MinSecondsOpt = None,
     output_dir: OutputDirOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -246,6 +276,7 @@ def coreml_cmd(
     if bad:
         raise UnsupportedOptionError(f"not CoreML packages: {', '.join(bad)}")
     settings = _settings("1", 1, warmup, warmup_seconds, runs, min_seconds, False)
+    _check_output_dir(output_dir)
     with _new_progress() as bar:
         report = benchmark([], packages, settings=settings,
                            compute_units=_units(compute_units),
@@ -286,6 +317,7 @@ def android_cmd(
         serial=serial, benchmark_binary=benchmark_binary,
         threads=_int_list(threads, "--threads"), use_gpu=use_gpu, use_nnapi=use_nnapi,
         use_xnnpack=use_xnnpack, taskset=taskset, runs=runs, warmup_runs=warmup)
+    _check_output_dir(output_dir)
     env = collect_environment(list(options.threads), runs=runs, warmup=warmup,
                               android=True)
     try:
@@ -295,7 +327,7 @@ def android_cmd(
     except (LsnetDeployError, KeyboardInterrupt) as e:
         partial = list(getattr(e, "results", []))
         if partial:  # keep what the phone measured before the failure or Ctrl-C
-            report = BenchReport(partial, mark_busy(env),
+            report = BenchReport(partial, mark_busy(env, judge=False),
                                  interrupted=isinstance(e, KeyboardInterrupt))
             if isinstance(e, LsnetDeployError):
                 report.failures.append({"runtime": "litert", "error": str(e)})
@@ -304,7 +336,7 @@ def android_cmd(
                       f"{'interruption' if report.interrupted else 'failure'}: "
                       f"{escape(str(folder))}")
         raise
-    _finish(BenchReport(results, mark_busy(env)), output_dir, as_json)
+    _finish(BenchReport(results, mark_busy(env, judge=False)), output_dir, as_json)
 
 
 @bench_app.command("ios-harness")
@@ -354,8 +386,8 @@ def import_cmd(
     precision: Annotated[str, typer.Option("--precision", help="With --median-ms.")
                          ] = "unknown",
     compute_units: Annotated[str | None, typer.Option(
-        "--compute-units", help="With --median-ms: CPU_ONLY, CPU_AND_GPU, CPU_AND_NE or ALL.")
-    ] = None,
+        "--compute-units", help="With --median-ms: CoreML's CPU_ONLY, CPU_AND_GPU, CPU_AND_NE "
+        "or ALL; for another runtime, its delegate (e.g. gpu).")] = None,
     runtime: Annotated[str, typer.Option("--runtime", help="With --median-ms.")] = "coreml",
     platform: Annotated[str, typer.Option("--platform", help="With --median-ms: ios, android, "
                                           "macos or host.")] = "ios",
@@ -379,7 +411,7 @@ def import_cmd(
     if median_ms is not None:
         results.append(manual_result(
             model=model, device=device, median_ms=median_ms, precision=precision,  # type: ignore[arg-type]
-            runtime=runtime, accelerator=_units(compute_units)[0] if compute_units else None,
+            runtime=runtime, accelerator=_one_unit(compute_units),
             platform=platform, notes=notes))
     if not results:
         raise UnsupportedOptionError("nothing to import: give result files, or --device, "
@@ -394,8 +426,19 @@ def import_cmd(
         env = collect_environment(None, imported=[str(f) for f in files or []])
         env["note"] = ("imported results: the machine above imported them; each result's "
                        "device / device_info says where it was measured")
-        report = BenchReport(results, mark_busy(env))
-    _finish(report, into, as_json)
+        report = BenchReport(results, mark_busy(env, judge=False))
+    _finish(report, into, as_json, imported=True)
+
+
+def _one_unit(text: str | None) -> str | None:
+    """One accelerator for a hand-entered number (CoreML names are normalized by
+    ``manual_result``; other runtimes take their delegate's name)."""
+    if text is None:
+        return None
+    if "," in text:
+        raise UnsupportedOptionError("a number entered by hand has one --compute-units value; "
+                                     "import each compute unit's number separately")
+    return text.strip()
 
 
 def report_cmd(

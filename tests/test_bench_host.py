@@ -60,20 +60,25 @@ def foreign_onnx(path: Path, batch: int | str = 1, size: int = 32) -> Path:
     return path
 
 
-class _Explodes(torch.nn.Module):
-    """Raises KeyboardInterrupt on call number ``after`` (a user pressing Ctrl-C)."""
+class _FailsOnCall(torch.nn.Module):
+    """Raises ``error`` from call number ``after`` on (``KeyboardInterrupt``: a user pressing
+    Ctrl-C); ``after=0`` never fails."""
 
     img_size = (32, 32)
 
-    def __init__(self, after: int) -> None:
+    def __init__(self, after: int, error: BaseException | None = None) -> None:
         super().__init__()
         self.calls, self.after = 0, after
+        self.error = error if error is not None else KeyboardInterrupt()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.calls += 1
-        if self.calls == self.after:
-            raise KeyboardInterrupt
+        if self.after and self.calls >= self.after:
+            raise self.error
         return x.mean()
+
+
+_OOM = RuntimeError("DefaultCPUAllocator: not enough memory\nmore detail")
 
 
 # -- statistics and the timing loop ---------------------------------------------------------
@@ -106,18 +111,36 @@ def test_measure_honours_counts_and_minimum_time() -> None:
 
 def test_ctrl_c_keeps_what_was_measured() -> None:
     settings = BenchSettings(warmup=2, runs=50)
-    kept = Target("first", "pytorch-fused", "fp32", module=_Explodes(after=10), img_size=(32, 32))
-    never = Target("second", "pytorch-fused", "fp32", module=_Explodes(after=0), img_size=(32, 32))
+    kept = Target("first", "pytorch-fused", "fp32", module=_FailsOnCall(after=10), img_size=(32, 32))
+    never = Target("second", "pytorch-fused", "fp32", module=_FailsOnCall(after=0), img_size=(32, 32))
     report = run_benchmarks([kept, never], settings)
     assert report.interrupted
     [result] = report.results  # the second target never started
-    assert result.model == "first" and result.runs == 7  # calls 3..9 were timed
-    assert "interrupted after 7 timed runs" in (result.notes or "")
+    # call 1 is the cold check of open_session, 2-3 warm up, 4..9 are timed
+    assert result.model == "first" and result.runs == 6
+    assert "interrupted after 6 timed runs" in (result.notes or "")
     assert never.module.calls == 0
     # fewer than MIN_PARTIAL_RUNS timed runs: nothing kept, still interrupted
-    short = run_benchmarks([Target("x", "pytorch-fused", "fp32", module=_Explodes(after=5),
+    short = run_benchmarks([Target("x", "pytorch-fused", "fp32", module=_FailsOnCall(after=5),
                                    img_size=(32, 32))], settings)
     assert short.interrupted and short.results == []
+
+
+def test_a_target_failing_mid_run_does_not_lose_the_others() -> None:
+    ok = Target("ok", "pytorch-fused", "fp32", module=_FailsOnCall(after=0), img_size=(32, 32))
+    broken = Target("broken", "pytorch-fused", "fp32", module=_FailsOnCall(after=5, error=_OOM), img_size=(32, 32))
+    cold = Target("cold", "pytorch-fused", "fp32", module=_FailsOnCall(after=1, error=_OOM), img_size=(32, 32))
+    report = run_benchmarks([broken, cold, ok], FAST)
+    assert [r.model for r in report.results] == ["ok"] and not report.interrupted
+    errors = {f["model"]: f["error"] for f in report.failures}
+    assert errors["broken"] == "RuntimeError: DefaultCPUAllocator: not enough memory"
+    assert "cold: pytorch-fused fails to run it" in errors["cold"]
+
+
+def test_first_ms_is_the_cold_call(tmp_path: Path) -> None:
+    report = benchmark(artifacts=[foreign_onnx(tmp_path / "m.onnx")], settings=FAST)
+    [r] = report.results
+    assert r.first_ms is not None and r.first_ms > 0 and r.warmup == 1
 
 
 def test_settings_are_validated() -> None:
@@ -188,6 +211,22 @@ def test_unknown_files_and_coreml_off_macos_fail_early(tmp_path: Path) -> None:
             benchmark(artifacts=[pkg])
 
 
+def test_an_export_that_fails_is_recorded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lsnet_deploy import pipeline
+    from lsnet_deploy.errors import MissingDependencyError
+
+    def no_backend(*_a: object, **_k: object) -> None:
+        raise MissingDependencyError("LiteRT is not installed: pip install 'lsnet-deploy[tflite]'")
+
+    monkeypatch.setattr(pipeline, "export", no_backend)
+    report = benchmark(["test_lsnet"], weights="random", runtimes=["pytorch", "litert"],
+                       settings=FAST)
+    assert [r.runtime for r in report.results] == ["pytorch-unfused", "pytorch-fused"]
+    assert [(f["runtime"], f["precision"]) for f in report.failures] == [
+        ("litert", "fp32"), ("litert", "int8")]
+    assert report.failures[0]["error"].startswith("export: LiteRT is not installed")
+
+
 def test_tiny_lsnet_in_pytorch_unfused_and_fused() -> None:
     report = benchmark(["test_lsnet"], weights="random", runtimes=["pytorch"],
                        settings=BenchSettings(threads=(1, 2), warmup=1, runs=2))
@@ -248,6 +287,25 @@ def test_report_folder_round_trips(tmp_path: Path) -> None:
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 
 
+def test_existing_report_is_not_overwritten_and_no_matplotlib_keeps_numbers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lsnet_deploy.errors import MissingDependencyError, OutputError
+
+    folder = write_report_folder(BenchReport(_results(), {}), tmp_path / "r", chart=False)
+    with pytest.raises(OutputError, match="already holds a benchmark report"):
+        write_report_folder(BenchReport(_results()[:1], {}), folder)
+    assert len(load_report(folder / "results.json").results) == 4
+    write_report_folder(BenchReport(_results()[:1], {}), folder, update=True)
+    assert len(load_report(folder / "results.json").results) == 1
+
+    def no_matplotlib(*_a: object, **_k: object) -> bool:
+        raise MissingDependencyError("the chart needs matplotlib")
+
+    monkeypatch.setattr(output_mod, "write_chart", no_matplotlib)
+    plain = write_report_folder(BenchReport(_results(), {}), tmp_path / "plain")
+    assert sorted(p.name for p in plain.iterdir()) == ["results.json", "results.md"]
+
+
 def test_report_folder_is_all_or_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def broken_chart(*_a: object, **_k: object) -> bool:
         raise RuntimeError("disk full")
@@ -272,6 +330,16 @@ def test_default_report_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 def test_markdown_marks_interrupted_and_busy() -> None:
     md = markdown_report(BenchReport(_results()[:1], {"busy": True, "cpu": "c"}, True))
     assert "Interrupted (Ctrl-C)" in md and "BUSY" in md
+    host = {"settings": {"warmup": 10, "warmup_s": 0.0, "runs": 50, "min_time_s": 0.0}}
+    assert "Method: latency; warm-up 10 calls" in markdown_report(BenchReport([], host))
+    imported = {"settings": {"imported": ["log.txt"]}}
+    assert "Method" not in markdown_report(BenchReport([], imported))
+
+
+def test_configurations_differ_by_input_size() -> None:
+    a = BenchResult("lsnet_t", "litert", "fp32", 1, 1, 4.0, input_shape=[1, 224, 224, 3])
+    b = BenchResult("lsnet_t", "litert", "fp32", 1, 1, 6.0, input_shape=[1, 288, 288, 3])
+    assert a.key != b.key
 
 
 def test_schema_errors_name_the_problem(tmp_path: Path) -> None:
@@ -356,9 +424,43 @@ def test_cli_bench_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
                                "-o", str(tmp_path / "r")], capsys)
     assert code == 10 and "1 configuration(s) failed" in err and "good" in out
     assert load_report(tmp_path / "r" / "results.json").results[0].model == "good"
+    # the same folder again: refused before anything is measured
+    code, _, err = run_main(["bench", str(good), "-o", str(tmp_path / "r")], capsys)
+    assert code == 7 and "already holds a benchmark report" in err
+    code, _, err = run_main(["bench", str(good), "--warmup-seconds", "-1"], capsys)
+    assert code == 2
     if os.uname().sysname != "Darwin":
         code, _, err = run_main(["bench", "coreml", str(tmp_path / "x.mlpackage")], capsys)
         assert code == 10 and "needs macOS" in err
+
+
+def test_cli_throughput_honours_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = foreign_onnx(tmp_path / "dyn.onnx", batch="N")
+    code, out, err = run_main(["bench", str(model), "--throughput", "--batch", "4", "--runs", "7",
+                               "--warmup-seconds", "0", "--min-seconds", "0", "--threads", "1",
+                               "-o", str(tmp_path / "t"), "--json"], capsys)
+    assert code == 0, err
+    [r] = json.loads(out)["results"]
+    assert r["runs"] == 7 and r["batch"] == 4 and r["input_shape"] == [4, 3, 32, 32]
+    assert r["throughput_img_s"] == pytest.approx(4 / (r["mean_ms"] / 1e3))
+
+
+def test_import_of_another_machines_report_keeps_its_cpu(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    pi = write_report_folder(BenchReport(_results()[:2], {"cpu": "Cortex-A76", "cores": 4}),
+                             tmp_path / "pi", chart=False)
+    mine = BenchReport([BenchResult("lsnet_t", "litert", "int8", 1, 1, 2.0)],
+                       {"cpu": "AMD EPYC", "cores": 2}, failures=[{"error": "old"}])
+    laptop = write_report_folder(mine, tmp_path / "laptop", chart=False)
+    code, _, err = run_main(["bench", "import", str(pi / "results.json"), "--into", str(laptop)],
+                            capsys)
+    assert code == 0, err  # the folder's old failure is not this command's
+    merged = load_report(laptop / "results.json")
+    assert [(r.device, r.median_ms) for r in merged.results] == [
+        ("host", 2.0), ("host: Cortex-A76, 4 cores", 2.21), ("host: Cortex-A76, 4 cores", 4.58)]
+    assert merged.results[1].device_info["environment"]["cpu"] == "Cortex-A76"
+    devices = {r.device for r in collect_results([laptop / "results.json"])}
+    assert devices == {"host: AMD EPYC, 2 cores", "host: Cortex-A76, 4 cores"}
 
 
 def test_cli_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -450,3 +450,57 @@ def test_manual_result_validation(kwargs: dict, match: str) -> None:
     base = {"model": "lsnet_t", "device": "iPhone 15 Pro", "median_ms": 1.2, "accelerator": "ALL"}
     with pytest.raises(UnsupportedOptionError, match=match):
         manual_result(**{**base, **kwargs})
+
+
+# -- the commands ------------------------------------------------------------------------------
+
+
+def test_cli_ios_harness_then_import(mlpackage: Path, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from test_cli import run_main
+
+    from lsnet_deploy.bench import output
+    from lsnet_deploy.bench.schema import load_report
+
+    monkeypatch.setattr(output, "default_export_dir", lambda: tmp_path / "export")
+
+    harness = tmp_path / "iphone harness"
+    code, out, err = run_main(["bench", "ios-harness", str(mlpackage), "-o", str(harness),
+                               "--compute-units", "CPU_AND_NE,ALL", "--runs", "30"], capsys)
+    assert code == 0, err
+    assert (harness / "XCTest" / "LSNetBenchTests.swift").is_file() and "bench import" in out
+    core = core_source(harness)
+    assert swift_let(core, "runs") == "30" and ".cpuAndNeuralEngine" in core
+    code, _, err = run_main(["bench", "ios-harness", str(mlpackage), "-o", str(harness)], capsys)
+    assert code == 7 and "force" in err  # existing files are not overwritten
+
+    report_dir = tmp_path / "phone report"
+    code, out, err = run_main(["bench", "import", str(SAMPLE_LOG), "--into", str(report_dir)],
+                              capsys)
+    assert code == 10 and "not a report folder" in err
+    code, out, err = run_main(["bench", "import", str(SAMPLE_LOG), "--json"], capsys)
+    assert code == 0, err
+    data = json.loads(out)
+    folder = Path(data["report_dir"])
+    assert folder.parent == tmp_path / "export" / "bench"
+    assert [r["accelerator"] for r in data["results"]] == ["ALL", "CPU_AND_NE"]
+    # a number read off Xcode's performance report joins the same folder
+    code, _, err = run_main(["bench", "import", "--device", "iPhone 15 Pro", "--median-ms",
+                             "1.31", "--model", "lsnet_t", "--precision", "int8",
+                             "--compute-units", "CPU_AND_NE", "--into", str(folder)], capsys)
+    assert code == 0, err
+    report = load_report(folder / "results.json")
+    assert [(r.device, r.source) for r in report.results] == [
+        ("iPhone16,1", "ios-harness"), ("iPhone16,1", "ios-harness"),
+        ("iPhone 15 Pro", "manual")]
+    assert "| iPhone 15 Pro |" in (folder / "results.md").read_text()
+
+
+def test_cli_import_needs_something(capsys: pytest.CaptureFixture[str]) -> None:
+    from test_cli import run_main
+
+    code, _, err = run_main(["bench", "import", "--median-ms", "1.2"], capsys)
+    assert code == 2 and "--device, --median-ms and --model together" in err
+    code, _, err = run_main(["bench", "import"], capsys)
+    assert code == 2 and "nothing to import" in err

@@ -12,6 +12,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import BenchmarkError
 from ..metadata import read_sidecar
@@ -108,8 +109,15 @@ def _tflite_precision(path: Path) -> tuple[str | None, str]:
     if meta.get("variant") and meta.get("precision"):
         return str(meta["variant"]), str(meta["precision"])
     model = _read(path)
-    # TensorType enum of the TFLite schema: FLOAT32 0, FLOAT16 1, INT8 9, UINT8 3.
-    types = {t.type for g in model.subgraphs for t in g.tensors}
+    # TensorType enum of the TFLite schema: FLOAT32 0, FLOAT16 1, INT8 9, UINT8 3. Judge by the
+    # constant tensors (the weights): a float model may well take a uint8 image.
+    buffers = model.buffers or []
+
+    def constant(t: Any) -> bool:
+        data = buffers[t.buffer].data if 0 < t.buffer < len(buffers) else None
+        return data is not None and len(data) > 0
+
+    types = {t.type for g in model.subgraphs for t in g.tensors if constant(t)}
     if 9 in types or 3 in types:
         return None, "int8"
     if 1 in types:

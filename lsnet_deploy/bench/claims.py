@@ -20,7 +20,7 @@ from typing import Any
 from ..errors import BenchmarkError
 from ..paths import default_export_dir
 from .output import JSON
-from .schema import BenchResult, load_report
+from .schema import BenchResult, load_report, relabel_host_results
 
 __all__ = ["PAPER_NOTE", "SIZES", "Claim", "build_claims", "claims_markdown", "collect_results",
            "find_result_files"]
@@ -29,9 +29,11 @@ SIZES = ("lsnet_t", "lsnet_s", "lsnet_b")
 
 PAPER_NOTE = (
     "The LSNet paper (CVPR 2025) reports parameters, FLOPs (GMACs), ImageNet-1K top-1 and GPU "
-    "throughput (RTX 3090, batch 2048, fused model) only: it has no CPU or mobile latency. Every "
-    "latency and throughput in the measurements table was measured by lsnet-deploy (its "
-    "'source' column says with which tool), not taken from the paper."
+    "throughput (RTX 3090, batch 2048, fused model) only: it has no CPU or mobile latency. No "
+    "latency or throughput below comes from the paper. The 'source' column says where each "
+    "measurement comes from: 'lsnet-deploy' (our host harness), 'benchmark_model' (TFLite's tool "
+    "on a phone, driven by lsnet-deploy), 'ios-harness' (the generated iPhone harness) or "
+    "'manual' (a number entered by hand with 'bench import', e.g. from Xcode)."
 )
 
 
@@ -78,13 +80,9 @@ def collect_results(files: list[Path]) -> list[BenchResult]:
     different machines stay apart."""
     dated: list[tuple[str, int, BenchResult]] = []
     for n, f in enumerate(files):
-        report = load_report(f)
-        env = report.environment
-        stamp = str(env.get("timestamp", ""))
-        for r in report.results:
-            if r.device == "host" and env.get("cpu"):
-                r.device = f"host: {env['cpu']}, {env.get('cores', '?')} cores"
-            dated.append((stamp, n, r))
+        report = relabel_host_results(load_report(f))
+        stamp = str(report.environment.get("timestamp", ""))
+        dated += [(stamp, n, r) for r in report.results]
     latest: dict[tuple[Any, ...], tuple[str, int, BenchResult]] = {}
     for item in sorted(dated, key=lambda t: (t[0], t[1])):
         latest[item[2].key] = item

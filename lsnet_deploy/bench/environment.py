@@ -70,9 +70,10 @@ def collect_environment(threads: list[int] | None = None, **settings: Any) -> di
     }
 
 
-def mark_busy(env: dict[str, Any]) -> dict[str, Any]:
+def mark_busy(env: dict[str, Any], judge: bool = True) -> dict[str, Any]:
     """Add ``load_avg_after`` and ``busy`` (the 1-minute load before the run was above
-    :data:`BUSY_LOAD_PER_CORE` per core) to ``env``, in place.
+    :data:`BUSY_LOAD_PER_CORE` per core) to ``env``, in place. ``judge=False`` (phone runs,
+    imports: this machine's load says nothing about the numbers) records the loads only.
 
     The benchmark itself is load: a 2-thread run raises the 1-minute average by about 2, so
     ``busy`` compares ``load_avg_before`` only, and ``load_avg_after`` is for the reader.
@@ -80,5 +81,5 @@ def mark_busy(env: dict[str, Any]) -> dict[str, Any]:
     env["load_avg_after"] = load_average()
     before = env.get("load_avg_before")
     cores = env.get("cores") or 1
-    env["busy"] = bool(before and before[0] > BUSY_LOAD_PER_CORE * cores)
+    env["busy"] = bool(judge and before and before[0] > BUSY_LOAD_PER_CORE * cores)
     return env

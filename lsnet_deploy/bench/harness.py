@@ -95,7 +95,9 @@ class _Timing:
 
 def measure(run: Callable[[], object], settings: BenchSettings,
             step: Callable[[], None] = lambda: None) -> _Timing:
-    """Warm up, then time ``run``; on Ctrl-C return what was timed, marked interrupted."""
+    """Warm up, then time ``run``; on Ctrl-C return what was timed, marked interrupted.
+    ``first_ms`` is the first warm-up call (callers that made a cold call before override it);
+    any other exception propagates."""
     timing = _Timing()
     try:
         t_start = time.perf_counter()
@@ -181,22 +183,25 @@ def run_benchmarks(targets: list[Target], settings: BenchSettings,
                     progress.begin(label, total)
                 try:
                     session = open_session(target, threads, settings.batch)
-                except LsnetDeployError as e:
-                    log.warning("%s: skipped: %s", label, e)
+                    try:
+                        timing = measure(session.run, settings,
+                                         progress.step if progress else lambda: None)
+                    finally:
+                        session.close()
+                except Exception as e:  # one target failing never loses the others
+                    message = str(e) if isinstance(e, LsnetDeployError) else (
+                        f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}")
+                    log.warning("%s: failed: %s", label, message)
                     report.failures.append({"model": target.model, "runtime": target.runtime,
                                             "precision": target.precision, "threads": threads,
                                             "artifact": str(target.artifact or ""),
-                                            "error": str(e)})
-                    if progress:
-                        progress.end()
+                                            "error": message})
                     continue
-                try:
-                    timing = measure(session.run, settings,
-                                     progress.step if progress else lambda: None)
                 finally:
-                    session.close()
                     if progress:
                         progress.end()
+                if session.first_ms is not None:
+                    timing.first_ms = session.first_ms
                 if len(timing.times_ms) >= (MIN_PARTIAL_RUNS if timing.interrupted else 1):
                     report.results.append(_result(target, session, threads, timing, settings))
                 if timing.interrupted:

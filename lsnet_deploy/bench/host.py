@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import BenchmarkError
+from ..errors import BenchmarkError, LsnetDeployError
 from .harness import BenchSettings, ProgressSink, run_benchmarks, settings_environment
 from .runtimes import COMPUTE_UNITS, Target, artifact_targets, pytorch_targets
 from .schema import BenchReport
@@ -49,11 +49,12 @@ def variant_targets(
     img_size: int = 224,
     batch: int | None = None,
     say: Callable[[str], None] = lambda _m: None,
-) -> list[Target]:
-    """Targets of the default set for one variant, exporting its artifacts into ``folder``.
+) -> tuple[list[Target], list[dict[str, Any]]]:
+    """Targets of the default set for one variant, exporting its artifacts into ``folder``,
+    and the exports that failed (``failures`` entries: the other targets still run).
 
-    ``batch`` (throughput mode): ONNX is exported with a symbolic batch, TFLite with this
-    static batch (the LiteRT interpreter cannot resize a static batch).
+    ``batch`` > 1: ONNX is exported with a symbolic batch, TFLite with this static batch (the
+    LiteRT interpreter cannot resize a static batch).
     """
     from ..api import create_model
     from ..pipeline import export
@@ -66,6 +67,7 @@ def variant_targets(
     source = model.weights_source
     weights_note = "RANDOM weights" if source.kind == "random" else f"{source.kind} weights"
     targets: list[Target] = []
+    failures: list[dict[str, Any]] = []
     for runtime, precision in DEFAULT_SET:
         if runtime not in runtimes:
             continue
@@ -81,9 +83,16 @@ def variant_targets(
             kwargs["min_cosine"] = 0.0  # measured and recorded, not a reason to skip timing
         if batch is not None and batch > 1:
             kwargs.update({"dynamic_batch": True} if fmt == "onnx" else {"batch": batch})
-        [artifact] = export(model, fmt, **kwargs)
+        try:
+            [artifact] = export(model, fmt, **kwargs)
+        except LsnetDeployError as e:  # e.g. a backend not installed: time the others
+            log.warning("%s %s %s: export failed: %s", variant, fmt, precision, e)
+            failures.append({"model": variant, "runtime": runtime, "precision": precision,
+                             "threads": None, "artifact": "", "error": f"export: {e}"})
+            continue
         targets += artifact_targets(artifact.path)
-    return [replace(t, notes="; ".join(filter(None, [weights_note, t.notes]))) for t in targets]
+    return ([replace(t, notes="; ".join(filter(None, [weights_note, t.notes])))
+             for t in targets], failures)
 
 
 def benchmark(
@@ -128,12 +137,18 @@ def benchmark(
     env = settings_environment(settings)
     with tempfile.TemporaryDirectory(prefix="lsnet-bench-") as tmp:
         exported: list[Target] = []
+        failures: list[dict[str, Any]] = []
         for variant in models:
-            exported += variant_targets(variant, weights, Path(tmp), runtimes=runtimes,
-                                        img_size=img_size,
-                                        batch=settings.batch if settings.throughput else None,
-                                        say=say)
+            got, failed = variant_targets(variant, weights, Path(tmp), runtimes=runtimes,
+                                          img_size=img_size, batch=settings.batch, say=say)
+            exported += got
+            failures += failed
         exported = [t if t.artifact is None else replace(
             t, notes="; ".join(filter(None, ["exported on the fly", t.notes])))
             for t in exported]
-        return run_benchmarks(exported + targets, settings, progress, env)
+        report = run_benchmarks(exported + targets, settings, progress, env)
+    report.failures[:0] = failures
+    for r in report.results:  # the temporary folder is gone: keep the file name only
+        if r.artifact and Path(r.artifact).parent.parent == Path(tmp):
+            r.artifact = Path(r.artifact).name
+    return report

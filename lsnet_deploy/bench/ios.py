@@ -31,7 +31,14 @@ from typing import Any
 
 from .. import __version__
 from ..errors import BenchmarkError, OutputError, UnsupportedOptionError
-from .schema import PLATFORMS, RUNTIMES, SOURCES, BenchReport, BenchResult
+from .schema import (
+    PLATFORMS,
+    RUNTIMES,
+    SOURCES,
+    BenchReport,
+    BenchResult,
+    relabel_host_results,
+)
 
 __all__ = [
     "COMPUTE_UNITS",
@@ -485,7 +492,11 @@ def _whole_json(text: str) -> Any:
 
 def _from_json_value(data: Any, where: str) -> list[BenchResult]:
     if isinstance(data, dict) and "results" in data:
-        results = BenchReport.from_dict(data, where).results
+        report = relabel_host_results(BenchReport.from_dict(data, where))
+        results = report.results
+        for r in results:  # host results of another machine keep that machine's record
+            if r.platform in ("host", "macos") and report.environment:
+                r.device_info.setdefault("environment", report.environment)
         for i, result in enumerate(results):
             _check_vocabulary(result, f"{where}: results[{i}]")
         return results

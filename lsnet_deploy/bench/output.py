@@ -90,7 +90,7 @@ def markdown_report(report: BenchReport) -> str:
                                                if env.get("busy") else ""),
             f"- Taken: {env.get('timestamp', '?')}; command: `{env.get('command', '?')}`",
         ]
-        if settings:
+        if "min_time_s" in settings:  # a host run (not an import or a phone run)
             mode = "throughput (paper protocol)" if settings.get("throughput") else "latency"
             lines.append(
                 f"- Method: {mode}; warm-up {settings.get('warmup')} calls / "
@@ -167,11 +167,16 @@ def write_chart(results: list[BenchResult], path: Path, title: str = "") -> bool
 
 
 def write_report_folder(report: BenchReport, folder: Path | None = None,
-                        chart: bool = True) -> Path:
+                        chart: bool = True, update: bool = False) -> Path:
     """Write ``results.json``, ``results.md`` and (``chart``) ``latency.png`` into ``folder``
-    (default :func:`default_report_dir`), atomically. An existing folder is updated in place
-    file by file (each file atomically), as ``bench import --into`` does."""
+    (default :func:`default_report_dir`), atomically. A folder that already holds a report is
+    refused (:class:`OutputError`) unless ``update`` (``bench import --into``), which replaces
+    its files one by one, each atomically. Without matplotlib the chart is skipped with a
+    warning: the numbers are never lost for want of a picture."""
     folder = Path(folder) if folder is not None else default_report_dir()
+    if (folder / JSON).exists() and not update:
+        raise OutputError(f"{folder} already holds a benchmark report; choose another "
+                          "--output-dir (or add results with 'bench import --into')")
     env = report.environment
     title = f"lsnet-deploy benchmark: {env.get('cpu', '')}".strip(": ")
     try:
@@ -183,7 +188,10 @@ def write_report_folder(report: BenchReport, folder: Path | None = None,
         (tmp / JSON).write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n")
         (tmp / MARKDOWN).write_text(markdown_report(report))
         if chart:
-            write_chart(report.results, tmp / CHART, title)
+            try:
+                write_chart(report.results, tmp / CHART, title)
+            except MissingDependencyError as e:
+                log.warning("no %s: %s", CHART, e)
         if folder.exists():
             for item in tmp.iterdir():
                 os.replace(item, folder / item.name)

@@ -4,19 +4,30 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
+import sys
 from pathlib import Path
 
 __all__ = ["cpu_name", "emit_table", "machine"]
 
 
 def cpu_name() -> str:
-    """The CPU model (``/proc/cpuinfo`` on Linux, else what :mod:`platform` knows)."""
+    """The CPU model (``/proc/cpuinfo`` on Linux, ``sysctl machdep.cpu.brand_string`` on
+    macOS, else what :mod:`platform` knows)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    if sys.platform == "darwin":  # platform.processor() only says "arm" / "i386" there
+        try:
+            brand = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"],
+                                   capture_output=True, text=True, timeout=5).stdout.strip()
+            if brand:
+                return brand
+        except (OSError, subprocess.SubprocessError):
+            pass
     return platform.processor() or platform.machine()
 
 

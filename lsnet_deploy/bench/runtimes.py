@@ -79,6 +79,7 @@ class Target:
 class Session:
     """A loaded target: ``run()`` runs one batch of ``input_shape``; ``load_ms`` is the time
     to load (and compile) the model (``None`` for PyTorch eager, already in memory);
+    ``first_ms`` the first (cold) call, made by :func:`open_session` to check the model runs;
     ``close()`` restores global settings."""
 
     run: Callable[[], object]
@@ -86,6 +87,7 @@ class Session:
     batch: int
     load_ms: float | None
     close: Callable[[], None] = field(default=lambda: None)
+    first_ms: float | None = None
 
 
 def pytorch_targets(model: Any, variant: str) -> list[Target]:
@@ -131,19 +133,29 @@ def open_session(target: Target, threads: int | None, batch: int | None) -> Sess
     """Load ``target`` for ``threads`` (``None``: runtime default) and ``batch`` (``None``: the
     model's own batch, else 1). Raises :class:`BenchmarkError` when it cannot load or run."""
     if target.runtime.startswith("pytorch"):
-        return _torch_session(target, threads, batch or 1)
-    if target.artifact is None or not Path(target.artifact).exists():
-        raise BenchmarkError(f"{target.artifact}: no such file")
-    opener = {"onnxruntime": _ort_session, "litert": _litert_session,
-              "coreml": _coreml_session}.get(target.runtime)
-    if opener is None:
-        raise BenchmarkError(f"unknown runtime {target.runtime!r}")
-    session = opener(target, threads, batch)
-    try:
-        session.run()  # fail here, with a clear message, rather than inside the timing loop
+        session = _torch_session(target, threads, batch or 1)
+    else:
+        if target.artifact is None or not Path(target.artifact).exists():
+            raise BenchmarkError(f"{target.artifact}: no such file")
+        opener = {"onnxruntime": _ort_session, "litert": _litert_session,
+                  "coreml": _coreml_session}.get(target.runtime)
+        if opener is None:
+            raise BenchmarkError(f"unknown runtime {target.runtime!r}")
+        try:
+            session = opener(target, threads, batch)
+        except (BenchmarkError, MissingDependencyError):
+            raise
+        except Exception as e:  # e.g. an input type the runtime refuses
+            raise BenchmarkError(f"{target.artifact}: {target.runtime} cannot prepare it: "
+                                 f"{type(e).__name__}: {_first_line(e)}") from e
+    try:  # the cold first call, and a clear error here rather than inside the timing loop
+        t0 = time.perf_counter()
+        session.run()
+        session.first_ms = (time.perf_counter() - t0) * 1e3
     except Exception as e:
         session.close()
-        raise BenchmarkError(f"{target.artifact}: {target.runtime} fails to run it: "
+        what = target.artifact or target.model
+        raise BenchmarkError(f"{what}: {target.runtime} fails to run it: "
                              f"{type(e).__name__}: {_first_line(e)}") from e
     return session
 

@@ -32,7 +32,9 @@ __all__ = [
     "SOURCES",
     "BenchReport",
     "BenchResult",
+    "host_device_label",
     "load_report",
+    "relabel_host_results",
 ]
 
 SCHEMA = "lsnet-deploy.bench/1"
@@ -134,7 +136,8 @@ class BenchResult:
     def key(self) -> tuple[Any, ...]:
         """Identity of the configuration (two results with one key measure the same thing)."""
         return (self.model, self.runtime, self.precision, self.threads, self.batch,
-                self.accelerator, self.device)
+                self.accelerator, self.device,
+                tuple(self.input_shape) if self.input_shape else None)
 
 
 @dataclass
@@ -169,6 +172,24 @@ class BenchReport:
         if not isinstance(failures, list):
             raise BenchmarkError(f"{where}: 'failures' must be a list")
         return cls(results, env, bool(data.get("interrupted", False)), failures)
+
+
+def host_device_label(environment: dict[str, Any]) -> str | None:
+    """``"host: <CPU>, <N> cores"`` for results measured on the machine an environment record
+    describes (``None`` when it names no CPU)."""
+    cpu = environment.get("cpu")
+    return f"host: {cpu}, {environment.get('cores', '?')} cores" if cpu else None
+
+
+def relabel_host_results(report: BenchReport) -> BenchReport:
+    """Give the report's ``device="host"`` results the label of the machine that ran them
+    (in place), so results merged from several machines never mix."""
+    label = host_device_label(report.environment)
+    if label:
+        for r in report.results:
+            if r.device == "host":
+                r.device = label
+    return report
 
 
 def load_report(path: Path) -> BenchReport:
