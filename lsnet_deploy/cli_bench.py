@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .cli import JsonOpt, Variant, WeightsOpt, _emit_json, err, out
-from .errors import BenchmarkError, LsnetDeployError, OutputError, UnsupportedOptionError
+from .errors import BenchmarkError, LsnetDeployError, UnsupportedOptionError
 
 __all__ = ["bench_app", "report_cmd"]
 
@@ -57,13 +57,13 @@ def _int_list(text: str, what: str) -> tuple[int, ...]:
 
 
 def _units(text: str) -> tuple[str, ...]:
-    from .bench.runtimes import COMPUTE_UNITS
+    """Comma-separated CoreML compute units, normalized (``cpuAndNeuralEngine`` and
+    ``cpu_and_ne`` are ``CPU_AND_NE``)."""
+    from .bench.ios import normalize_compute_unit
 
-    units = tuple(u.strip().upper() for u in text.split(",") if u.strip())
-    bad = [u for u in units if u not in COMPUTE_UNITS]
-    if bad or not units:
-        raise UnsupportedOptionError(f"--compute-units takes {', '.join(COMPUTE_UNITS)} "
-                                     f"(comma-separated), got {text!r}")
+    units = tuple(normalize_compute_unit(u) for u in text.split(",") if u.strip())
+    if not units:
+        raise UnsupportedOptionError(f"--compute-units needs at least one unit, got {text!r}")
     return units
 
 
@@ -142,17 +142,10 @@ def _print_results(report: Any) -> None:
 
 def _check_output_dir(output_dir: Path | None) -> None:
     """Refuse an unusable report folder before minutes of measuring, not after."""
-    from .bench.output import JSON
+    from .bench.output import check_report_dir
 
-    if output_dir is None:
-        return
-    if (output_dir / JSON).exists():
-        raise OutputError(f"{output_dir} already holds a benchmark report; choose another "
-                          "--output-dir")
-    existing = next((p for p in [output_dir, *output_dir.parents] if p.exists()), None)
-    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK):
-        raise OutputError(f"cannot write the report under {output_dir}: {existing} is not a "
-                          "writable folder")
+    if output_dir is not None:
+        check_report_dir(output_dir)
 
 
 def _finish(report: Any, output_dir: Path | None, as_json: bool, imported: bool = False) -> None:
@@ -192,17 +185,12 @@ def _settings(threads: str | None, batch: int | None, warmup: int | None,
 
     from .bench.harness import BenchSettings
 
-    if throughput:
+    given = {k: v for k, v in (("warmup", warmup), ("warmup_s", warmup_seconds), ("runs", runs),
+                               ("min_time_s", min_seconds)) if v is not None}
+    if throughput:  # the paper protocol's defaults, then what was given
         counts = _int_list(threads, "--threads") if threads else (os.cpu_count() or 1,)
-        paper = BenchSettings.paper_throughput(
-            counts, batch, warmup_s=5.0 if warmup_seconds is None else warmup_seconds,
-            min_time_s=10.0 if min_seconds is None else min_seconds)
-        return replace(paper, warmup=paper.warmup if warmup is None else warmup,
-                       runs=paper.runs if runs is None else runs)
-    return BenchSettings(threads=_int_list(threads or "1", "--threads"), batch=batch,
-                         warmup=10 if warmup is None else warmup,
-                         warmup_s=warmup_seconds or 0.0, runs=50 if runs is None else runs,
-                         min_time_s=min_seconds or 0.0)
+        return replace(BenchSettings.paper_throughput(counts, batch), **given)
+    return BenchSettings(threads=_int_list(threads or "1", "--threads"), batch=batch, **given)
 
 
 @bench_app.command("host")
@@ -453,8 +441,13 @@ def report_cmd(
     measurements (latency per runtime, precision and device)."""
     from dataclasses import asdict
 
-    from .bench.claims import PAPER_NOTE, build_claims, claims_markdown, collect_results, \
-        find_result_files
+    from .bench.claims import (
+        PAPER_NOTE,
+        build_claims,
+        claims_markdown,
+        collect_results,
+        find_result_files,
+    )
     from .metadata import write_text_atomic
 
     files = find_result_files(list(paths or []))

@@ -8,6 +8,16 @@ to an exit code (see ``lsnet_deploy.cli.EXIT_CODES``).
 from __future__ import annotations
 
 
+def first_line(e: BaseException, limit: int | None = None) -> str:
+    """The first line of ``str(e)`` (cut to ``limit`` characters with "..." if given): what a
+    one-line error message quotes of a third-party exception."""
+    lines = str(e).strip().splitlines()
+    first = lines[0] if lines else ""
+    if limit is not None and len(first) > limit:
+        return first[: limit - 3] + "..."
+    return first
+
+
 class LsnetDeployError(Exception):
     """Base class of every error raised on purpose by lsnet-deploy."""
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import file_sha256
-from .errors import CheckpointError, UnknownVariantError, WeightsUnavailableError
+from .errors import CheckpointError, UnknownVariantError, WeightsUnavailableError, first_line
 from .paths import checkpoint_dir, manifest_path
 
 __all__ = ["ZooEntry", "cached_checkpoint", "fetch_checkpoint", "zoo", "zoo_entry"]
@@ -125,7 +125,7 @@ def fetch_checkpoint(variant: str) -> Path:
         elif type(e).__name__ in ("LocalEntryNotFoundError", "ConnectionError", "ConnectError"):
             why = "cannot reach the Hugging Face Hub"
         else:
-            why = f"{type(e).__name__}: {_first_line(e)}"
+            why = f"{type(e).__name__}: {first_line(e, limit=200)}"
         raise WeightsUnavailableError(
             f"could not download {entry.filename} from {entry.repo_id} ({why}); {hint}"
         ) from e
@@ -139,8 +139,3 @@ def fetch_checkpoint(variant: str) -> Path:
     log.info("%s sha256 %s", entry.filename, digest)
     return path
 
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    first = text[0] if text else ""
-    return first if len(first) <= 200 else first[:197] + "..."

@@ -14,6 +14,7 @@ import onnx
 import pytest
 import torch
 from onnx import TensorProto, helper
+from test_cli import run_main
 
 from lsnet_deploy.bench import output as output_mod
 from lsnet_deploy.bench.artifacts import describe_artifact
@@ -33,8 +34,6 @@ from lsnet_deploy.bench.schema import SCHEMA, BenchReport, BenchResult, load_rep
 from lsnet_deploy.bench.timing import summarize
 from lsnet_deploy.errors import BenchmarkError
 from lsnet_deploy.metadata import sidecar_path
-
-from test_cli import run_main
 
 FAST = BenchSettings(threads=(1,), warmup=1, runs=3)
 

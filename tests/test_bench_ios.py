@@ -119,7 +119,10 @@ def test_labels_default_from_the_file_name_without_sidecar(tmp_path: Path,
     from lsnet_deploy.bench import artifacts
 
     # the stand-in package is no real Core ML model: skip coremltools' slow import
-    monkeypatch.setattr(artifacts, "_coreml_precision", lambda path: (None, "unknown"))
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(artifacts, "get_exporter",
+                        lambda fmt: SimpleNamespace(read_metadata=lambda path: {}))
     pkg = make_mlpackage(tmp_path, "custom_w8a8.mlpackage")
     write_ios_harness(pkg, tmp_path / "h")
     core = core_source(tmp_path / "h")

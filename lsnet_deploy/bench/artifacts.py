@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BenchmarkError
-from ..metadata import read_sidecar
+from ..exporters import get_exporter
+from ..metadata import from_native, read_sidecar
 
 __all__ = ["FORMAT_OF_SUFFIX", "ArtifactInfo", "describe_artifact", "format_of"]
 
@@ -73,41 +74,38 @@ def describe_artifact(path: Path) -> ArtifactInfo:
         if variant:
             return ArtifactInfo(path, fmt, str(variant), str(precision), True,
                                 float(cosine) if isinstance(cosine, (int, float)) else None)
-    inspect = {"onnx": _onnx_precision, "tflite": _tflite_precision,
-               "coreml": _coreml_precision}[fmt]
-    try:
-        model, precision = inspect(path)
+    model, precision = None, "unknown"
+    try:  # the metadata lsnet-deploy embeds natively (what `validate` reads without a sidecar)
+        native = from_native(get_exporter(fmt).read_metadata(path))
+        model, precision = native.get("variant"), str(native.get("precision") or "unknown")
+        if precision == "unknown" and fmt != "coreml":
+            precision = {"onnx": _onnx_precision, "tflite": _tflite_precision}[fmt](path)
     except Exception as e:  # a foreign or broken file: label it, the runtime will complain
         log.debug("could not inspect %s: %s", path, e)
-        model, precision = None, "unknown"
     if precision == "unknown":
         match = _PRECISION_IN_NAME.search(path.stem.lower())
         precision = match.group(1) if match else "unknown"
-    return ArtifactInfo(path, fmt, model or path.stem, precision)
+    return ArtifactInfo(path, fmt, str(model) if model else path.stem, precision)
 
 
-def _onnx_precision(path: Path) -> tuple[str | None, str]:
+def _onnx_precision(path: Path) -> str:
+    """From the graph: quantization ops -> int8, fp16 initializers -> fp16, else fp32."""
     import onnx
 
     proto = onnx.load(str(path), load_external_data=False)
-    props = {p.key: p.value for p in proto.metadata_props}
-    if props.get("variant") and props.get("precision"):
-        return props["variant"], props["precision"]
     ops = {n.op_type for n in proto.graph.node}
     if ops & _ONNX_QUANT_OPS:
-        return None, "int8"
+        return "int8"
     types = {t.data_type for t in proto.graph.initializer}
     if onnx.TensorProto.FLOAT16 in types:
-        return None, "fp16"
-    return None, "fp32" if types else "unknown"
+        return "fp16"
+    return "fp32" if types else "unknown"
 
 
-def _tflite_precision(path: Path) -> tuple[str | None, str]:
-    from ..exporters.tflite_flatbuffer import _read, read_metadata
+def _tflite_precision(path: Path) -> str:
+    """From the constant tensors' types (int8/uint8 -> int8, float16 -> fp16, else fp32)."""
+    from ..exporters.tflite_flatbuffer import _read
 
-    meta = read_metadata(path)
-    if meta.get("variant") and meta.get("precision"):
-        return str(meta["variant"]), str(meta["precision"])
     model = _read(path)
     # TensorType enum of the TFLite schema: FLOAT32 0, FLOAT16 1, INT8 9, UINT8 3. Judge by the
     # constant tensors (the weights): a float model may well take a uint8 image.
@@ -119,14 +117,7 @@ def _tflite_precision(path: Path) -> tuple[str | None, str]:
 
     types = {t.type for g in model.subgraphs for t in g.tensors if constant(t)}
     if 9 in types or 3 in types:
-        return None, "int8"
+        return "int8"
     if 1 in types:
-        return None, "fp16"
-    return None, "fp32"
-
-
-def _coreml_precision(path: Path) -> tuple[str | None, str]:
-    import coremltools as ct
-
-    meta = dict(ct.models.MLModel(str(path), skip_model_load=True).user_defined_metadata)
-    return meta.get("variant"), meta.get("precision", "unknown")
+        return "fp16"
+    return "fp32"

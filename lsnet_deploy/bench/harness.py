@@ -19,13 +19,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..errors import BenchmarkError, LsnetDeployError
+from ..errors import BenchmarkError, LsnetDeployError, first_line
 from .environment import collect_environment, mark_busy
 from .runtimes import Session, Target, open_session
 from .schema import BenchReport, BenchResult
-from .timing import summarize
+from .timing import LatencyStats, summarize
 
-__all__ = ["MIN_PARTIAL_RUNS", "BenchSettings", "ProgressSink", "measure", "run_benchmarks"]
+__all__ = ["MIN_PARTIAL_RUNS", "BenchSettings", "ProgressSink", "measure", "run_benchmarks",
+           "time_callable"]
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +56,12 @@ class BenchSettings:
     throughput: bool = False
 
     @classmethod
-    def paper_throughput(cls, threads: tuple[int, ...], batch: int | None = None,
-                         warmup_s: float = 5.0, min_time_s: float = 10.0) -> BenchSettings:
-        """The paper's protocol: time-based warm-up and measurement, large batch."""
-        return cls(threads=threads, batch=batch or 64, warmup=1, warmup_s=warmup_s, runs=3,
-                   min_time_s=min_time_s, throughput=True)
+    def paper_throughput(cls, threads: tuple[int, ...], batch: int | None = None
+                         ) -> BenchSettings:
+        """The paper's protocol: time-based warm-up (5 s) and measurement (>= 10 s), large
+        batch (64 unless given); adjust with :func:`dataclasses.replace`."""
+        return cls(threads=threads, batch=batch or 64, warmup=1, warmup_s=5.0, runs=3,
+                   min_time_s=10.0, throughput=True)
 
     def __post_init__(self) -> None:
         if self.runs < 1:
@@ -119,6 +121,15 @@ def measure(run: Callable[[], object], settings: BenchSettings,
     except KeyboardInterrupt:
         timing.interrupted = True
     return timing
+
+
+def time_callable(fn: Callable[[], object], runs: int = 50, warmup: int = 10) -> LatencyStats:
+    """Statistics of ``warmup`` untimed then ``runs`` timed calls of ``fn`` (the report scripts'
+    shorthand for :func:`measure`); Ctrl-C propagates."""
+    timing = measure(fn, BenchSettings(warmup=warmup, runs=runs))
+    if timing.interrupted:
+        raise KeyboardInterrupt
+    return summarize(timing.times_ms, timing.warmup_done)
 
 
 def _result(target: Target, session: Session, threads: int | None, timing: _Timing,
@@ -189,8 +200,8 @@ def run_benchmarks(targets: list[Target], settings: BenchSettings,
                     finally:
                         session.close()
                 except Exception as e:  # one target failing never loses the others
-                    message = str(e) if isinstance(e, LsnetDeployError) else (
-                        f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}")
+                    message = (str(e) if isinstance(e, LsnetDeployError)
+                               else f"{type(e).__name__}: {first_line(e)}")
                     log.warning("%s: failed: %s", label, message)
                     report.failures.append({"model": target.model, "runtime": target.runtime,
                                             "precision": target.precision, "threads": threads,

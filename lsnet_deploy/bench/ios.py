@@ -31,6 +31,7 @@ from typing import Any
 
 from .. import __version__
 from ..errors import BenchmarkError, OutputError, UnsupportedOptionError
+from .runtimes import COMPUTE_UNITS as RUNTIME_COMPUTE_UNITS
 from .schema import (
     PLATFORMS,
     RUNTIMES,
@@ -57,8 +58,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-COMPUTE_UNITS = ("CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE", "ALL")
-"""Core ML compute units under lsnet-deploy's names (the ``accelerator`` of a result)."""
+COMPUTE_UNITS = RUNTIME_COMPUTE_UNITS
+"""Core ML compute units under lsnet-deploy's names (the ``accelerator`` of a result): the
+ones the Mac runner uses."""
 
 SWIFT_COMPUTE_UNITS = {
     "CPU_ONLY": "cpuOnly",

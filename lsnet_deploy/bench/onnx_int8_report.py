@@ -22,8 +22,8 @@ import numpy as np
 
 from ..exporters.onnx import OnnxExporter
 from ..pipeline import export
+from .harness import time_callable
 from .report import emit_table, machine
-from .timing import time_callable
 
 
 def main(argv: list[str] | None = None) -> int:

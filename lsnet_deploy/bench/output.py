@@ -22,6 +22,7 @@ __all__ = [
     "CHART",
     "JSON",
     "MARKDOWN",
+    "check_report_dir",
     "default_report_dir",
     "markdown_report",
     "result_rows",
@@ -166,6 +167,18 @@ def write_chart(results: list[BenchResult], path: Path, title: str = "") -> bool
     return True
 
 
+def check_report_dir(folder: Path, update: bool = False) -> None:
+    """Refuse a folder that already holds a report (unless ``update``) or cannot be written
+    (the nearest existing ancestor must be a writable folder); creates nothing."""
+    if (folder / JSON).exists() and not update:
+        raise OutputError(f"{folder} already holds a benchmark report; choose another "
+                          "--output-dir (or add results with 'bench import --into')")
+    existing = next((p for p in [folder, *folder.parents] if p.exists()), None)
+    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise OutputError(f"cannot write the report under {folder}: {existing} is not a "
+                          "writable folder")
+
+
 def write_report_folder(report: BenchReport, folder: Path | None = None,
                         chart: bool = True, update: bool = False) -> Path:
     """Write ``results.json``, ``results.md`` and (``chart``) ``latency.png`` into ``folder``
@@ -174,9 +187,7 @@ def write_report_folder(report: BenchReport, folder: Path | None = None,
     its files one by one, each atomically. Without matplotlib the chart is skipped with a
     warning: the numbers are never lost for want of a picture."""
     folder = Path(folder) if folder is not None else default_report_dir()
-    if (folder / JSON).exists() and not update:
-        raise OutputError(f"{folder} already holds a benchmark report; choose another "
-                          "--output-dir (or add results with 'bench import --into')")
+    check_report_dir(folder, update)
     env = report.environment
     title = f"lsnet-deploy benchmark: {env.get('cpu', '')}".strip(": ")
     try:

@@ -21,15 +21,14 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Iterator
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import BenchmarkError, MissingDependencyError
+from ..errors import BenchmarkError, MissingDependencyError, first_line
 from .artifacts import describe_artifact
 
 __all__ = [
@@ -90,15 +89,8 @@ class Session:
     first_ms: float | None = None
 
 
-def pytorch_targets(model: Any, variant: str) -> list[Target]:
-    """PyTorch eager, unfused (``model`` as given) and fused (a reparameterized copy)."""
-    import copy
-
-    from ..reparam import is_reparameterized, reparameterize
-
-    fused = copy.deepcopy(model)
-    if not is_reparameterized(fused):
-        reparameterize(fused, check_inputs=None)
+def pytorch_targets(model: Any, fused: Any, variant: str) -> list[Target]:
+    """PyTorch eager, unfused (``model``) and fused (``fused``, its reparameterized copy)."""
     size = tuple(model.img_size)
     return [
         Target(variant, "pytorch-unfused", "fp32", module=model, img_size=size),  # type: ignore[arg-type]
@@ -147,7 +139,7 @@ def open_session(target: Target, threads: int | None, batch: int | None) -> Sess
             raise
         except Exception as e:  # e.g. an input type the runtime refuses
             raise BenchmarkError(f"{target.artifact}: {target.runtime} cannot prepare it: "
-                                 f"{type(e).__name__}: {_first_line(e)}") from e
+                                 f"{type(e).__name__}: {first_line(e)}") from e
     try:  # the cold first call, and a clear error here rather than inside the timing loop
         t0 = time.perf_counter()
         session.run()
@@ -156,13 +148,8 @@ def open_session(target: Target, threads: int | None, batch: int | None) -> Sess
         session.close()
         what = target.artifact or target.model
         raise BenchmarkError(f"{what}: {target.runtime} fails to run it: "
-                             f"{type(e).__name__}: {_first_line(e)}") from e
+                             f"{type(e).__name__}: {first_line(e)}") from e
     return session
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else ""
 
 
 def _torch_session(target: Target, threads: int | None, batch: int) -> Session:
@@ -224,7 +211,7 @@ def _ort_session(target: Target, threads: int | None, batch: int | None) -> Sess
     try:
         sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except Exception as e:
-        raise BenchmarkError(f"{path}: ONNX Runtime cannot load it: {_first_line(e)}") from e
+        raise BenchmarkError(f"{path}: ONNX Runtime cannot load it: {first_line(e)}") from e
     load_ms = (time.perf_counter() - t0) * 1e3
     rng = np.random.default_rng(0)
     feeds = {}
@@ -259,7 +246,7 @@ def _litert_session(target: Target, threads: int | None, batch: int | None) -> S
     except Exception as e:
         what = f" at batch {batch}" if batch is not None else ""
         raise BenchmarkError(
-            f"{path}: LiteRT cannot load it{what}: {_first_line(e)}") from e
+            f"{path}: LiteRT cannot load it{what}: {first_line(e)}") from e
     load_ms = (time.perf_counter() - t0) * 1e3
     rng = np.random.default_rng(0)
     first_shape: list[int] = []
@@ -288,7 +275,7 @@ def _coreml_session(target: Target, threads: int | None, batch: int | None) -> S
     try:
         model = ct.models.MLModel(str(path), compute_units=getattr(ct.ComputeUnit, unit))
     except Exception as e:
-        raise BenchmarkError(f"{path}: Core ML cannot load it on {unit}: {_first_line(e)}") from e
+        raise BenchmarkError(f"{path}: Core ML cannot load it on {unit}: {first_line(e)}") from e
     load_ms = (time.perf_counter() - t0) * 1e3
     spec = model.get_spec()
     rng = np.random.default_rng(0)

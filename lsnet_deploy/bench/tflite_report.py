@@ -33,8 +33,8 @@ import torch
 from ..exporters.tflite import TfliteExporter
 from ..exporters.tflite_flatbuffer import op_histogram
 from ..pipeline import export
+from .harness import time_callable
 from .report import emit_table, machine
-from .timing import time_callable
 
 
 def _latency(path: Path, runs: int, warmup: int) -> dict[int, float]:

@@ -1,14 +1,13 @@
-"""Timing of one runner: warm-up, then N timed runs, and the statistics we report."""
+"""The statistics we report for a list of timed runs (the timing loop is
+:func:`lsnet_deploy.bench.harness.measure`)."""
 
 from __future__ import annotations
 
 import statistics
-import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["LatencyStats", "summarize", "time_callable"]
+__all__ = ["LatencyStats", "summarize"]
 
 
 @dataclass(frozen=True)
@@ -47,17 +46,3 @@ def summarize(times_ms: list[float], warmup: int = 0) -> LatencyStats:
         std_ms=statistics.pstdev(ordered),
         trimmed_mean_ms=statistics.fmean(trimmed),
     )
-
-
-def time_callable(fn: Callable[[], object], runs: int = 50, warmup: int = 10) -> LatencyStats:
-    """Call ``fn`` ``warmup`` times untimed, then ``runs`` times timed (perf_counter)."""
-    if runs < 1:
-        raise ValueError("runs must be >= 1")
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return summarize(times, warmup)

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ExportError, MissingDependencyError, UnsupportedOptionError
+from ..errors import ExportError, MissingDependencyError, UnsupportedOptionError, first_line
 from ..spec import IOSpec
 from .base import Capabilities, ExportOptions, Runner
 
@@ -303,7 +303,7 @@ class CoremlExporter:
             raise
         except Exception as e:
             raise ExportError(f"coremltools conversion failed: {type(e).__name__}: "
-                              f"{str(e).splitlines()[0] if str(e) else ''}") from e
+                              f"{first_line(e)}") from e
         mlmodel.author = AUTHOR
         mlmodel.license = LICENSE
         mlmodel.short_description = (

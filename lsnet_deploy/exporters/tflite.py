@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import ExportError, MissingDependencyError, UnsupportedOptionError
+from ..errors import ExportError, MissingDependencyError, UnsupportedOptionError, first_line
 from ..spec import IOSpec
 from .base import Capabilities, ExportOptions, Runner
 from .onnx import example_input, graph_model
@@ -168,7 +168,7 @@ class TfliteExporter:
             raise
         except Exception as e:
             raise ExportError(f"litert-torch conversion failed: {type(e).__name__}: "
-                              f"{str(e).splitlines()[0] if str(e) else ''}") from e
+                              f"{first_line(e)}") from e
         if options.precision == "int8":
             io = options.io_type or "int8"
             in_type = "int8" if spec.value_range == "0..255" else io  # image input stays uint8
