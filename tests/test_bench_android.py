@@ -257,7 +257,12 @@ def test_full_flow_xnnpack_taskset(phone: FakeAdb, binary: Path, model: Path) ->
     messages: list[str] = []
     options = AndroidOptions(benchmark_binary=binary, threads=(1, 4), use_xnnpack=True,
                              taskset="f0", runs=50, warmup_runs=10)
-    results = run_android_bench([model], options, progress=messages.append)
+    report = run_android_bench([model], options, progress=messages.append)
+    results = report.results
+    assert not report.interrupted and report.failures == [] and report.aborted_by is None
+    env = report.environment  # the machine driving the phone, never judged busy
+    assert env["settings"] == {"runs": 50, "warmup": 10, "android": True}
+    assert env["busy"] is False and "load_avg_after" in env
 
     assert [r.threads for r in results] == [1, 4]
     r = results[0]
@@ -321,7 +326,7 @@ def test_flow_cpu_default_gpu_and_legacy(phone: FakeAdb, binary: Path, tmp_path:
     old = make_model(tmp_path / "m", "lsnet_s_int8.tflite", variant=None)  # no sidecar
     phone.scenario(benchmarks=[{"match": "lsnet_s_int8", "output": "legacy_format.txt"},
                                {"match": "lsnet_t_fp16", "output": "current_gpu_partial.txt"}])
-    cpu = run_android_bench([old], AndroidOptions(benchmark_binary=binary))
+    cpu = run_android_bench([old], AndroidOptions(benchmark_binary=binary)).results
     assert len(cpu) == 1
     c = cpu[0]
     assert (c.model, c.precision, c.accelerator, c.batch, c.threads) == (
@@ -332,7 +337,8 @@ def test_flow_cpu_default_gpu_and_legacy(phone: FakeAdb, binary: Path, tmp_path:
     assert cmd.startswith(REMOTE_BIN)  # no taskset
     assert not any(f.startswith("--use_") for f in cmd.split())
 
-    gpu = run_android_bench([fp16], AndroidOptions(benchmark_binary=binary, use_gpu=True))
+    gpu = run_android_bench([fp16],
+                            AndroidOptions(benchmark_binary=binary, use_gpu=True)).results
     g = gpu[0]
     assert (g.model, g.precision, g.accelerator, g.batch) == ("lsnet_t", "fp16", "gpu", 1)
     assert g.input_shape == [1, 224, 224, 3]  # dynamic batch runs with 1
@@ -344,13 +350,14 @@ def test_flow_cpu_default_gpu_and_legacy(phone: FakeAdb, binary: Path, tmp_path:
 
 def test_batch_from_sidecar(phone: FakeAdb, binary: Path, tmp_path: Path) -> None:
     b2 = make_model(tmp_path, "lsnet_t_b2.tflite", input_shape=[2, 224, 224, 3])
-    (r,) = run_android_bench([b2], AndroidOptions(benchmark_binary=binary))
+    (r,) = run_android_bench([b2], AndroidOptions(benchmark_binary=binary)).results
     assert r.batch == 2 and r.input_shape == [2, 224, 224, 3]
 
 
 def test_serial_selects_one_of_several(phone: FakeAdb, binary: Path, model: Path) -> None:
     phone.scenario(devices=[["AAA", "device"], ["BBB", "device"]])
-    results = run_android_bench([model], AndroidOptions(benchmark_binary=binary, serial="BBB"))
+    results = run_android_bench([model], AndroidOptions(benchmark_binary=binary,
+                                                         serial="BBB")).results
     assert results[0].device_info["serial"] == "BBB"
     assert all(c[:2] == ["-s", "BBB"] for c in phone.calls()[1:])
     assert phone.device_files("BBB") == [REMOTE_BIN]
@@ -360,7 +367,7 @@ def test_serial_selects_one_of_several(phone: FakeAdb, binary: Path, model: Path
 def test_thermal_after_run_and_old_android(phone: FakeAdb, binary: Path, model: Path) -> None:
     phone.scenario(thermal=["dumpsys_thermalservice.txt", "dumpsys_thermalservice.txt",
                             "dumpsys_thermalservice_hot.txt"])
-    (r,) = run_android_bench([model], AndroidOptions(benchmark_binary=binary))
+    (r,) = run_android_bench([model], AndroidOptions(benchmark_binary=binary)).results
     assert r.device_info["thermal"]["status"] == 0
     assert r.device_info["thermal_after"]["label"] == "MODERATE"
     assert r.notes is not None and "thermal status MODERATE" in r.notes
@@ -416,9 +423,9 @@ def test_device_errors(phone: FakeAdb, binary: Path, model: Path, devices: list,
 def test_adb_error_messages_are_mapped(phone: FakeAdb, binary: Path, model: Path) -> None:
     # adb itself says "unauthorized" on a command even if 'adb devices' was fine a moment ago
     phone.scenario(devices=[["R58M", "unauthorized"]])
-    from lsnet_deploy.bench.android import _Adb
+    from lsnet_deploy.bench.android.adb import Adb
 
-    adb = _Adb(AndroidOptions())
+    adb = Adb(AndroidOptions())
     with pytest.raises(DeviceError, match="unauthorized: unlock the phone"):
         adb.shell("getprop")
     phone.scenario(devices=[])
@@ -444,19 +451,50 @@ def test_model_fails_on_device(phone: FakeAdb, binary: Path, model: Path, output
     kept = Path(message.rsplit("[full log: ", 1)[1].rstrip("]"))
     assert kept.read_text() == sample(output)
     assert phone.shell_commands()[-1].startswith("rm -f ")  # cleanup ran anyway
-    assert phone.device_files() == [REMOTE_BIN]
-    assert info.value.results == []  # type: ignore[attr-defined]
+    assert phone.device_files() == [REMOTE_BIN]  # nothing measured: raised, not reported
 
 
-def test_results_before_a_failure_are_kept_on_the_error(phone: FakeAdb, binary: Path,
-                                                        tmp_path: Path) -> None:
+def test_results_before_a_failure_are_kept_in_the_report(phone: FakeAdb, binary: Path,
+                                                         tmp_path: Path) -> None:
     good = make_model(tmp_path, "lsnet_t_fp32.tflite")
     bad = make_model(tmp_path, "lsnet_t_w8a8.tflite", precision="w8a8")
     phone.scenario(benchmarks=[{"match": "w8a8", "output": "failed_xnnpack.txt", "exit": 1}])
-    with pytest.raises(DeviceError, match="lsnet_t_w8a8.tflite") as info:
-        run_android_bench([good, bad], AndroidOptions(benchmark_binary=binary, threads=(1, 2)))
-    partial = info.value.results  # type: ignore[attr-defined]
-    assert [(r.precision, r.threads) for r in partial] == [("fp32", 1), ("fp32", 2)]
+    report = run_android_bench([good, bad],
+                               AndroidOptions(benchmark_binary=binary, threads=(1, 2)))
+    assert [(r.precision, r.threads) for r in report.results] == [("fp32", 1), ("fp32", 2)]
+    error = report.aborted_by
+    assert isinstance(error, DeviceError) and "lsnet_t_w8a8.tflite" in str(error)
+    assert report.failures == [{"model": "lsnet_t", "runtime": "litert", "precision": "w8a8",
+                                "threads": 1, "artifact": str(bad), "error": str(error)}]
+    assert not report.interrupted
+    assert "aborted_by" not in report.to_dict()  # the error is the run's, not the file's
+    assert phone.device_files() == [REMOTE_BIN]
+
+
+def _interrupt_run(monkeypatch: pytest.MonkeyPatch, at: int) -> None:
+    """Ctrl-C at the start of run number ``at`` (1-based)."""
+    from lsnet_deploy.bench.android import run
+
+    real = run._run_one
+
+    def run_one(phone, model, threads, index):  # type: ignore[no-untyped-def]
+        if index == at:
+            raise KeyboardInterrupt
+        return real(phone, model, threads, index)
+
+    monkeypatch.setattr(run, "_run_one", run_one)
+
+
+def test_ctrl_c_returns_the_results_so_far(phone: FakeAdb, binary: Path, model: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    _interrupt_run(monkeypatch, at=2)
+    report = run_android_bench([model], AndroidOptions(benchmark_binary=binary, threads=(1, 2)))
+    assert report.interrupted and report.aborted_by is None and report.failures == []
+    assert [r.threads for r in report.results] == [1]
+    assert phone.device_files() == [REMOTE_BIN]
+    _interrupt_run(monkeypatch, at=1)  # nothing measured yet: Ctrl-C goes through
+    with pytest.raises(KeyboardInterrupt):
+        run_android_bench([model], AndroidOptions(benchmark_binary=binary))
     assert phone.device_files() == [REMOTE_BIN]
 
 
@@ -493,7 +531,7 @@ def test_binary_missing(phone: FakeAdb, model: Path, tmp_path: Path,
 def test_binary_from_environment(phone: FakeAdb, binary: Path, model: Path,
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(BENCHMARK_MODEL_ENV, str(binary))
-    (r,) = run_android_bench([model], AndroidOptions())
+    (r,) = run_android_bench([model], AndroidOptions()).results
     assert r.median_ms == pytest.approx(9.03862)
     assert ["push", str(binary), REMOTE_BIN] in [c[2:] for c in phone.calls()]
 
@@ -512,7 +550,7 @@ def test_binary_for_the_wrong_abi(phone: FakeAdb, model: Path, tmp_path: Path) -
     assert len(phone.calls()) == before  # found out locally
     arm32 = tmp_path / "android_arm_benchmark_model"
     arm32.write_bytes(elf(40))  # 32-bit arm runs on an arm64 phone with armeabi-v7a
-    (r,) = run_android_bench([model], AndroidOptions(benchmark_binary=arm32))
+    (r,) = run_android_bench([model], AndroidOptions(benchmark_binary=arm32)).results
     assert r.runs == 50
     assert not any(c[2:3] == ["push"] and c[3] in (str(x86), str(script)) for c in phone.calls())
 
@@ -581,3 +619,20 @@ def test_cli_bench_android_errors_keep_partial_results(
     code, _, err = run_main(["bench", "android", "--tflite", str(good), "--benchmark-binary",
                              str(binary), "-o", str(tmp_path / "none")], capsys)
     assert code == 11 and "no" in err.lower() and not (tmp_path / "none").exists()
+
+
+def test_cli_bench_android_ctrl_c_keeps_partial_results(
+        phone: FakeAdb, binary: Path, model: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from test_cli import run_main
+
+    from lsnet_deploy.bench.schema import load_report
+
+    _interrupt_run(monkeypatch, at=2)
+    out_dir = tmp_path / "interrupted"
+    code, _, err = run_main(["bench", "android", "--tflite", str(model), "--benchmark-binary",
+                             str(binary), "--threads", "1,2", "-o", str(out_dir)], capsys)
+    assert code == 130 and "Traceback" not in err
+    assert "kept 1 result(s) measured before the interruption" in err
+    report = load_report(out_dir / "results.json")
+    assert report.interrupted and [r.threads for r in report.results] == [1]

@@ -16,6 +16,7 @@ from lsnet_deploy.bench.ios import (
     COMPUTE_UNITS,
     HARNESS_FILES,
     SWIFT_COMPUTE_UNITS,
+    harness,
     import_results,
     manual_result,
     normalize_compute_unit,
@@ -159,7 +160,7 @@ def test_one_existing_file_is_enough_to_refuse(mlpackage: Path, tmp_path: Path) 
 
 def test_an_error_while_writing_leaves_nothing(mlpackage: Path, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    real = ios._write_file
+    real = harness._write_file
     calls = []
 
     def failing(path: Path, text: str) -> None:
@@ -168,7 +169,7 @@ def test_an_error_while_writing_leaves_nothing(mlpackage: Path, tmp_path: Path,
             raise OSError(28, "No space left on device")
         real(path, text)
 
-    monkeypatch.setattr(ios, "_write_file", failing)
+    monkeypatch.setattr(harness, "_write_file", failing)
     out = tmp_path / "new" / "deeper" / "h"
     with pytest.raises(OutputError, match="nothing was changed"):
         write_ios_harness(mlpackage, out)

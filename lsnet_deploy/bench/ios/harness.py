@@ -1,24 +1,18 @@
-"""iPhone benchmarks: generate a Swift harness for a Core ML model, import what it prints.
+"""The iPhone/Mac benchmark harness generator: for one Core ML model, the Swift sources of an
+XCTest (``XCTest/``, added to any iOS app's unit-test target, runs on the attached iPhone), a
+Swift package (``Package.swift``, ``Sources/lsnet-bench/``) running the same benchmark on a
+Mac, and a README with the steps, filled from the templates in ``bench/templates/ios`` and
+written all or nothing.
 
-:func:`write_ios_harness` writes, for one ``.mlpackage``, an XCTest (``XCTest/``) to add to any
-iOS app's unit-test target (it runs on the attached iPhone), a Swift package (``Package.swift``,
-``Sources/lsnet-bench/``) that runs the same benchmark on a Mac, and a README with the steps.
 Both share one benchmark core, ``LSNetBench.swift``, with the model label, precision, runs,
 warm-up, compute units and model file name baked in. For every compute unit the harness prints
 one line ``LSNET_BENCH_RESULT {...}``: a :class:`~lsnet_deploy.bench.schema.BenchResult` as
-JSON.
-
-:func:`import_results` reads those lines out of a console log (Xcode's, or ``xcodebuild test``
-output, noise and all), and also reads JSON lines, a single result object or a whole result
-file. :func:`manual_result` makes a result from a number read off Xcode's Core ML performance
-report.
+JSON, read back by :mod:`.importer`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
 import re
 import shlex
@@ -27,54 +21,23 @@ import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
-from .. import __version__
-from ..errors import BenchmarkError, OutputError, UnsupportedOptionError
-from .runtimes import COMPUTE_UNITS as RUNTIME_COMPUTE_UNITS
-from .schema import (
-    PLATFORMS,
-    RUNTIMES,
-    SOURCES,
-    BenchReport,
-    BenchResult,
-    relabel_host_results,
+from ..._version import __version__
+from ...errors import BenchmarkError, OutputError, UnsupportedOptionError
+from .vocabulary import (
+    COMPUTE_UNITS,
+    PRECISIONS,
+    SWIFT_COMPUTE_UNITS,
+    check_choice,
+    nonblank_name,
+    normalize_compute_unit,
 )
 
-__all__ = [
-    "COMPUTE_UNITS",
-    "HARNESS_FILES",
-    "PRECISIONS",
-    "RESULT_MARKER",
-    "SWIFT_COMPUTE_UNITS",
-    "HarnessConfig",
-    "import_results",
-    "manual_result",
-    "normalize_compute_unit",
-    "parse_results",
-    "render_ios_harness",
-    "write_ios_harness",
-]
+__all__ = ["HARNESS_FILES", "HarnessConfig", "render_ios_harness", "write_ios_harness"]
 
 log = logging.getLogger(__name__)
 
-COMPUTE_UNITS = RUNTIME_COMPUTE_UNITS
-"""Core ML compute units under lsnet-deploy's names (the ``accelerator`` of a result): the
-ones the Mac runner uses."""
-
-SWIFT_COMPUTE_UNITS = {
-    "CPU_ONLY": "cpuOnly",
-    "CPU_AND_GPU": "cpuAndGPU",
-    "CPU_AND_NE": "cpuAndNeuralEngine",
-    "ALL": "all",
-}
-"""lsnet-deploy's compute-unit name -> the ``MLComputeUnits`` case in Swift."""
-
-PRECISIONS = ("fp32", "fp16", "int8", "w8a8", "unknown")
-"""Precision labels of a result."""
-
-RESULT_MARKER = "LSNET_BENCH_RESULT"
-"""Prefix of a result line printed by the harness (then whitespace and a JSON object)."""
+_TEMPLATE_PACKAGE = "lsnet_deploy.bench"  # the templates are its templates/ios/
 
 HARNESS_FILES = (
     "README.md",
@@ -96,9 +59,6 @@ _TEMPLATE_OF = {
 }
 _MODEL_SUFFIXES = (".mlpackage", ".mlmodel")
 _PLACEHOLDER = re.compile(r"\{\{([A-Z_]+)\}\}")
-# The marker, whitespace, then what must be a JSON object. The marker followed by anything
-# else (a quote in a compiler diagnostic echoing the Swift source, say) is not a result line.
-_RESULT_LINE = re.compile(re.escape(RESULT_MARKER) + r"\s+(?=\{)")
 
 
 @dataclass(frozen=True)
@@ -124,17 +84,6 @@ class HarnessConfig:
     warmup: int
 
 
-def normalize_compute_unit(name: str) -> str:
-    """``"CPU_AND_NE"``, ``"cpu_and_ne"`` or ``"cpuAndNeuralEngine"`` -> ``"CPU_AND_NE"``;
-    :class:`UnsupportedOptionError` for anything else."""
-    key = str(name).strip().lower().replace("-", "_")
-    for unit, swift in SWIFT_COMPUTE_UNITS.items():
-        if key in (unit.lower(), swift.lower()):
-            return unit
-    raise UnsupportedOptionError(
-        f"unknown compute unit {name!r}: use one of {', '.join(COMPUTE_UNITS)}"
-    )
-
 
 def render_ios_harness(config: HarnessConfig, out_dir: Path | None = None) -> dict[str, str]:
     """The harness files' text, by path relative to the output folder (nothing is written).
@@ -158,7 +107,7 @@ def render_ios_harness(config: HarnessConfig, out_dir: Path | None = None) -> di
         "COMPUTE_UNITS_TEXT": ", ".join(config.compute_units),
         "COMPUTE_UNITS_ARG": ",".join(SWIFT_COMPUTE_UNITS[u] for u in config.compute_units),
     }
-    templates = resources.files(__package__).joinpath("templates").joinpath("ios")
+    templates = resources.files(_TEMPLATE_PACKAGE).joinpath("templates").joinpath("ios")
     out = {}
     for rel in HARNESS_FILES:
         name = _TEMPLATE_OF[rel]
@@ -221,122 +170,7 @@ def write_ios_harness(
     return targets
 
 
-def parse_results(text: str, where: str) -> list[BenchResult]:
-    """Results in ``text`` (``where`` names it in errors): a result file (``{"results": [...]}``),
-    one result object, a JSON array of them, a console log with ``LSNET_BENCH_RESULT`` lines
-    among other text, or JSON lines.
-
-    Raises:
-        BenchmarkError: no result at all, or a malformed line (``where:LINE: ...``).
-    """
-    text = text.removeprefix("\ufeff")
-    stripped = text.strip()
-    if not stripped:
-        raise BenchmarkError(
-            f"{where}: empty file; expected the LSNET_BENCH_RESULT lines of the iOS harness, "
-            "JSON lines or a result JSON"
-        )
-    whole = _whole_json(stripped)
-    if whole is not None:
-        results = _from_json_value(whole, where)
-    elif _RESULT_LINE.search(text):
-        results = _from_marked_lines(text, where)
-    else:
-        results = _from_json_lines(text, where)
-    if not results:
-        raise BenchmarkError(f"{where}: holds no benchmark result")
-    return _drop_repeats(results, where)
-
-
-def import_results(paths: list[Path]) -> list[BenchResult]:
-    """Read results from each file of ``paths`` (any form :func:`parse_results` takes), in
-    order.
-
-    Raises:
-        BenchmarkError: no path, a file that cannot be read, holds no result or has a
-            malformed line (the message names the file and the line).
-    """
-    if not paths:
-        raise BenchmarkError("no result file to import; pass a log or JSON file")
-    results: list[BenchResult] = []
-    for path in paths:
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise BenchmarkError(f"{path}: no such file") from None
-        except IsADirectoryError:
-            raise BenchmarkError(f"{path}: is a folder; pass the log or JSON file in it") from None
-        except UnicodeDecodeError:
-            raise BenchmarkError(f"{path}: not a UTF-8 text file; pass a log or JSON file") from None
-        except OSError as e:
-            raise BenchmarkError(f"{path}: cannot read ({e.strerror})") from None
-        found = parse_results(text, str(path))
-        log.info("%s: %d result(s)", path, len(found))
-        results.extend(found)
-    return results
-
-
-def manual_result(
-    *,
-    model: str,
-    device: str,
-    median_ms: float,
-    precision: str = "unknown",
-    runtime: str = "coreml",
-    accelerator: str | None = None,
-    platform: str = "ios",
-    notes: str | None = None,
-) -> BenchResult:
-    """A result entered by hand, e.g. the median of Xcode's Core ML performance report.
-
-    Args:
-        model: model label (``lsnet_t``); device: the phone (``"iPhone 15 Pro"``).
-        median_ms: median latency of one prediction in milliseconds (> 0).
-        precision: one of :data:`PRECISIONS`; runtime: one of
-            :data:`~lsnet_deploy.bench.schema.RUNTIMES`; platform: one of
-            :data:`~lsnet_deploy.bench.schema.PLATFORMS`.
-        accelerator: for ``coreml`` required, one of :data:`COMPUTE_UNITS` (Swift names
-            accepted); otherwise free text (an Android delegate), or ``None``.
-        notes: free text.
-
-    Raises:
-        UnsupportedOptionError: a value out of range or an unknown name.
-    """
-    model = _nonblank(model, "--model")
-    device = _nonblank(device, "--device")
-    if (isinstance(median_ms, bool) or not isinstance(median_ms, (int, float))
-            or not math.isfinite(median_ms) or median_ms <= 0):
-        raise UnsupportedOptionError(
-            f"--median-ms must be a positive number of milliseconds, got {median_ms!r}"
-        )
-    _choice(precision, PRECISIONS, "--precision")
-    _choice(runtime, RUNTIMES, "--runtime")
-    _choice(platform, PLATFORMS, "--platform")
-    if runtime == "coreml":
-        if accelerator is None:
-            raise UnsupportedOptionError(
-                "a Core ML result needs its compute units: pass --compute-units "
-                f"({', '.join(COMPUTE_UNITS)}) as chosen in Xcode's performance report"
-            )
-        accelerator = normalize_compute_unit(accelerator)
-    return BenchResult(
-        model=model,
-        runtime=runtime,
-        precision=precision,
-        threads=None,
-        batch=1,
-        median_ms=float(median_ms),
-        platform=platform,
-        device=device,
-        accelerator=accelerator,
-        source="manual",
-        notes=notes,
-    )
-
-
-# -- generator ---------------------------------------------------------------------------------
-
+# -- helpers -----------------------------------------------------------------------------------
 
 def _harness_config(mlpackage: Path, *, model: str | None, precision: str | None,
                     compute_units: tuple[str, ...], runs: int, warmup: int) -> HarnessConfig:
@@ -360,13 +194,13 @@ def _harness_config(mlpackage: Path, *, model: str | None, precision: str | None
     if repeated:
         raise UnsupportedOptionError(f"compute unit(s) given twice: {', '.join(repeated)}")
     if model is None or precision is None:
-        from .artifacts import describe_artifact
+        from ..artifacts import describe_artifact
 
         info = describe_artifact(mlpackage)
         model = info.model if model is None else model
         precision = info.precision if precision is None else precision
-    model = _nonblank(model, "model")
-    _choice(precision, PRECISIONS, "precision")
+    model = nonblank_name(model, "model")
+    check_choice(precision, PRECISIONS, "precision")
     return HarnessConfig(model=model, precision=precision, model_file=mlpackage.name,
                          model_path=str(mlpackage.resolve()), compute_units=units,
                          runs=runs, warmup=warmup)
@@ -479,113 +313,3 @@ def _topmost_missing(path: Path) -> Path | None:
         path = path.parent
     return path
 
-
-# -- importer ----------------------------------------------------------------------------------
-
-def _whole_json(text: str) -> Any:
-    """The whole text as JSON when it is an object or an array, else ``None``."""
-    if text[0] not in "{[":
-        return None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return None
-
-
-def _from_json_value(data: Any, where: str) -> list[BenchResult]:
-    if isinstance(data, dict) and "results" in data:
-        report = relabel_host_results(BenchReport.from_dict(data, where))
-        results = report.results
-        for r in results:  # host results of another machine keep that machine's record
-            if r.platform in ("host", "macos") and report.environment:
-                r.device_info.setdefault("environment", report.environment)
-        for i, result in enumerate(results):
-            _check_vocabulary(result, f"{where}: results[{i}]")
-        return results
-    if isinstance(data, dict):
-        return [_result(data, where)]
-    if isinstance(data, list):
-        return [_result(item, f"{where}: [{i}]") for i, item in enumerate(data)]
-    raise BenchmarkError(f"{where}: expected a JSON object or array, got {type(data).__name__}")
-
-
-def _from_marked_lines(text: str, where: str) -> list[BenchResult]:
-    decoder = json.JSONDecoder()
-    results = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        match = _RESULT_LINE.search(line)
-        if match is None:
-            continue
-        at = f"{where}:{lineno}"
-        try:
-            data, _ = decoder.raw_decode(line, match.end())
-        except json.JSONDecodeError as e:
-            raise BenchmarkError(
-                f"{at}: malformed {RESULT_MARKER} line ({e.msg}, column {e.colno}); copy the "
-                "whole line from the console again"
-            ) from None
-        results.append(_result(data, at))
-    return results
-
-
-def _from_json_lines(text: str, where: str) -> list[BenchResult]:
-    results = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        at = f"{where}:{lineno}"
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError:
-            raise BenchmarkError(
-                f"{at}: no {RESULT_MARKER} line in the file and this line is not JSON either; "
-                "pass the console log of the harness (with its result lines), JSON lines or a "
-                "result JSON"
-            ) from None
-        results.append(_result(data, at))
-    return results
-
-
-def _result(data: Any, where: str) -> BenchResult:
-    result = BenchResult.from_dict(data, where)
-    _check_vocabulary(result, where)
-    return result
-
-
-def _check_vocabulary(result: BenchResult, where: str) -> None:
-    for key, allowed in (("runtime", RUNTIMES), ("platform", PLATFORMS), ("source", SOURCES)):
-        value = getattr(result, key)
-        if value not in allowed:
-            raise BenchmarkError(
-                f"{where}: unknown {key} {value!r} (known: {', '.join(allowed)})"
-            )
-
-
-def _drop_repeats(results: list[BenchResult], where: str) -> list[BenchResult]:
-    """Identical results (a log holding the same line twice) are kept once."""
-    seen: set[str] = set()
-    kept = []
-    for result in results:
-        fingerprint = json.dumps(result.to_dict(), sort_keys=True, default=str)
-        if fingerprint in seen:
-            log.warning("%s: the same result appears twice; kept once", where)
-            continue
-        seen.add(fingerprint)
-        kept.append(result)
-    return kept
-
-
-# -- validation --------------------------------------------------------------------------------
-
-
-def _nonblank(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise UnsupportedOptionError(f"{what} must be a non-empty name, got {value!r}")
-    return value.strip()
-
-
-def _choice(value: Any, allowed: tuple[str, ...], what: str) -> None:
-    if value not in allowed:
-        raise UnsupportedOptionError(
-            f"{what} {value!r} is not one of {', '.join(allowed)}"
-        )
