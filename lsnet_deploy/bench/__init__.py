@@ -1,5 +1,6 @@
 """Benchmarks: the latency harness (host runtimes, Android over adb, iPhone harness and import),
-the report folder and the paper-claims report; plus the report scripts of the docs.
+the report folder and the paper-claims report. (The scripts that regenerate the docs tables
+live outside the package, in ``benchmarks/``.)
 
 Public names: :func:`benchmark`, :class:`BenchSettings`, :class:`BenchReport`,
 :class:`BenchResult`, :func:`load_report`, :func:`write_report_folder`.

@@ -9,19 +9,41 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import platform
+import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from ..metadata import tool_versions
-from .report import cpu_name
 
-__all__ = ["BUSY_LOAD_PER_CORE", "collect_environment", "load_average", "mark_busy"]
+__all__ = ["BUSY_LOAD_PER_CORE", "collect_environment", "cpu_name", "load_average", "mark_busy"]
 
 BUSY_LOAD_PER_CORE = 0.75
 """A 1-minute load average above this many runnable tasks per core marks the machine busy."""
 
 _RUNTIME_PACKAGES = ("lsnet-deploy", "torch", "onnxruntime", "ai-edge-litert", "coremltools",
                      "numpy")
+
+
+def cpu_name() -> str:
+    """The CPU model (``/proc/cpuinfo`` on Linux, ``sysctl machdep.cpu.brand_string`` on
+    macOS, else what :mod:`platform` knows)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    if sys.platform == "darwin":  # platform.processor() only says "arm" / "i386" there
+        try:
+            brand = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"],
+                                   check=False, capture_output=True, text=True,
+                                   timeout=5).stdout.strip()
+            if brand:
+                return brand
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return platform.processor() or platform.machine()
 
 
 def load_average() -> list[float] | None:
@@ -34,7 +56,7 @@ def load_average() -> list[float] | None:
 
 def _memory_gib() -> float | None:
     try:
-        for line in open("/proc/meminfo").read().splitlines():
+        for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal:"):
                 return round(int(line.split()[1]) / 2**20, 1)
     except OSError:

@@ -1,0 +1,81 @@
+"""Report: CoreML packages of fp16 / fp32 / 8-bit weights / W8A8: size, weights, ops, and the
+W8A8 fake-quant fidelity (a Core ML model cannot run off macOS; latency is the iOS harness's).
+
+Usage (from the repository root)::
+
+    .venv/bin/python benchmarks/coreml_report.py [--variants lsnet_t lsnet_s lsnet_b]
+        [--weights random|official|DIR] [--img-size 224] [--precisions fp32 fp16 int8 w8a8]
+        [--out FILE.md]
+
+Every row is one ``lsnet-deploy export --format coreml`` (image input, classifier for 1000-class
+variants, iOS 17) with the gate off for W8A8 (``--min-cosine 0``) to report its raw fidelity:
+mean logit cosine of the PyTorch fake-quantized model vs the unfused PyTorch model on the
+held-out calibration photos. Writes a Markdown table to stdout (or ``--out``); rows are shown on
+stderr as they are exported.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import lsnet_deploy
+
+if str(Path(__file__).resolve().parent) not in sys.path:  # _common, without installing
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import (
+    base_parser,
+    machine,
+    markdown_table,
+    measuring,
+    progress,
+    weights_for,
+    write_markdown,
+)
+
+COLUMNS = ["variant", "precision", "MB", "conv/linear weights", "quantize ops", "max rank",
+           "structural checks", "W8A8 fake-quant mean cos"]
+PRECISIONS = ["fp32", "fp16", "int8", "w8a8"]
+
+
+def row(variant: str, precision: str, size_bytes: int, validation: dict[str, Any]) -> list[str]:
+    """The table cells of one package, from its (structural) validation record."""
+    details = validation["details"]
+    fake = validation.get("fake_quant_fidelity")
+    weights = ", ".join(f"{dtype} {n}" for dtype, n in details["weight_dtypes"].items())
+    return [
+        variant, precision, f"{size_bytes / 1e6:.1f}", weights,
+        str(details["op_histogram"].get("quantize", 0)), str(details["max_rank"]),
+        "pass" if all(validation["checks"].values()) else "FAIL",
+        f"{fake['mean_cosine']:.4f}" if fake else "-",
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = base_parser(__doc__)
+    ap.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=PRECISIONS,
+                    help="packages per variant (default: all)")
+    args = ap.parse_args(argv)
+    rows: list[list[str]] = []
+    with measuring(), tempfile.TemporaryDirectory(prefix="lsnet-coreml-bench-") as tmp:
+        for variant in args.variants:
+            weights = weights_for(args.weights, variant)
+            for precision in args.precisions:
+                kw = {"min_cosine": 0.0} if precision == "w8a8" else {}
+                [art] = lsnet_deploy.export(variant, "coreml", weights=weights,
+                                            img_size=args.img_size, output_dir=Path(tmp),
+                                            precision=precision, force=True, **kw)
+                rows.append(row(variant, precision, art.size_bytes, art.validation))
+                progress(rows[-1])
+    caption = (
+        f"Machine: {machine()} (Linux: structural checks only); weights: {args.weights}; "
+        f"image input, {args.img_size}x{args.img_size}, classifier, iOS 17."
+    )
+    write_markdown(markdown_table(caption, COLUMNS, rows), args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

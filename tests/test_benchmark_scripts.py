@@ -1,0 +1,127 @@
+"""The docs-table scripts in benchmarks/ run end to end on the tiny variant and write the tables
+docs/benchmarks.md shows (same header, one row per exported configuration, finite numbers).
+
+Each script runs as the docs say, ``python benchmarks/<script>.py`` from the repository root,
+in a subprocess with the test's environment (HF_HUB_OFFLINE, LSNET_DEPLOY_HOME).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lsnet_deploy.bench.environment import cpu_name
+
+REPO = Path(__file__).resolve().parent.parent
+DOCS = REPO / "docs" / "benchmarks.md"
+QUICK = ["--variants", "test_lsnet", "--img-size", "96", "--weights", "random"]
+TIMING = ["--runs", "2", "--warmup", "1"]
+
+
+def run_script(name: str, *args: str, out: Path | None = None) -> str:
+    """Run ``benchmarks/<name>.py`` and return the Markdown it wrote (``out``, else stdout)."""
+    cmd = [sys.executable, str(REPO / "benchmarks" / f"{name}.py"), *args]
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        cmd += ["--out", str(out)]
+    proc = subprocess.run(cmd, check=False, cwd=REPO, env=dict(os.environ), capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, f"{name} exited {proc.returncode}:\n{proc.stderr[-4000:]}"
+    if out is None:
+        return proc.stdout
+    assert proc.stdout == "", "with --out the table goes to the file only"
+    return out.read_text()
+
+
+def parse_table(markdown: str) -> tuple[str, list[str], list[dict[str, str]]]:
+    """``(caption, header line, rows as column -> cell)`` of a report: a caption line, a blank
+    line, then exactly one Markdown table."""
+    lines = markdown.rstrip("\n").split("\n")
+    caption, blank, header, separator, *body = lines
+    assert caption.startswith("Machine: ") and blank == ""
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    assert separator == "|" + "---|" * len(columns)
+    rows = []
+    for line in body:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert len(cells) == len(columns), line
+        rows.append(dict(zip(columns, cells, strict=True)))
+    return caption, header, rows
+
+
+def number(cell: str) -> float:
+    """A table cell as a finite number (``100%`` -> 100.0)."""
+    value = float(cell.rstrip("%"))
+    assert math.isfinite(value), cell
+    return value
+
+
+def check_report(markdown: str, labels: list[str], label_column: str,
+                 numeric: list[str], optional: tuple[str, ...] = ()) -> list[dict[str, str]]:
+    """The header is the one of the docs table, one row per label in order, ``numeric``
+    columns finite, ``optional`` columns finite or ``-``."""
+    caption, header, rows = parse_table(markdown)
+    assert header in DOCS.read_text(), "the docs table has other columns than the script"
+    assert "96x96" in caption
+    assert [r[label_column] for r in rows] == labels
+    for r in rows:
+        assert r["variant"] == "test_lsnet"
+        for column in numeric:
+            number(r[column])
+        for column in optional:
+            if r[column] != "-":
+                number(r[column])
+    return rows
+
+
+def test_report_scripts_left_the_package() -> None:
+    for module in ("report", "tflite_report", "onnx_int8_report", "coreml_report"):
+        assert importlib.util.find_spec(f"lsnet_deploy.bench.{module}") is None
+    assert cpu_name()
+
+
+@pytest.mark.parametrize("name", ["onnx_int8_report", "tflite_report", "coreml_report"])
+def test_help(name: str) -> None:
+    proc = subprocess.run([sys.executable, f"benchmarks/{name}.py", "--help"], check=False,
+                          cwd=REPO, env=dict(os.environ), capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "--img-size" in proc.stdout and "--out" in proc.stdout
+
+
+def test_onnx_int8_report() -> None:
+    # no --targets: the auto mixed-precision rows are the slow ones; table on stdout
+    markdown = run_script("onnx_int8_report", *QUICK, *TIMING, "--targets")
+    rows = check_report(markdown, ["fp32", "int8 (full)"], "artifact",
+                        ["MB", "mean cos", "min cos", "top-1 agree", "1 thread ms",
+                         "2 threads ms"])
+    assert number(rows[0]["mean cos"]) > 0.999
+
+
+@pytest.mark.slow
+def test_tflite_report(tmp_path: Path) -> None:
+    # fp32 only, no auto row: every row is one litert-torch conversion (the slow part)
+    markdown = run_script("tflite_report", *QUICK, *TIMING, "--precisions", "fp32",
+                          "--auto-variants", out=tmp_path / "report dir" / "tflite.md")
+    canonical, fp32 = check_report(
+        markdown, ["fp32, canonical fused graph (before)", "fp32"], "artifact",
+        ["MB", "TRANSPOSE ops", "ops", "max abs diff", "1 thread ms", "2 threads ms"],
+        optional=("mean cos", "top-1 agree"))
+    assert canonical["mean cos"] == "-" and number(fp32["mean cos"]) > 0.999
+    assert number(fp32["TRANSPOSE ops"]) == 0  # the channels-last form has no layout transposes
+
+
+def test_coreml_report(tmp_path: Path) -> None:
+    # one fp16 package: the CoreML conversion is slow
+    markdown = run_script("coreml_report", *QUICK, "--precisions", "fp16",
+                          out=tmp_path / "report dir" / "coreml.md")
+    [row] = check_report(markdown, ["fp16"], "precision", ["MB", "quantize ops", "max rank"],
+                         optional=("W8A8 fake-quant mean cos",))
+    assert row["structural checks"] == "pass"
+    assert row["conv/linear weights"].startswith("FLOAT16")
