@@ -8,8 +8,7 @@ Public API (the CLI's verbs): :func:`create_model`, :func:`reparameterize`, :fun
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
+from ._version import __version__
 from .api import Prediction, WeightsSource, create_model, list_variants, predict
 from .checkpoint import load_weights
 from .errors import (
@@ -31,11 +30,6 @@ from .pipeline import Artifact, export, quant_report, validate
 from .preprocess import Preprocess
 from .reparam import ReparamReport, reparameterize
 from .spec import IOSpec
-
-try:
-    __version__ = version("lsnet-deploy")
-except PackageNotFoundError:  # running from a checkout without installing
-    __version__ = "0.0.0+unknown"
 
 __all__ = [
     "Artifact",

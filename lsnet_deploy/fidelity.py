@@ -8,23 +8,28 @@ must reach a mean cosine of ``min_cosine``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from .exporters.base import Runner
 from .spec import IOSpec
 
 __all__ = [
     "DEFAULT_MIN_COSINE",
     "FP32_ATOL",
+    "Runner",
     "ValidationReport",
     "compare_logits",
+    "reference_outputs",
     "run_artifact",
     "to_artifact_input",
 ]
+
+Runner = Callable[[np.ndarray], np.ndarray]
+"""Runs an artifact: input batch laid out as the IO spec says -> ``(B, classes)`` float."""
 
 FP32_ATOL = 1e-3
 """fp32 artifacts: max |artifact - PyTorch| on O(1) logits."""
@@ -75,6 +80,14 @@ def to_artifact_input(images: torch.Tensor, spec: IOSpec) -> np.ndarray:
     if spec.layout == "NHWC":
         x = x.permute(0, 2, 3, 1)
     return np.ascontiguousarray(x.numpy())
+
+
+def reference_outputs(logits: torch.Tensor, kind: Literal["logits", "log_probs"]
+                      ) -> np.ndarray:
+    """The PyTorch logits ``(N, classes)`` in the form an artifact's runner returns them
+    (``log_probs`` for classifier artifacts, whose runners return log-probabilities)."""
+    out = torch.log_softmax(logits, dim=-1) if kind == "log_probs" else logits
+    return out.detach().numpy()
 
 
 def run_artifact(runner: Runner, images: torch.Tensor, spec: IOSpec) -> np.ndarray:

@@ -30,12 +30,10 @@ __all__ = [
 ]
 
 SIDECAR_SUFFIX = ".json"
-_TOOLS = ("lsnet-deploy", "torch", "onnx", "onnxruntime", "onnxscript", "onnxslim",
-          "coremltools", "litert-torch", "ai-edge-litert", "torchao", "numpy")
 
 
-def tool_versions(names: tuple[str, ...] = _TOOLS) -> dict[str, str]:
-    """Installed versions of the tools that can touch an artifact (missing ones omitted)."""
+def tool_versions(names: tuple[str, ...]) -> dict[str, str]:
+    """Installed versions of ``names`` (pip distribution names; missing ones omitted)."""
     out = {"python": platform.python_version()}
     for name in names:
         try:
@@ -53,8 +51,10 @@ def build_metadata(
     fmt: str,
     weights: dict[str, Any],
     dynamic_batch: bool,
+    tools: tuple[str, ...] = ("lsnet-deploy", "torch", "numpy"),
 ) -> dict[str, Any]:
-    """The metadata every artifact carries (JSON-able values)."""
+    """The metadata every artifact carries (JSON-able values); ``tools``: the packages whose
+    versions it records (the exporters' registry lists every format's)."""
     return {
         "lsnet_deploy.schema": 1,
         "variant": variant,
@@ -75,7 +75,7 @@ def build_metadata(
         "weights_kind": weights.get("kind"),
         "weights_path": weights.get("path"),
         "source_checkpoint_sha256": weights.get("sha256"),
-        "tool_versions": tool_versions(),
+        "tool_versions": tool_versions(tools),
         "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
     }
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BenchmarkError, LsnetDeployError
+from ..exporters import Exporter, exporter_for_runtime, exporters
 from .harness import BenchSettings, ProgressSink, run_benchmarks, settings_environment
 from .runtimes import COMPUTE_UNITS, Target, artifact_targets, pytorch_targets
 from .schema import BenchReport
@@ -28,17 +29,25 @@ __all__ = ["DEFAULT_SET", "RUNTIME_CHOICES", "benchmark", "variant_targets"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SET: tuple[tuple[str, str], ...] = (
-    ("pytorch", "fp32"),
-    ("onnxruntime", "fp32"),
-    ("onnxruntime", "int8"),
-    ("litert", "fp32"),
-    ("litert", "int8"),
-)
-"""(runtime, precision) benchmarked for ``--model``; ``pytorch`` means unfused and fused."""
+def _exportable() -> list[Exporter]:
+    """Formats whose artifacts can be timed on this machine."""
+    return [e for e in exporters() if e.can_run()]
 
-RUNTIME_CHOICES = ("pytorch", "onnxruntime", "litert")
-_FORMAT_OF_RUNTIME = {"onnxruntime": "onnx", "litert": "tflite"}
+
+def _default_set() -> tuple[tuple[str, str], ...]:
+    pairs = [("pytorch", "fp32")]
+    for exp in _exportable():
+        pairs += [(exp.runtime, p) for p in exp.capabilities.bench_precisions]
+    return tuple(pairs)
+
+
+DEFAULT_SET: tuple[tuple[str, str], ...] = _default_set()
+"""(runtime, precision) benchmarked for ``--model``: ``pytorch`` (unfused and fused), then the
+``bench_precisions`` of every format that runs here (ONNX Runtime and LiteRT, fp32 and INT8)."""
+
+RUNTIME_CHOICES: tuple[str, ...] = ("pytorch", *(e.runtime for e in _exportable()))
+"""What ``--runtime`` accepts; a runtime outside :data:`DEFAULT_SET` (e.g. ``executorch``)
+times its format's default precisions, fp32 and INT8 where offered."""
 
 
 def variant_targets(
@@ -72,13 +81,13 @@ def variant_targets(
     weights_note = "RANDOM weights" if source.kind == "random" else f"{source.kind} weights"
     targets: list[Target] = []
     failures: list[dict[str, Any]] = []
-    for runtime, precision in DEFAULT_SET:
-        if runtime not in runtimes:
-            continue
+    for runtime, precision in _chosen_set(runtimes):
         if runtime == "pytorch":
             targets += pytorch_targets(model, fused, variant)
             continue
-        fmt = _FORMAT_OF_RUNTIME[runtime]
+        exp = exporter_for_runtime(runtime)
+        assert exp is not None
+        fmt = exp.name
         say(f"exporting {variant} {fmt} {precision}")
         kwargs: dict[str, Any] = {"precision": precision, "output_dir": folder, "force": True,
                                   "progress": lambda m, f=fmt, p=precision: say(
@@ -97,6 +106,18 @@ def variant_targets(
         targets += artifact_targets(artifact.path)
     return ([replace(t, notes="; ".join(filter(None, [weights_note, t.notes])))
              for t in targets], failures)
+
+
+def _chosen_set(runtimes: Sequence[str]) -> list[tuple[str, str]]:
+    """The (runtime, precision) pairs for ``runtimes``: those of :data:`DEFAULT_SET`, and for
+    a runtime not in it, its format's fp32 and INT8 where it offers them."""
+    pairs = [p for p in DEFAULT_SET if p[0] in runtimes]
+    for runtime in runtimes:
+        if runtime != "pytorch" and not any(r == runtime for r, _ in DEFAULT_SET):
+            exp = exporter_for_runtime(runtime)
+            assert exp is not None
+            pairs += [(runtime, p) for p in ("fp32", "int8") if p in exp.capabilities.precisions]
+    return pairs
 
 
 def benchmark(

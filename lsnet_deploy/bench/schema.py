@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..errors import BenchmarkError
+from ..errors import BenchmarkError, LsnetDeployError
 
 __all__ = [
     "PLATFORMS",
@@ -39,9 +39,16 @@ __all__ = [
 
 SCHEMA = "lsnet-deploy.bench/1"
 
-RUNTIMES = ("pytorch-unfused", "pytorch-fused", "onnxruntime", "litert", "coreml")
-"""Runtime names. ``pytorch-*`` is PyTorch eager (LSNet before / after reparameterization),
-``litert`` the TFLite interpreter (host: ``ai_edge_litert``; Android: ``benchmark_model``)."""
+def _runtimes() -> tuple[str, ...]:
+    from ..exporters import exporters
+
+    return ("pytorch-unfused", "pytorch-fused", *(e.runtime for e in exporters()))
+
+
+RUNTIMES = _runtimes()
+"""Runtime names: ``pytorch-*`` is PyTorch eager (LSNet before / after reparameterization),
+then each registered format's runtime (``onnxruntime``; ``litert``, the TFLite interpreter,
+on the host ``ai_edge_litert`` and on Android ``benchmark_model``; ``coreml``; ...)."""
 
 PLATFORMS = ("host", "android", "ios", "macos")
 """Where a result was measured: this machine (``host``; a Mac running CoreML is ``macos``), an
@@ -143,12 +150,19 @@ class BenchResult:
 @dataclass
 class BenchReport:
     """A result file: results, the environment that produced them, whether the run was cut
-    short by Ctrl-C, and the targets that failed to load or run (with the error)."""
+    short by Ctrl-C, and the targets that failed to load or run (with the error).
+
+    ``aborted_by`` is not part of the file (:meth:`to_dict` leaves it out): the error that
+    ended a run early after some results were measured (an Android phone failing part way; its
+    message is also in ``failures``). The CLI writes the report first, then re-raises it, so
+    the exit code stays the error's.
+    """
 
     results: list[BenchResult]
     environment: dict[str, Any]
     interrupted: bool = False
     failures: list[dict[str, Any]] = field(default_factory=list)
+    aborted_by: LsnetDeployError | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -1,27 +1,66 @@
 """The exporter protocol: one module per format behind one small interface.
 
-An exporter has a ``name``, a file ``suffix``, :class:`Capabilities` (precisions, dynamic batch,
-image input), ``export(model, spec, out, options) -> dict`` (writes the artifact at ``out`` and
-returns format-specific metadata), ``embed_metadata`` (native metadata) and ``runner`` (loads the
-artifact in its real runtime for validation). Adding a format touches one new module and one
-line of :data:`lsnet_deploy.exporters.REGISTRY`.
+A format owns its facts. Its exporter class (a subclass of :class:`Exporter`) says:
+
+* who it is: ``name``, ``suffixes`` (the first is written, all are recognized), ``runtime``
+  (the name its results carry in benchmarks), ``extra`` (the pip extra that installs it),
+  ``tools`` (the packages whose versions its artifacts record);
+* what it supports: :class:`Capabilities` (precisions, layouts, dynamic batch, image input,
+  INT8 groups, accelerators) and its typed per-format options (``options_type``, a
+  :class:`FormatOptions` subclass with its own checks and naming);
+* what it does: ``export(model, spec, out, task) -> ExportResult``, native metadata
+  (``embed_metadata`` / ``read_metadata``), ``runner`` (the artifact in its real runtime, for
+  validation), ``structural_validation`` (where it cannot run), ``precision_of`` (label a file
+  it did not write) and ``bench_session`` (the same runtime loaded for timing).
+
+Adding a format touches one new module and one line of
+:data:`lsnet_deploy.exporters.REGISTRY` (docs/architecture.md, "How to add a format").
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 import torch
 
+from ..errors import UnsupportedOptionError
+from ..fidelity import Runner
 from ..spec import IOSpec
+from .session import Session
 
-Precision = Literal["fp32", "fp16", "int8"]
-Runner = Callable[[np.ndarray], np.ndarray]
-"""Runs an artifact: input batch laid out as the IO spec says -> logits ``(B, classes)``."""
+if TYPE_CHECKING:
+    from ..quantize.auto import SensitivityProbe
+
+__all__ = [
+    "PRECISIONS",
+    "CalibrationOptions",
+    "CalibrationSet",
+    "Capabilities",
+    "ExportData",
+    "ExportOptions",
+    "ExportResult",
+    "ExportTask",
+    "Exporter",
+    "FormatOptions",
+    "NameParts",
+    "NoOptions",
+    "OutputKind",
+    "Precision",
+    "ReferenceSet",
+    "Runner",
+]
+
+Precision = Literal["fp32", "fp16", "int8", "w8a8"]
+PRECISIONS: tuple[Precision, ...] = ("fp32", "fp16", "int8", "w8a8")
+"""Every precision any format knows; a format's :class:`Capabilities` lists its own."""
+
+OutputKind = Literal["logits", "log_probs"]
+"""What a runner returns per image: raw logits, or log-probabilities (a classifier artifact)."""
+
 
 
 @dataclass(frozen=True)
@@ -29,24 +68,81 @@ class Capabilities:
     """What an exporter supports; anything else is refused with a clear error."""
 
     precisions: tuple[Precision, ...]
+    """Supported precisions; the first is the format's default."""
     dynamic_batch: bool
     image_input: bool
     layouts: tuple[str, ...] = ("NCHW",)
     """Input layouts; the first is the format's default."""
-    io_types: tuple[str, ...] = ("float32",)
-    """INT8 boundary types (``--io``); the first is the default."""
     default_image_input: bool = False
     """Whether image input is on when the user does not say (CoreML: yes)."""
-    classifier: bool = False
-    """Can emit a classifier (label + probabilities) and has a deployment target (CoreML)."""
     int8_exclude: bool = True
     """Supports keeping op groups in float (``--int8-exclude``)."""
-    calibrated: tuple[str, ...] = ("int8",)
+    calibrated: tuple[Precision, ...] = ("int8",)
     """Precisions that calibrate on images (CoreML's 8-bit *weights* need none, W8A8 does)."""
+    accelerators: tuple[str, ...] = ()
+    """Hardware choices of its runtime (CoreML compute units); empty: none to choose."""
+    bench_precisions: tuple[Precision, ...] = ()
+    """Precisions ``bench --model`` times by default (empty: only with ``--runtime``)."""
+    sensitivity: bool = False
+    """Offers the per-op-group INT8 sensitivity report (``quant-report``)."""
 
 
 @dataclass(frozen=True)
-class CalibrationOptions:
+class NameParts:
+    """A format's parts of an artifact name for non-default options: ``extra`` goes after the
+    image-input part (CoreML ``_logits``, ``_ios16``), ``io`` is an INT8 boundary type."""
+
+    extra: str = ""
+    io: str | None = None
+
+
+@dataclass(frozen=True)
+class FormatOptions:
+    """Options only one format has (typed; ``None`` fields mean "the format's default").
+
+    Subclasses are frozen dataclasses; each field names its CLI flag in its metadata
+    (``field(default=None, metadata={"flag": "--ios"})``). The plan hands a format its own
+    options (:meth:`check` them against the precision) and refuses options given for a format
+    that does not own them (:meth:`refuse_for`).
+    """
+
+    owner: ClassVar[str] = ""
+    """The display name of the format these options belong to (in error messages)."""
+
+    def given(self) -> list[str]:
+        """Flags of the fields that were set, e.g. ``["--ios"]``."""
+        return [f.metadata.get("flag", f"--{f.name}") for f in fields(self)
+                if getattr(self, f.name) is not None]
+
+    def check(self, precision: Precision) -> None:
+        """Refuse values that do not fit ``precision`` (:class:`UnsupportedOptionError`)."""
+
+    def refuse_for(self, format_name: str, precision: Precision) -> None:
+        """Called when these options were given but ``format_name`` is exported: refuse."""
+        flags = self.given()
+        if flags:
+            raise UnsupportedOptionError(
+                f"{' and '.join(flags)} {'applies' if len(flags) == 1 else 'apply'} to "
+                f"{self.owner}, not {format_name}"
+            )
+
+    def name_parts(self, precision: Precision, num_classes: int) -> NameParts:
+        """Name parts for non-default choices (none by default)."""
+        return NameParts()
+
+    def output_names(self, num_classes: int) -> tuple[str, ...] | None:
+        """Output tensor names when the format's options change them (``None``: the IO
+        spec's default, ``("logits",)``)."""
+        return None
+
+
+@dataclass(frozen=True)
+class NoOptions(FormatOptions):
+    """A format without options of its own."""
+
+
+@dataclass(frozen=True)
+class CalibrationSet:
     """INT8 calibration: ``images`` ``(N, 3, H, W)`` normalized float32 and where they came from."""
 
     images: torch.Tensor
@@ -55,71 +151,145 @@ class CalibrationOptions:
     percentile: float = 99.999
 
 
+CalibrationOptions = CalibrationSet
+"""The former name of :class:`CalibrationSet`."""
+
+
+@dataclass(frozen=True)
+class ReferenceSet:
+    """Held-out photos ``images`` ``(N, 3, H, W)`` (normalized) and the unfused PyTorch model's
+    ``logits`` ``(N, classes)`` on them: what automatic mixed precision and fake-quant
+    fidelity reports compare against."""
+
+    images: torch.Tensor
+    logits: np.ndarray
+    source: str = ""
+
+
 @dataclass(frozen=True)
 class ExportOptions:
-    """Options of one export (the CLI flags, validated by the pipeline).
+    """The user's choices for one format (validated by the plan).
 
     Attributes:
-        precision: ``fp32``, ``fp16`` or ``int8``.
+        precision: one of the format's ``capabilities.precisions``.
         batch: static batch size (ignored when ``dynamic_batch``).
         dynamic_batch: leave the batch dimension symbolic.
         image_input: take a 0..255 RGB image (uint8 where the format allows) and normalize
             inside the graph.
-        opset: ONNX opset.
-        calibration: INT8 calibration data (required for ``int8``).
         int8_exclude: op groups (or node names) kept in float for INT8.
         int8_auto: exclude the most sensitive groups until the cosine gate is met.
-        min_cosine: INT8/fp16 fidelity gate (mean cosine of logits vs PyTorch).
-        auto_reference: for ``int8_auto``: validation images ``(N, 3, H, W)`` normalized and the
-            PyTorch logits ``(N, classes)`` the search compares against.
-        io_type: INT8 input/output tensor type (``int8``, ``float32``, ``uint8``); ``None`` is
-            the format's default.
-        ios: CoreML minimum deployment target (16, 17, 18).
-        classifier: CoreML classifier output (class label + probabilities) instead of logits.
+        min_cosine: reduced-precision fidelity gate (mean logit cosine vs PyTorch).
+        format: the format's own options (an instance of its ``options_type``).
     """
 
     precision: Precision = "fp32"
     batch: int = 1
     dynamic_batch: bool = False
     image_input: bool = False
-    opset: int = 18
-    calibration: CalibrationOptions | None = None
     int8_exclude: tuple[str, ...] = ()
     int8_auto: bool = False
     min_cosine: float = 0.99
-    auto_reference: tuple[torch.Tensor, np.ndarray] | None = None
-    io_type: str | None = None
-    ios: int = 17
-    classifier: bool | None = None
+    format: FormatOptions = field(default_factory=NoOptions)
 
 
-class Exporter(Protocol):
-    """A target format."""
+@dataclass(frozen=True)
+class ExportData:
+    """The images an export computes with (data, not options): calibration photos for the
+    precisions that calibrate, and the held-out reference for searches and reports."""
 
-    name: str
-    suffix: str
-    capabilities: Capabilities
+    calibration: CalibrationSet | None = None
+    reference: ReferenceSet | None = None
 
+
+@dataclass(frozen=True)
+class ExportTask:
+    """What an exporter is asked to do: the options and the data they need."""
+
+    options: ExportOptions
+    data: ExportData = field(default_factory=ExportData)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What an exporter reports about the file it wrote.
+
+    Attributes:
+        details: format-specific facts for the sidecar's ``export`` section (JSON-able).
+        metadata: entries added to the artifact's metadata (e.g. TFLite's INT8 boundary
+            ``io_type`` and the ``inputs`` / ``outputs`` quantization parameters).
+    """
+
+    details: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class Exporter(ABC):
+    """A target format (see the module docstring). Subclasses set the class attributes and
+    implement the abstract methods; the others have defaults."""
+
+    name: ClassVar[str]
+    suffixes: ClassVar[tuple[str, ...]]
+    runtime: ClassVar[str]
+    extra: ClassVar[str]
+    tools: ClassVar[tuple[str, ...]] = ()
+    capabilities: ClassVar[Capabilities]
+    options_type: ClassVar[type[FormatOptions]] = NoOptions
+
+    @property
+    def suffix(self) -> str:
+        """The suffix of the files it writes."""
+        return self.suffixes[0]
+
+    @abstractmethod
     def export(
-        self, model: torch.nn.Module, spec: IOSpec, out: Path, options: ExportOptions
-    ) -> dict[str, Any]:
-        """Write the artifact to ``out``; return metadata to merge into the sidecar."""
-        ...
+        self, model: torch.nn.Module, spec: IOSpec, out: Path, task: ExportTask
+    ) -> ExportResult:
+        """Write the artifact of the fused ``model`` to ``out``."""
 
+    @abstractmethod
     def embed_metadata(self, path: Path, metadata: dict[str, str]) -> None:
         """Store ``metadata`` natively inside the artifact at ``path``."""
-        ...
 
+    @abstractmethod
     def read_metadata(self, path: Path) -> dict[str, str]:
-        """Read back what :meth:`embed_metadata` stored."""
-        ...
+        """Read back what :meth:`embed_metadata` stored (``{}`` if nothing)."""
+
+    @abstractmethod
+    def runner(self, path: Path, threads: int | None = None,
+               accelerator: str | None = None) -> Runner:
+        """Load the artifact in its real runtime (``accelerator``: one of
+        ``capabilities.accelerators``)."""
+
+    @abstractmethod
+    def bench_session(self, path: Path, threads: int | None, batch: int | None,
+                      accelerator: str | None = None) -> Session:
+        """Load any model file of this format for timing, fed with fixed random inputs built
+        from the model's own input description (LSNet or not)."""
 
     def can_run(self) -> bool:
-        """Whether :meth:`runner` works on this machine (CoreML: macOS only); otherwise the
-        pipeline validates structurally with ``structural_validation(path, spec, options,
-        info)``."""
-        ...
+        """Whether :meth:`runner` works on this machine (CoreML: macOS only); otherwise
+        :meth:`structural_validation` checks the artifact."""
+        return True
 
-    def runner(self, path: Path, threads: int | None = None) -> Runner:
-        """Load the artifact in its real runtime."""
-        ...
+    def structural_validation(self, path: Path, spec: IOSpec, precision: Precision,
+                              details: dict[str, Any]) -> dict[str, Any]:
+        """The validation record of an artifact that cannot run here (``details``: the
+        sidecar's ``export`` section). Returns at least ``{"passed", "summary", "mode"}``."""
+        raise UnsupportedOptionError(f"{self.name} artifacts must run to be validated, and "
+                                     "they cannot run on this machine")
+
+    def output_kind(self, details: dict[str, Any]) -> OutputKind:
+        """What the runner of an artifact with these export ``details`` returns."""
+        return "logits"
+
+    def precision_of(self, path: Path) -> str:
+        """The precision of a file of this format that carries no lsnet-deploy metadata,
+        judged from the file (``"unknown"`` when it cannot be told)."""
+        return "unknown"
+
+    def sensitivity_probe(self, model: torch.nn.Module, img_size: tuple[int, int],
+                          num_classes: int, calibration: CalibrationSet,
+                          reference: ReferenceSet, folder: Path) -> SensitivityProbe:
+        """The INT8 setup ``quant-report`` measures for the fused ``model`` (work files go
+        to ``folder``); only where ``capabilities.sensitivity``."""
+        raise UnsupportedOptionError(f"quant-report does not support {self.name}")

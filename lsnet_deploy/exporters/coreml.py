@@ -32,45 +32,91 @@ import logging
 import platform
 import shutil
 import tempfile
-from collections import Counter
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ExportError, MissingDependencyError, UnsupportedOptionError, first_line
+from .._version import __version__
+from ..errors import BenchmarkError, ExportError, UnsupportedOptionError, first_line
 from ..spec import IOSpec
-from .base import Capabilities, ExportOptions, Runner
+from .base import (
+    Capabilities,
+    Exporter,
+    ExportResult,
+    ExportTask,
+    FormatOptions,
+    NameParts,
+    OutputKind,
+    Precision,
+    Runner,
+)
+from .coreml_checks import IOS_SPEC_VERSION, mil_summary, structural_checks
+from .coreml_checks import require_coremltools as _require
+from .session import Session, random_input
 
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "COMPUTE_UNITS",
     "IOS_SPEC_VERSION",
     "CoremlExporter",
+    "CoremlOptions",
     "can_run_coreml",
     "fold_std_into_stem",
     "mil_summary",
     "structural_checks",
 ]
 
-IOS_SPEC_VERSION = {16: 7, 17: 8, 18: 9}
-"""Minimum deployment target -> Core ML specification version of an ML Program."""
+COMPUTE_UNITS = ("CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE", "ALL")
+"""Core ML compute units (``coremltools.ComputeUnit`` names)."""
 
+DEFAULT_IOS = 17
 AUTHOR = "lsnet-deploy (LSNet by Ao Wang, Hui Chen, Zijia Lin, Jungong Han, Guiguang Ding)"
 LICENSE = "MIT (LSNet code and official weights)"
 
 
-def _require() -> Any:
-    try:
-        import coremltools as ct
-    except ImportError as e:
-        raise MissingDependencyError(
-            "CoreML export needs coremltools: pip install -c constraints.txt "
-            "'lsnet-deploy[coreml]'"
-        ) from e
-    return ct
+@dataclass(frozen=True)
+class CoremlOptions(FormatOptions):
+    """CoreML's own options: the minimum deployment target (``None``: iOS 17) and whether the
+    model is a classifier (``None``: yes for 1000-class models)."""
+
+    owner: ClassVar[str] = "CoreML"
+    ios: int | None = field(default=None, metadata={"flag": "--ios"})
+    classifier: bool | None = field(default=None, metadata={"flag": "--classifier"})
+
+    @property
+    def ios_target(self) -> int:
+        return self.ios if self.ios is not None else DEFAULT_IOS
+
+    def is_classifier(self, num_classes: int) -> bool:
+        return self.classifier if self.classifier is not None else num_classes == 1000
+
+    def check(self, precision: Precision) -> None:
+        if self.ios_target not in IOS_SPEC_VERSION:
+            raise UnsupportedOptionError(
+                f"--ios {self.ios}: supported {', '.join(map(str, IOS_SPEC_VERSION))}")
+
+    def refuse_for(self, format_name: str, precision: Precision) -> None:
+        if self.classifier:  # --logits is what every other format gives anyway
+            raise UnsupportedOptionError(f"--classifier applies to CoreML, not {format_name}")
+        if self.ios is not None:
+            raise UnsupportedOptionError(f"--ios applies to CoreML, not {format_name}")
+
+    def name_parts(self, precision: Precision, num_classes: int) -> NameParts:
+        extra = ""
+        if self.is_classifier(num_classes) != (num_classes == 1000):
+            extra += "_cls" if self.is_classifier(num_classes) else "_logits"
+        if self.ios_target != DEFAULT_IOS:
+            extra += f"_ios{self.ios_target}"
+        return NameParts(extra=extra)
+
+    def output_names(self, num_classes: int) -> tuple[str, ...] | None:
+        return ("classLabel", "classLabel_probs") if self.is_classifier(num_classes) else None
 
 
 def can_run_coreml() -> bool:
@@ -116,147 +162,35 @@ def _class_labels(num_classes: int) -> list[str]:
     return [f"class_{i}" for i in range(num_classes)]
 
 
-def mil_summary(spec: Any) -> dict[str, Any]:
-    """Op histogram, highest tensor rank, weight dtypes and class-label count of an ML Program.
-
-    Walks every function and block (nested blocks included). The weight dtype of a ``conv`` or
-    ``linear`` op is the dtype of the constant feeding its ``weight`` input: ``FLOAT16`` /
-    ``FLOAT32`` for a plain ``const``, the stored data type (``INT8``) when the weight comes out
-    of a ``constexpr_*`` dequantization op.
-    """
-    from coremltools.proto import MIL_pb2
-
-    ops: Counter[str] = Counter()
-    weights: Counter[str] = Counter()
-    max_rank = 0
-    const_dtype: dict[str, str] = {}
-    const_len: dict[str, int] = {}
-    weight_inputs: list[str] = []
-    label_inputs: list[str] = []
-    inline_labels: list[int] = []
-
-    def dtype_name(value_type: Any) -> str:
-        return str(MIL_pb2.DataType.Name(value_type.tensorType.dataType))
-
-    def walk(block: Any) -> None:
-        nonlocal max_rank
-        for op in block.operations:
-            ops[op.type] += 1
-            for out in op.outputs:
-                if out.type.HasField("tensorType"):
-                    max_rank = max(max_rank, int(out.type.tensorType.rank))
-            if op.type == "const" and "val" in op.attributes:
-                val = op.attributes["val"]
-                if val.type.HasField("tensorType"):
-                    const_dtype[op.outputs[0].name] = dtype_name(val.type)
-                    dims = val.type.tensorType.dimensions
-                    if len(dims) == 1:
-                        const_len[op.outputs[0].name] = int(dims[0].constant.size)
-            elif op.type.startswith("constexpr_"):
-                for name in ("data", "quantized_data", "indices"):
-                    if name in op.attributes:
-                        const_dtype[op.outputs[0].name] = dtype_name(op.attributes[name].type)
-                        break
-            if op.type in ("conv", "linear") and "weight" in op.inputs:
-                weight_inputs.extend(a.name for a in op.inputs["weight"].arguments)
-            if op.type == "classify" and "classes" in op.inputs:
-                for arg in op.inputs["classes"].arguments:
-                    if arg.name:
-                        label_inputs.append(arg.name)
-                    elif arg.HasField("value"):  # the labels are stored inline, as a list
-                        imm = arg.value.immediateValue
-                        if imm.HasField("list"):
-                            inline_labels.append(len(imm.list.values))
-                        elif imm.HasField("tensor"):
-                            inline_labels.append(len(imm.tensor.strings.values))
-            for inner in op.blocks:
-                walk(inner)
-
-    for function in spec.mlProgram.functions.values():
-        for block in function.block_specializations.values():
-            walk(block)
-    for name in weight_inputs:
-        weights[const_dtype.get(name, "computed")] += 1
-    labels = sum(const_len.get(name, 0) for name in label_inputs) + sum(inline_labels)
-    return {"op_histogram": dict(ops.most_common()), "max_rank": max_rank,
-            "weight_dtypes": dict(weights.most_common()), "class_labels": labels}
-
-
-def structural_checks(path: Path, spec: IOSpec, precision: str, ios: int,
-                      classifier: bool) -> dict[str, Any]:
-    """What can be validated without running the model (any OS): reload, spec version,
-    input/output descriptions, MIL op histogram, weight dtypes, rank <= 5, metadata.
-
-    Returns ``{"checks": {name: bool}, "details": {...}, "passed": bool}``.
-    """
-    ct = _require()
-    model = ct.models.MLModel(str(path), skip_model_load=True)
-    mspec = model.get_spec()
-    summary = mil_summary(mspec)
-    desc = mspec.description
-    inp = desc.input[0]
-    h, w = spec.img_size
-    if spec.value_range == "0..255":
-        it = inp.type.imageType
-        input_ok = (inp.type.WhichOneof("Type") == "imageType" and it.width == w
-                    and it.height == h
-                    and ct.proto.FeatureTypes_pb2.ImageFeatureType.ColorSpace.Name(
-                        it.colorSpace) == "RGB")
-    else:
-        shape = list(inp.type.multiArrayType.shape)
-        input_ok = inp.type.WhichOneof("Type") == "multiArrayType" and shape == [
-            spec.batch or 1, 3, h, w]
-    out_names = [o.name for o in desc.output]
-    if classifier:
-        output_ok = (desc.predictedFeatureName == "classLabel"
-                     and {"classLabel", "classLabel_probs"} <= set(out_names)
-                     and summary["class_labels"] == spec.num_classes)
-    else:
-        output_ok = out_names == list(spec.output_names)
-    dtypes = summary["weight_dtypes"]
-    expected = {"fp16": "FLOAT16", "fp32": "FLOAT32", "int8": "INT8", "w8a8": "INT8"}[precision]
-    weights_ok = set(dtypes) == {expected}  # every conv / linear weight
-    meta = dict(mspec.description.metadata.userDefined)
-    checks = {
-        "reloads": True,
-        "spec_version": mspec.specificationVersion == IOS_SPEC_VERSION[ios],
-        "ml_program": mspec.WhichOneof("Type") == "mlProgram",
-        "input": bool(input_ok),
-        "outputs": bool(output_ok),
-        "weights": bool(weights_ok),
-        "rank_le_5": summary["max_rank"] <= 5,
-        "activations": (summary["op_histogram"].get("quantize", 0) > 0) == (precision == "w8a8"),
-        "metadata": bool(desc.metadata.author and desc.metadata.license
-                         and desc.metadata.versionString and desc.metadata.shortDescription),
-    }
-    details = {"spec_version": mspec.specificationVersion, "inputs": [inp.name],
-               "outputs": out_names, **summary, "user_defined_metadata_keys": sorted(meta)}
-    return {"checks": checks, "details": details, "passed": all(checks.values())}
-
-
-class CoremlExporter:
-    """CoreML ML Program (``.mlpackage``): fp16 (default), fp32, 8-bit weights."""
+class CoremlExporter(Exporter):
+    """CoreML ML Program (``.mlpackage``): fp16 (default), fp32, 8-bit weights, W8A8.
+    Runtime: Core ML (macOS only); elsewhere packages are checked structurally."""
 
     name = "coreml"
-    suffix = ".mlpackage"
+    suffixes = (".mlpackage", ".mlmodel")
+    runtime = "coreml"
+    extra = "coreml"
+    tools = ("coremltools",)
     capabilities = Capabilities(
         precisions=("fp16", "fp32", "int8", "w8a8"),
         dynamic_batch=False,
         image_input=True,
         layouts=("NCHW",),
         default_image_input=True,
-        classifier=True,
         int8_exclude=False,
         calibrated=("w8a8",),
+        accelerators=COMPUTE_UNITS,
     )
+    options_type = CoremlOptions
 
     def export(
-        self, model: torch.nn.Module, spec: IOSpec, out: Path, options: ExportOptions
-    ) -> dict[str, Any]:
+        self, model: torch.nn.Module, spec: IOSpec, out: Path, task: ExportTask
+    ) -> ExportResult:
         ct = _require()
-        if options.ios not in IOS_SPEC_VERSION:
-            raise UnsupportedOptionError(f"--ios {options.ios}: supported 16, 17, 18")
-        classifier = bool(options.classifier)
+        options = task.options
+        fmt = options.format if isinstance(options.format, CoremlOptions) else CoremlOptions()
+        ios = fmt.ios_target
+        classifier = fmt.is_classifier(spec.num_classes)
         module: nn.Module = model
         h, w = spec.img_size
         shape = (options.batch, 3, h, w)
@@ -274,31 +208,15 @@ class CoremlExporter:
                 _class_labels(spec.num_classes), predicted_feature_name="classLabel")
         else:
             kwargs["outputs"] = [ct.TensorType(name=n) for n in spec.output_names]
-        example = torch.randn(shape)
-        precision = ct.precision.FLOAT32 if options.precision == "fp32" else \
-            ct.precision.FLOAT16
-        target = {16: ct.target.iOS16, 17: ct.target.iOS17, 18: ct.target.iOS18}[options.ios]
         info: dict[str, Any] = {}
         try:
             if options.precision == "w8a8":
-                source, info["w8a8"] = self._w8a8(model, spec, options, classifier)
+                source, info["w8a8"] = self._w8a8(model, spec, task, classifier)
             else:
                 with torch.no_grad():
-                    source = torch.export.export(module.eval(),
-                                                 (example,)).run_decompositions({})
-            mlmodel = ct.convert(source, inputs=inputs, convert_to="mlprogram",
-                                 minimum_deployment_target=target, compute_precision=precision,
-                                 **kwargs)
-            if options.precision == "int8":
-                import coremltools.optimize as cto
-
-                # every conv / linear weight (the default threshold skips small ones)
-                op_config = cto.coreml.OpLinearQuantizerConfig(
-                    mode="linear_symmetric", dtype="int8", granularity="per_channel",
-                    weight_threshold=0)
-                config = cto.coreml.OptimizationConfig(
-                    op_type_configs={"conv": op_config, "linear": op_config})
-                mlmodel = cto.coreml.linear_quantize_weights(mlmodel, config=config)
+                    source = torch.export.export(module.eval(), (torch.randn(shape),)
+                                                 ).run_decompositions({})
+            mlmodel = _convert(ct, source, inputs, options.precision, ios, kwargs)
         except (UnsupportedOptionError, ExportError):
             raise
         except Exception as e:
@@ -309,16 +227,15 @@ class CoremlExporter:
         mlmodel.short_description = (
             f"LSNet image classifier ({spec.num_classes} classes), {h}x{w} RGB input"
         )
-        from .. import __version__
-
         mlmodel.version = __version__
         mlmodel.save(str(out))
         summary = mil_summary(mlmodel.get_spec())
-        return {"converter": "coremltools", "ios": options.ios, "classifier": classifier,
-                "compute_precision": "fp32" if options.precision == "fp32" else "fp16",
-                **info, **summary}
+        return ExportResult(details={
+            "converter": "coremltools", "ios": ios, "classifier": classifier,
+            "compute_precision": "fp32" if options.precision == "fp32" else "fp16",
+            **info, **summary})
 
-    def _w8a8(self, model: nn.Module, spec: IOSpec, options: ExportOptions,
+    def _w8a8(self, model: nn.Module, spec: IOSpec, task: ExportTask,
               classifier: bool) -> tuple[Any, dict[str, Any]]:
         """Calibrate int8 weights + activations in PyTorch with coremltools' LinearQuantizer
         (fake quantization, symmetric), report its fidelity against the reference logits, and
@@ -332,7 +249,8 @@ class CoremlExporter:
 
         from ..fidelity import compare_logits
 
-        if options.calibration is None:
+        options, calibration = task.options, task.data.calibration
+        if calibration is None:
             raise UnsupportedOptionError("--w8a8 needs calibration images (--calib DIR)")
         image = spec.value_range == "0..255"
         std = torch.tensor(spec.std).view(1, 3, 1, 1)
@@ -341,7 +259,7 @@ class CoremlExporter:
         def prepare_input(x: torch.Tensor) -> torch.Tensor:  # normalized -> the module's input
             return x * std if image else x
 
-        calib = options.calibration.images
+        calib = calibration.images
         # observers run from step 0 and are never frozen: pure post-training calibration; min/max
         # activation observers (the default moving average barely moves off the first image)
         config = LinearQuantizerConfig(global_config=ModuleLinearQuantizerConfig(
@@ -359,15 +277,15 @@ class CoremlExporter:
         info: dict[str, Any] = {
             "method": "coremltools.optimize.torch LinearQuantizer (symmetric int8 weights and "
                       "activations), calibrated in PyTorch",
-            "calibration_source": options.calibration.source,
+            "calibration_source": calibration.source,
             "linear_quantize_activations": "not used: it calibrates by running the Core ML "
                                            "model, which only macOS can do",
         }
-        if options.auto_reference is not None:
-            val, reference = options.auto_reference
+        if task.data.reference is not None:
+            reference = task.data.reference
             with torch.no_grad():
-                fake = final(prepare_input(val)).numpy()
-            report = compare_logits(fake, reference, "int8", "held-out (PyTorch fake-quant)",
+                fake = final(prepare_input(reference.images)).numpy()
+            report = compare_logits(fake, reference.logits, "int8", "held-out (PyTorch fake-quant)",
                                     options.min_cosine)
             info["fake_quant_fidelity"] = {**report.to_dict(), "summary": report.summary()}
         module: nn.Module = _Probabilities(final) if classifier else final
@@ -396,63 +314,145 @@ class CoremlExporter:
     def can_run(self) -> bool:
         return can_run_coreml()
 
-    def structural_validation(self, path: Path, spec: IOSpec, options: ExportOptions,
-                              info: dict[str, Any] | None = None) -> dict[str, Any]:
+    def output_kind(self, details: dict[str, Any]) -> OutputKind:
+        """A classifier package's runner returns log-probabilities."""
+        return "log_probs" if details.get("classifier") else "logits"
+
+    def structural_validation(self, path: Path, spec: IOSpec, precision: Precision,
+                              details: dict[str, Any]) -> dict[str, Any]:
         """The validation record of a package that cannot run here (see
-        :func:`structural_checks`); for W8A8 the PyTorch fake-quant fidelity (``info``) must
-        also meet the gate."""
-        result = structural_checks(path, spec, options.precision, options.ios,
-                                   bool(options.classifier))
-        fake = (info or {}).get("w8a8", {}).get("fake_quant_fidelity")
+        :func:`structural_checks`); for W8A8 the PyTorch fake-quant fidelity recorded at
+        export (``details["w8a8"]``) must also meet the gate."""
+        result = structural_checks(path, spec, precision, int(details.get("ios", DEFAULT_IOS)),
+                                   bool(details.get("classifier", False)))
+        fake = (details.get("w8a8") or {}).get("fake_quant_fidelity")
         if fake is not None:
             result["checks"]["w8a8_fake_quant_fidelity"] = bool(fake["passed"])
             result["fake_quant_fidelity"] = fake
             result["passed"] = all(result["checks"].values())
-        failed = [k for k, ok in result["checks"].items() if not ok]
-        status = "PASS" if result["passed"] else "FAIL"
-        summary = (f"{status} structural checks ({len(result['checks'])}: reload, spec "
-                   f"version {result['details']['spec_version']}, I/O, weights "
-                   f"{result['details']['weight_dtypes']}, max rank "
-                   f"{result['details']['max_rank']}, metadata)"
-                   + (f"; failed: {', '.join(failed)}" if failed else "")
-                   + (f"; W8A8 fake-quant mean cosine {fake['mean_cosine']:.5f} "
-                      f"({fake['gate']})" if fake else "")
-                   + "; numeric check not run: CoreML models run only on macOS "
-                   "(run `lsnet-deploy validate` there)")
         return {"mode": "structural", **result, "gate": "all structural checks",
-                "summary": summary}
+                "summary": _structural_summary(result, fake)}
 
     def runner(self, path: Path, threads: int | None = None,
-               compute_units: str = "ALL") -> Runner:
-        ct = _require()
+               accelerator: str | None = None) -> Runner:
         if not can_run_coreml():
             raise UnsupportedOptionError(
                 "a CoreML model runs only on macOS; here the package is checked structurally")
-        units = getattr(ct.ComputeUnit, compute_units)
-        model = ct.models.MLModel(str(path), compute_units=units)
+        model = _load(path, accelerator or "ALL")
         spec = model.get_spec()
         inp = spec.description.input[0]
         is_image = inp.type.WhichOneof("Type") == "imageType"
         classifier = spec.description.predictedFeatureName == "classLabel"
 
         def run(x: np.ndarray) -> np.ndarray:
-            from PIL import Image
-
-            rows = []
-            for i in range(x.shape[0]):
-                if is_image:
-                    arr = np.ascontiguousarray(x[i].transpose(1, 2, 0)).astype(np.uint8)
-                    feed: Any = Image.fromarray(arr, "RGB")
-                else:
-                    feed = x[i : i + 1].astype(np.float32)
-                out = model.predict({inp.name: feed})
-                if classifier:
-                    probs = out["classLabel_probs"]
-                    labels = _class_labels(len(probs))
-                    p = np.array([probs[label] for label in labels], dtype=np.float64)
-                    rows.append(np.log(np.clip(p, 1e-12, None)))
-                else:
-                    rows.append(np.asarray(out["logits"], dtype=np.float64).reshape(-1))
+            rows = [_predict_one(model, inp.name, x[i : i + 1], is_image, classifier)
+                    for i in range(x.shape[0])]
             return np.stack(rows)
 
         return run
+
+    def bench_session(self, path: Path, threads: int | None, batch: int | None,
+                      accelerator: str | None = None) -> Session:
+        """One image per prediction; the thread count is Core ML's business."""
+        if not can_run_coreml():
+            raise BenchmarkError("CoreML models run only on macOS; on this machine benchmark "
+                                 "the ONNX/TFLite artifacts, or use 'lsnet-deploy bench "
+                                 "ios-harness'")
+        if batch not in (None, 1):
+            raise BenchmarkError("CoreML benchmarks run one image per prediction (batch 1)")
+        unit = accelerator or "ALL"
+        t0 = time.perf_counter()
+        try:
+            model = _load(path, unit)
+        except Exception as e:
+            raise BenchmarkError(f"{path}: Core ML cannot load it on {unit}: "
+                                 f"{first_line(e)}") from e
+        load_ms = (time.perf_counter() - t0) * 1e3
+        feed, first_shape = _random_feed(model.get_spec(), path)
+        return Session(lambda: model.predict(feed), first_shape, 1, load_ms)
+
+
+def _convert(ct: Any, source: Any, inputs: list[Any], precision: str, ios: int,
+             kwargs: dict[str, Any]) -> Any:
+    """``ct.convert`` to an ML Program (fp32 or fp16 compute), then for ``int8`` per-channel
+    symmetric 8-bit weights on every conv / linear (the default threshold skips small ones)."""
+    compute = ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16
+    target = {16: ct.target.iOS16, 17: ct.target.iOS17, 18: ct.target.iOS18}[ios]
+    mlmodel = ct.convert(source, inputs=inputs, convert_to="mlprogram",
+                         minimum_deployment_target=target, compute_precision=compute, **kwargs)
+    if precision == "int8":
+        import coremltools.optimize as cto
+
+        op_config = cto.coreml.OpLinearQuantizerConfig(
+            mode="linear_symmetric", dtype="int8", granularity="per_channel",
+            weight_threshold=0)
+        config = cto.coreml.OptimizationConfig(
+            op_type_configs={"conv": op_config, "linear": op_config})
+        mlmodel = cto.coreml.linear_quantize_weights(mlmodel, config=config)
+    return mlmodel
+
+
+def _structural_summary(result: dict[str, Any], fake: dict[str, Any] | None) -> str:
+    failed = [k for k, ok in result["checks"].items() if not ok]
+    status = "PASS" if result["passed"] else "FAIL"
+    return (f"{status} structural checks ({len(result['checks'])}: reload, spec "
+            f"version {result['details']['spec_version']}, I/O, weights "
+            f"{result['details']['weight_dtypes']}, max rank "
+            f"{result['details']['max_rank']}, metadata)"
+            + (f"; failed: {', '.join(failed)}" if failed else "")
+            + (f"; W8A8 fake-quant mean cosine {fake['mean_cosine']:.5f} "
+               f"({fake['gate']})" if fake else "")
+            + "; numeric check not run: CoreML models run only on macOS "
+            "(run `lsnet-deploy validate` there)")
+
+
+def _load(path: Path, unit: str) -> Any:
+    """An ``MLModel`` on compute units ``unit``: the one loader of validation and benchmarks."""
+    ct = _require()
+    if unit not in COMPUTE_UNITS:
+        raise UnsupportedOptionError(f"unknown compute unit {unit}; known: "
+                                     f"{', '.join(COMPUTE_UNITS)}")
+    return ct.models.MLModel(str(path), compute_units=getattr(ct.ComputeUnit, unit))
+
+
+def _predict_one(model: Any, name: str, x: np.ndarray, is_image: bool,
+                 classifier: bool) -> np.ndarray:
+    """One image ``(1, 3, H, W)`` (uint8 pixels for an image input) -> logits, or
+    log-probabilities for a classifier."""
+    if is_image:
+        from PIL import Image
+
+        arr = np.ascontiguousarray(x[0].transpose(1, 2, 0)).astype(np.uint8)
+        feed: Any = Image.fromarray(arr, "RGB")
+    else:
+        feed = x.astype(np.float32)
+    out = model.predict({name: feed})
+    if classifier:
+        probs = out["classLabel_probs"]
+        p = np.array([probs[label] for label in _class_labels(len(probs))], dtype=np.float64)
+        return np.log(np.clip(p, 1e-12, None))
+    return np.asarray(out["logits"], dtype=np.float64).reshape(-1)
+
+
+def _random_feed(spec: Any, path: Path) -> tuple[dict[str, Any], list[int]]:
+    """Fixed random inputs for every model input (an RGB image or a float32 array)."""
+    rng = np.random.default_rng(0)
+    feed: dict[str, Any] = {}
+    first_shape: list[int] = []
+    for inp in spec.description.input:
+        kind = inp.type.WhichOneof("Type")
+        if kind == "imageType":
+            from PIL import Image
+
+            w, h = int(inp.type.imageType.width), int(inp.type.imageType.height)
+            pixels = rng.integers(0, 256, size=(h, w, 3)).astype(np.uint8)
+            feed[inp.name] = Image.fromarray(pixels, "RGB")
+            shape = [1, 3, h, w]
+        elif kind == "multiArrayType":
+            shape = [int(s) for s in inp.type.multiArrayType.shape]
+            feed[inp.name] = random_input(shape, np.float32, rng)
+        else:
+            raise BenchmarkError(f"{path.name}: input {inp.name!r} of type {kind} is not "
+                                 "supported by the benchmark")
+        first_shape = first_shape or shape
+    return feed, first_shape

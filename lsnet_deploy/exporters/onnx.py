@@ -15,51 +15,69 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 
-from ..errors import ExportError, MissingDependencyError, UnsupportedOptionError
-from ..io_wrappers import ImageInput
+from ..deps import require
+from ..errors import BenchmarkError, ExportError, UnsupportedOptionError, first_line
+from ..fidelity import run_artifact
 from ..spec import IOSpec
-from .base import Capabilities, ExportOptions, Runner
+from .base import (
+    CalibrationSet,
+    Capabilities,
+    Exporter,
+    ExportOptions,
+    ExportResult,
+    ExportTask,
+    FormatOptions,
+    Precision,
+    ReferenceSet,
+    Runner,
+)
+from .inputs import calibration_inputs, example_input, graph_model
+from .session import Session, random_input, static_shape
+
+if TYPE_CHECKING:
+    from ..quantize.auto import SensitivityProbe
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OnnxExporter"]
+__all__ = ["DEFAULT_OPSET", "OnnxExporter", "OnnxOptions", "calibration_inputs",
+           "example_input", "graph_model", "prepare_int8"]
+
+DEFAULT_OPSET = 18
 
 
 def _require() -> None:
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-        import onnxscript  # noqa: F401
-        import onnxslim  # noqa: F401
-    except ImportError as e:
-        raise MissingDependencyError(
-            f"ONNX export needs {e.name}: pip install -c constraints.txt 'lsnet-deploy[onnx]'"
-        ) from e
+    require("onnx", "onnx", "onnxruntime", "onnxscript", "onnxslim", what="ONNX export")
 
 
-def graph_model(model: torch.nn.Module, spec: IOSpec) -> torch.nn.Module:
-    """The module to export: the network, wrapped with in-graph normalization for image input."""
-    if spec.value_range == "0..255":
-        return ImageInput(model, spec.mean, spec.std).eval()
-    return model
+@dataclass(frozen=True)
+class OnnxOptions(FormatOptions):
+    """ONNX's own options: the opset (``None``: :data:`DEFAULT_OPSET`)."""
+
+    owner: ClassVar[str] = "ONNX"
+    opset: int | None = field(default=None, metadata={"flag": "--opset"})
+
+    @property
+    def opset_version(self) -> int:
+        return self.opset if self.opset is not None else DEFAULT_OPSET
+
+    def check(self, precision: Precision) -> None:
+        if self.opset_version < 18:
+            raise UnsupportedOptionError(
+                f"--opset {self.opset}: the dynamo exporter needs opset >= 18")
 
 
-def example_input(spec: IOSpec, batch: int) -> torch.Tensor:
-    """An example input of the spec's layout and dtype."""
-    h, w = spec.img_size
-    shape = (batch, 3, h, w) if spec.layout == "NCHW" else (batch, h, w, 3)
-    if spec.dtype == "uint8":
-        return torch.randint(0, 256, shape, dtype=torch.uint8)
-    if spec.value_range == "0..255":
-        return torch.rand(shape) * 255.0
-    return torch.randn(shape)
+def _opset(options: ExportOptions) -> int:
+    fmt = options.format
+    return fmt.opset_version if isinstance(fmt, OnnxOptions) else DEFAULT_OPSET
 
 
 def export_fp32(
@@ -83,7 +101,7 @@ def export_fp32(
                 module,
                 (x,),
                 dynamo=True,
-                opset_version=options.opset,
+                opset_version=_opset(options),
                 input_names=[spec.input_name],
                 output_names=list(spec.output_names),
                 verbose=False,
@@ -119,30 +137,33 @@ def prepare_int8(
     return fp32, pre, assign_groups(onnx.load(str(pre)), known)
 
 
-class OnnxExporter:
-    """ONNX (``.onnx``), fp32 and INT8, static or dynamic batch, optional image input."""
+class OnnxExporter(Exporter):
+    """ONNX (``.onnx``), fp32 and INT8, static or dynamic batch, optional image input.
+    Runtime: ONNX Runtime, CPU execution provider."""
 
     name = "onnx"
-    suffix = ".onnx"
+    suffixes = (".onnx",)
+    runtime = "onnxruntime"
+    extra = "onnx"
+    tools = ("onnx", "onnxruntime", "onnxscript", "onnxslim")
     capabilities = Capabilities(
-        precisions=("fp32", "int8"), dynamic_batch=True, image_input=True, layouts=("NCHW",)
+        precisions=("fp32", "int8"), dynamic_batch=True, image_input=True, layouts=("NCHW",),
+        bench_precisions=("fp32", "int8"), sensitivity=True,
     )
+    options_type = OnnxOptions
 
     def export(
-        self, model: torch.nn.Module, spec: IOSpec, out: Path, options: ExportOptions
-    ) -> dict[str, Any]:
+        self, model: torch.nn.Module, spec: IOSpec, out: Path, task: ExportTask
+    ) -> ExportResult:
         _require()
         import onnx
 
-        if options.opset < 18:
-            raise UnsupportedOptionError(
-                f"--opset {options.opset}: the dynamo exporter needs opset >= 18"
-            )
-        meta: dict[str, Any] = {"opset": options.opset}
+        options = task.options
+        meta: dict[str, Any] = {"opset": _opset(options)}
         if options.precision == "fp32":
             export_fp32(model, spec, out, options)
         elif options.precision == "int8":
-            meta["int8"] = self._export_int8(model, spec, out, options)
+            meta["int8"] = self._export_int8(model, spec, out, task)
         else:
             raise UnsupportedOptionError(
                 f"ONNX export supports {', '.join(self.capabilities.precisions)}, "
@@ -150,38 +171,34 @@ class OnnxExporter:
             )
         proto = onnx.load(str(out))
         meta["op_histogram"] = dict(Counter(n.op_type for n in proto.graph.node).most_common())
-        return meta
+        return ExportResult(details=meta)
 
     def _export_int8(
-        self, model: torch.nn.Module, spec: IOSpec, out: Path, options: ExportOptions
+        self, model: torch.nn.Module, spec: IOSpec, out: Path, task: ExportTask
     ) -> dict[str, Any]:
-        from ..quantize.auto import auto_exclude, onnx_setup
-        from ..quantize.onnx_int8 import Int8Config, quantize_int8
+        from ..quantize.auto import auto_exclude
+        from ..quantize.onnx_int8 import Int8Config, onnx_setup, quantize_int8
 
-        if options.calibration is None:
+        options, calibration = task.options, task.data.calibration
+        if calibration is None:
             raise UnsupportedOptionError("INT8 export needs calibration images (--calib DIR)")
         with tempfile.TemporaryDirectory(prefix="lsnet-onnx-") as tmp:
             _, pre, groups = prepare_int8(model, spec, Path(tmp), options)
-            calib = calibration_inputs(options.calibration.images, spec)
-            exclude = tuple(options.int8_exclude)
+            calib = calibration_inputs(calibration.images, spec)
+            config = Int8Config(method=calibration.method, percentile=calibration.percentile,
+                                exclude=tuple(options.int8_exclude))
             auto_report = None
             if options.int8_auto:
-                if options.auto_reference is None:
+                reference = task.data.reference
+                if reference is None:
                     raise UnsupportedOptionError("--int8-exclude auto needs validation images")
-                val, reference = options.auto_reference
-                setup = onnx_setup(pre, groups, spec, calib, val, reference, self.runner)
-                exclude, auto_report = auto_exclude(
-                    setup, options.min_cosine,
-                    Int8Config(method=options.calibration.method,
-                               percentile=options.calibration.percentile, exclude=exclude),
-                )
-            config = Int8Config(
-                method=options.calibration.method,
-                percentile=options.calibration.percentile,
-                exclude=exclude,
-            )
+                setup = onnx_setup(pre, groups, spec, calib, reference.images, reference.logits,
+                                   self.runner)
+                exclude, auto_report = auto_exclude(setup, options.min_cosine, config)
+                config = Int8Config(method=calibration.method,
+                                    percentile=calibration.percentile, exclude=exclude)
             info = quantize_int8(pre, out, groups, spec.input_name, calib, config)
-            info["calibration_source"] = options.calibration.source
+            info["calibration_source"] = calibration.source
             info["group_sizes"] = dict(Counter(groups.values()))
             if auto_report is not None:
                 info["auto"] = auto_report
@@ -199,27 +216,18 @@ class OnnxExporter:
         onnx.save(proto, str(path))
 
     def read_metadata(self, path: Path) -> dict[str, str]:
+        require("onnx", "onnx", what="reading ONNX metadata")
         import onnx
 
         proto = onnx.load(str(path), load_external_data=False)
         return {p.key: p.value for p in proto.metadata_props}
 
-    def can_run(self) -> bool:
-        return True
-
-    def runner(self, path: Path, threads: int | None = None) -> Runner:
-        _require()
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
+    def runner(self, path: Path, threads: int | None = None,
+               accelerator: str | None = None) -> Runner:
         try:
-            session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        except Exception as e:
-            raise ExportError(f"ONNX Runtime cannot load {path}: {type(e).__name__}: {e}") from e
+            session = _load(path, threads)
+        except BenchmarkError as e:
+            raise ExportError(str(e)) from e
         name = session.get_inputs()[0].name
 
         def run(x: np.ndarray) -> np.ndarray:
@@ -227,10 +235,74 @@ class OnnxExporter:
 
         return run
 
+    def bench_session(self, path: Path, threads: int | None, batch: int | None,
+                      accelerator: str | None = None) -> Session:
+        t0 = time.perf_counter()
+        sess = _load(path, threads)
+        load_ms = (time.perf_counter() - t0) * 1e3
+        rng = np.random.default_rng(0)
+        feeds = {}
+        first_shape: list[int] = []
+        for inp in sess.get_inputs():
+            if inp.type not in _ORT_DTYPES:
+                raise BenchmarkError(f"{path.name}: input {inp.name!r} has type {inp.type}, "
+                                     "which the benchmark cannot fill")
+            shape = static_shape(inp.name, list(inp.shape), batch, path)
+            feeds[inp.name] = random_input(shape, _ORT_DTYPES[inp.type], rng)
+            first_shape = first_shape or shape
+        return Session(lambda: sess.run(None, feeds), first_shape,
+                       first_shape[0] if first_shape else 1, load_ms)
 
-def calibration_inputs(images: torch.Tensor, spec: IOSpec) -> list[np.ndarray]:
-    """Calibration batches (one image each) in the artifact's input format: normalized float
-    images are converted back to 0..255 (uint8 for uint8 inputs) for image-input graphs."""
-    from ..fidelity import to_artifact_input
+    def sensitivity_probe(self, model: torch.nn.Module, img_size: tuple[int, int],
+                          num_classes: int, calibration: CalibrationSet,
+                          reference: ReferenceSet, folder: Path) -> SensitivityProbe:
+        """Quantized with ONNX Runtime, each candidate run in ONNX Runtime."""
+        from ..quantize.auto import SensitivityProbe
+        from ..quantize.onnx_int8 import Int8Config, onnx_setup
 
-    return [to_artifact_input(images[i : i + 1], spec) for i in range(images.shape[0])]
+        _require()
+        spec = IOSpec(img_size=img_size, num_classes=num_classes)
+        fp32, prep, groups = prepare_int8(model, spec, folder, ExportOptions())
+        fp32_logits = run_artifact(self.runner(fp32), reference.images, spec)
+        setup = onnx_setup(prep, groups, spec, calibration_inputs(calibration.images, spec),
+                           reference.images, reference.logits, self.runner)
+        return SensitivityProbe(setup, Int8Config(method=calibration.method), fp32_logits,
+                                calibration.method)
+
+    def precision_of(self, path: Path) -> str:
+        """From the graph: quantization ops -> int8, fp16 initializers -> fp16, else fp32."""
+        import onnx
+
+        proto = onnx.load(str(path), load_external_data=False)
+        ops = {n.op_type for n in proto.graph.node}
+        if ops & _ONNX_QUANT_OPS:
+            return "int8"
+        types = {t.data_type for t in proto.graph.initializer}
+        if onnx.TensorProto.FLOAT16 in types:
+            return "fp16"
+        return "fp32" if types else "unknown"
+
+
+_ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
+               "tensor(double)": np.float64, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8,
+               "tensor(int32)": np.int32, "tensor(int64)": np.int64, "tensor(bool)": np.bool_}
+
+_ONNX_QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul",
+                   "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"}
+
+
+def _load(path: Path, threads: int | None) -> Any:
+    """An ONNX Runtime session on the CPU execution provider: ``intra_op_num_threads=threads``,
+    ``inter_op_num_threads=1``, all graph optimizations (the default). The one loader of
+    validation and benchmarks; raises :class:`BenchmarkError` when the file does not load."""
+    [ort] = require("onnx", "onnxruntime", what="running ONNX models")
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as e:
+        raise BenchmarkError(f"{path}: ONNX Runtime cannot load it: {type(e).__name__}: "
+                             f"{first_line(e)}") from e

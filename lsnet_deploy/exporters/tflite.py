@@ -24,18 +24,40 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 
-from ..errors import ExportError, MissingDependencyError, UnsupportedOptionError, first_line
+from ..deps import require
+from ..errors import (
+    BenchmarkError,
+    ExportError,
+    MissingDependencyError,
+    UnsupportedOptionError,
+    first_line,
+)
 from ..spec import IOSpec
-from .base import Capabilities, ExportOptions, Runner
-from .onnx import example_input, graph_model
+from .base import (
+    CalibrationSet,
+    Capabilities,
+    Exporter,
+    ExportResult,
+    ExportTask,
+    FormatOptions,
+    NameParts,
+    Precision,
+    ReferenceSet,
+    Runner,
+)
+from .inputs import calibration_inputs, example_input, graph_model
+from .session import Session, native_stderr_silenced, random_input
 from .tflite_flatbuffer import (
+    constant_precision,
     embed_metadata,
     fold_transpose_pairs,
     io_details,
@@ -46,9 +68,16 @@ from .tflite_flatbuffer import (
     set_io_types,
 )
 
+if TYPE_CHECKING:
+    from ..quantize.auto import SensitivityProbe
+
 log = logging.getLogger(__name__)
 
-__all__ = ["TfliteExporter", "convertible_module", "tflite_quant_setup"]
+__all__ = ["IO_TYPES", "TfliteExporter", "TfliteOptions", "convertible_module",
+           "tflite_quant_setup"]
+
+IO_TYPES = ("int8", "float32", "uint8")
+"""INT8 boundary tensor types (``--io``); the first is the default."""
 
 
 def _require() -> None:
@@ -56,14 +85,42 @@ def _require() -> None:
     # lsnet-deploy reports progress itself, on stderr
     os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        import ai_edge_litert  # noqa: F401
-        import litert_torch  # noqa: F401
-        import torchao  # noqa: F401
-    except ImportError as e:
-        raise MissingDependencyError(
-            f"TFLite export needs {e.name}: pip install -c constraints.txt 'lsnet-deploy[tflite]'"
-        ) from e
+    require("tflite", "ai_edge_litert", "litert_torch", "torchao", what="TFLite export")
+
+
+def _needs_int8(io: str) -> UnsupportedOptionError:
+    return UnsupportedOptionError(f"--io {io} needs --int8 (fp32/fp16 models have float32 "
+                                  "inputs and outputs)")
+
+
+@dataclass(frozen=True)
+class TfliteOptions(FormatOptions):
+    """TFLite's own options: the INT8 boundary tensor type (``None``: ``int8``)."""
+
+    owner: ClassVar[str] = "TFLite"
+    io: str | None = field(default=None, metadata={"flag": "--io"})
+
+    def check(self, precision: Precision) -> None:
+        if self.io is None:
+            return
+        if precision != "int8" and self.io != "float32":
+            raise _needs_int8(self.io)
+        if precision == "int8" and self.io not in IO_TYPES:
+            raise UnsupportedOptionError(
+                f"tflite INT8 export supports --io {', '.join(IO_TYPES)}, not {self.io}")
+
+    def refuse_for(self, format_name: str, precision: Precision) -> None:
+        if self.io is None or self.io == "float32":  # every other format is float at the edge
+            return
+        if precision != "int8":
+            raise _needs_int8(self.io)
+        raise UnsupportedOptionError(
+            f"{format_name} INT8 export supports --io float32, not {self.io}")
+
+    def name_parts(self, precision: Precision, num_classes: int) -> NameParts:
+        if precision == "int8" and self.io is not None and self.io != IO_TYPES[0]:
+            return NameParts(io=self.io)
+        return NameParts()
 
 
 def convertible_module(model: torch.nn.Module, spec: IOSpec) -> torch.nn.Module:
@@ -85,8 +142,6 @@ def convertible_module(model: torch.nn.Module, spec: IOSpec) -> torch.nn.Module:
 
 def _to_torch(images: torch.Tensor, spec: IOSpec) -> list[torch.Tensor]:
     """Normalized ``(N, 3, H, W)`` images -> one artifact-layout tensor per image."""
-    from .onnx import calibration_inputs
-
     return [torch.from_numpy(x) for x in calibration_inputs(images, spec)]
 
 
@@ -129,25 +184,31 @@ def tflite_quant_setup(
     return QuantSetup(logits, group_counts(graph), reference)  # type: ignore[arg-type]
 
 
-class TfliteExporter:
-    """TFLite (``.tflite``): fp32, fp16, full-integer INT8; NHWC or NCHW; static batch."""
+class TfliteExporter(Exporter):
+    """TFLite (``.tflite``): fp32, fp16, full-integer INT8; NHWC or NCHW; static batch.
+    Runtime: the LiteRT interpreter with XNNPACK."""
 
     name = "tflite"
-    suffix = ".tflite"
+    suffixes = (".tflite",)
+    runtime = "litert"
+    extra = "tflite"
+    tools = ("litert-torch", "ai-edge-litert", "torchao")
     capabilities = Capabilities(
         precisions=("fp32", "fp16", "int8"),
         dynamic_batch=False,
         image_input=True,
         layouts=("NHWC", "NCHW"),
-        io_types=("int8", "float32", "uint8"),
+        bench_precisions=("fp32", "int8"), sensitivity=True,
     )
+    options_type = TfliteOptions
 
     def export(
-        self, model: torch.nn.Module, spec: IOSpec, out: Path, options: ExportOptions
-    ) -> dict[str, Any]:
+        self, model: torch.nn.Module, spec: IOSpec, out: Path, task: ExportTask
+    ) -> ExportResult:
         _require()
         import litert_torch
 
+        options = task.options
         module = convertible_module(model, spec)
         example = example_input(spec, options.batch)
         meta: dict[str, Any] = {"converter": "litert-torch", "form": "channels_last"}
@@ -160,7 +221,7 @@ class TfliteExporter:
                 edge = litert_torch.convert(module, (example,),
                                             quant_config=quant_recipes.full_fp16_recipe())
             elif options.precision == "int8":
-                edge, meta["int8"] = self._int8(module, spec, example, options)
+                edge, meta["int8"] = self._int8(module, spec, example, task)
             else:
                 raise UnsupportedOptionError(f"TFLite export does not support {options.precision}")
             edge.export(str(out))
@@ -169,12 +230,14 @@ class TfliteExporter:
         except Exception as e:
             raise ExportError(f"litert-torch conversion failed: {type(e).__name__}: "
                               f"{first_line(e)}") from e
+        extra: dict[str, Any] = {}
         if options.precision == "int8":
-            io = options.io_type or "int8"
+            fmt = options.format
+            io = (fmt.io if isinstance(fmt, TfliteOptions) else None) or IO_TYPES[0]
             in_type = "int8" if spec.value_range == "0..255" else io  # image input stays uint8
             if (in_type, io) != ("int8", "int8"):
                 set_io_types(out, in_type, io)
-            meta["io_type"] = io
+            meta["io_type"] = extra["io_type"] = io
         meta["transposes_folded"] = fold_transpose_pairs(out)
         rename_io(out, [spec.input_name], list(spec.output_names))
         hist = op_histogram(out)
@@ -183,18 +246,13 @@ class TfliteExporter:
             raise ExportError(f"the TFLite graph has non-builtin ops ({', '.join(bad)}); the "
                               "stock runtime cannot run it")
         io_info = io_details(out)
-        meta.update({
-            "op_histogram": hist,
-            "transposes": hist.get("TRANSPOSE", 0),
-            "builtin_only": True,
-            "inputs": io_info["inputs"],
-            "outputs": io_info["outputs"],
-        })
-        return meta
+        extra.update({"inputs": io_info["inputs"], "outputs": io_info["outputs"]})
+        meta.update({"op_histogram": hist, "transposes": hist.get("TRANSPOSE", 0),
+                     "builtin_only": True, **io_info})
+        return ExportResult(details=meta, metadata=extra)
 
     def _int8(
-        self, module: torch.nn.Module, spec: IOSpec, example: torch.Tensor,
-        options: ExportOptions,
+        self, module: torch.nn.Module, spec: IOSpec, example: torch.Tensor, task: ExportTask,
     ) -> tuple[Any, dict[str, Any]]:
         import litert_torch
         from litert_torch.quantize.quant_config import QuantConfig
@@ -202,24 +260,26 @@ class TfliteExporter:
         from ..quantize.auto import auto_exclude
         from ..quantize.tflite_int8 import TfliteInt8Config, group_counts, quantize_pt2e
 
-        if options.calibration is None:
+        options, calibration = task.options, task.data.calibration
+        if calibration is None:
             raise UnsupportedOptionError("INT8 export needs calibration images (--calib DIR)")
-        if options.calibration.method != "minmax":
+        if calibration.method != "minmax":
             raise UnsupportedOptionError(
                 "TFLite INT8 calibrates with the PT2E observers (histogram for activations, "
                 "min/max for weights); --calib-method applies to ONNX only"
             )
-        calib = _batched(_to_torch(options.calibration.images, spec), int(example.shape[0]))
+        calib = _batched(_to_torch(calibration.images, spec), int(example.shape[0]))
         exclude: Sequence[str] = tuple(options.int8_exclude)
-        info: dict[str, Any] = {"calibration_source": options.calibration.source,
+        info: dict[str, Any] = {"calibration_source": calibration.source,
                                 "quantizer": "PT2E (torchao) + litert-torch PT2EQuantizer, "
                                              "symmetric per-channel int8 weights, int8 "
                                              "activations"}
         if options.int8_auto:
-            if options.auto_reference is None:
+            reference = task.data.reference
+            if reference is None:
                 raise UnsupportedOptionError("--int8-exclude auto needs validation images")
-            val, reference = options.auto_reference
-            setup = tflite_quant_setup(module, spec, options.calibration.images, val, reference)
+            setup = tflite_quant_setup(module, spec, calibration.images, reference.images,
+                                       reference.logits)
             exclude, info["auto"] = auto_exclude(setup, options.min_cosine,
                                                  TfliteInt8Config(exclude=tuple(exclude)))
         config = TfliteInt8Config(exclude=tuple(exclude))
@@ -236,18 +296,14 @@ class TfliteExporter:
     def read_metadata(self, path: Path) -> dict[str, str]:
         return {k: str(v) for k, v in read_metadata(path).items()}
 
-    def can_run(self) -> bool:
-        return True
-
-    def runner(self, path: Path, threads: int | None = None) -> Runner:
-        _require()
-        from ai_edge_litert.interpreter import Interpreter
-
+    def runner(self, path: Path, threads: int | None = None,
+               accelerator: str | None = None) -> Runner:
         try:
-            interp = Interpreter(model_path=str(path), num_threads=threads)
+            interp = _interpreter(path, threads)
             interp.allocate_tensors()
         except Exception as e:
-            raise ExportError(f"LiteRT cannot load {path}: {type(e).__name__}: {e}") from e
+            raise ExportError(f"LiteRT cannot load {path}: {type(e).__name__}: "
+                              f"{first_line(e)}") from e
         inp = interp.get_input_details()[0]
         outp = interp.get_output_details()[0]
 
@@ -258,6 +314,66 @@ class TfliteExporter:
             return dequantize_output(interp.get_tensor(outp["index"]), outp["quantization"])
 
         return run
+
+    def bench_session(self, path: Path, threads: int | None, batch: int | None,
+                      accelerator: str | None = None) -> Session:
+        t0 = time.perf_counter()
+        try:
+            interp = _interpreter(path, threads)
+            for d in interp.get_input_details():
+                if batch is not None and len(d["shape"]) and int(d["shape"][0]) != batch:
+                    interp.resize_tensor_input(d["index"], [batch, *d["shape"][1:]],
+                                               strict=True)
+            interp.allocate_tensors()
+        except MissingDependencyError:
+            raise
+        except Exception as e:
+            what = f" at batch {batch}" if batch is not None else ""
+            raise BenchmarkError(
+                f"{path}: LiteRT cannot load it{what}: {first_line(e)}") from e
+        load_ms = (time.perf_counter() - t0) * 1e3
+        rng = np.random.default_rng(0)
+        first_shape: list[int] = []
+        for d in interp.get_input_details():
+            shape = [int(s) for s in d["shape"]]
+            interp.set_tensor(d["index"], random_input(shape, d["dtype"], rng))
+            first_shape = first_shape or shape
+        return Session(interp.invoke, first_shape, first_shape[0] if first_shape else 1, load_ms)
+
+    def sensitivity_probe(self, model: torch.nn.Module, img_size: tuple[int, int],
+                          num_classes: int, calibration: CalibrationSet,
+                          reference: ReferenceSet, folder: Path) -> SensitivityProbe:
+        """PT2E-quantized, measured on the fake-quantized PyTorch model."""
+        from ..fidelity import to_artifact_input
+        from ..quantize.auto import SensitivityProbe
+        from ..quantize.tflite_int8 import TfliteInt8Config
+
+        _require()
+        if calibration.method != "minmax":
+            raise UnsupportedOptionError("--calib-method applies to ONNX only")
+        spec = IOSpec(img_size=img_size, num_classes=num_classes, layout="NHWC")
+        module = convertible_module(model, spec)
+        with torch.no_grad():
+            fp32 = module(torch.from_numpy(to_artifact_input(reference.images, spec))).numpy()
+        setup = tflite_quant_setup(module, spec, calibration.images, reference.images,
+                                   reference.logits)
+        return SensitivityProbe(setup, TfliteInt8Config(), fp32, "PT2E observers")
+
+    def precision_of(self, path: Path) -> str:
+        """From the constant tensors' types (int8/uint8 -> int8, float16 -> fp16, else fp32):
+        the weights, since a float model may well take a uint8 image."""
+        return constant_precision(path)
+
+
+def _interpreter(path: Path, threads: int | None) -> Any:
+    """The LiteRT interpreter (``num_threads=threads``, its default XNNPACK delegate), not yet
+    allocated: the one loader of validation and benchmarks."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    require("tflite", "ai_edge_litert", what="running TFLite models")
+    from ai_edge_litert.interpreter import Interpreter
+
+    with native_stderr_silenced():  # "INFO: Created TensorFlow Lite XNNPACK delegate"
+        return Interpreter(model_path=str(path), num_threads=threads)
 
 
 def quantize_input(x: np.ndarray, dtype: Any, quantization: tuple[float, int]) -> np.ndarray:

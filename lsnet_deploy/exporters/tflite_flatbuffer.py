@@ -7,6 +7,7 @@
   entry ``lsnet_deploy`` (TFLite's ``Model.metadata``; any TFLite runtime ignores it);
 * :func:`fold_transpose_pairs`: remove TRANSPOSE pairs that cancel (the converter leaves
   some in quantized graphs, where Q/DQ ops separated them while it folded transposes);
+* :func:`constant_precision`: a model's precision judged by its weights;
 * :func:`set_io_types`: give an int8 model float32 or uint8 inputs/outputs by adding a
   QUANTIZE (input side) and a DEQUANTIZE or QUANTIZE (output side) at the graph boundary, the
   way TensorFlow's ``modify_model_interface`` does for converter-made models.
@@ -23,6 +24,7 @@ from ..errors import ExportError
 
 __all__ = [
     "METADATA_NAME",
+    "constant_precision",
     "embed_metadata",
     "fold_transpose_pairs",
     "io_details",
@@ -323,3 +325,23 @@ def fold_transpose_pairs(path: Path) -> int:
     if removed:
         _write(model, path)
     return removed
+
+
+def constant_precision(path: Path) -> str:
+    """A model's precision judged by its constant tensors (the weights): int8/uint8 ->
+    ``int8``, float16 -> ``fp16``, else ``fp32`` (a float model may well take a uint8 image,
+    so input types say nothing)."""
+    model = _read(path)
+    # TensorType enum of the TFLite schema: FLOAT32 0, FLOAT16 1, UINT8 3, INT8 9
+    buffers = model.buffers or []
+
+    def constant(t: Any) -> bool:
+        data = buffers[t.buffer].data if 0 < t.buffer < len(buffers) else None
+        return data is not None and len(data) > 0
+
+    types = {t.type for g in model.subgraphs for t in g.tensors if constant(t)}
+    if 9 in types or 3 in types:
+        return "int8"
+    if 1 in types:
+        return "fp16"
+    return "fp32"

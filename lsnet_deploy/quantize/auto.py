@@ -15,29 +15,22 @@ so the gate is always reachable; the report says what stayed INT8.
 from __future__ import annotations
 
 import logging
-import tempfile
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from ..exporters.base import Runner
-from ..fidelity import compare_logits, run_artifact
-from ..spec import IOSpec
+from ..fidelity import compare_logits
 from .groups import COMPUTE_GROUPS, GROUPS
-from .onnx_int8 import Int8Config, quantize_int8
 
 __all__ = [
     "COMPUTE_GROUPS",
     "GroupSensitivity",
     "QuantSetup",
+    "SensitivityProbe",
     "auto_exclude",
     "measure",
-    "onnx_setup",
     "sensitivity",
 ]
 
@@ -75,27 +68,16 @@ class QuantSetup:
     reference: np.ndarray
 
 
-def onnx_setup(
-    pre: Path,
-    groups: dict[str, str],
-    spec: IOSpec,
-    calib: Sequence[np.ndarray],
-    val: torch.Tensor,
-    reference: np.ndarray,
-    runner_factory: Callable[[Path], Runner],
-) -> QuantSetup:
-    """The setup for ONNX: ``pre`` is the pre-processed fp32 graph, ``groups`` the op group of
-    every node, ``calib`` calibration inputs (artifact layout), ``val`` validation images
-    ``(N, 3, H, W)`` normalized; each measurement quantizes with ONNX Runtime and runs the
-    result in ONNX Runtime."""
+@dataclass(frozen=True)
+class SensitivityProbe:
+    """A format's ready-to-measure INT8 setup for ``quant-report``: the :class:`QuantSetup`,
+    the backend's full-INT8 configuration ``base``, the fp32 artifact's logits
+    ``(N, classes)`` on the validation photos, and a label of the calibration method."""
 
-    def logits(config: Int8Config) -> np.ndarray:
-        with tempfile.TemporaryDirectory(prefix="lsnet-sens-") as tmp:
-            out = Path(tmp) / "q.onnx"
-            quantize_int8(pre, out, groups, spec.input_name, calib, config)
-            return run_artifact(runner_factory(out), val, spec)
-
-    return QuantSetup(logits, dict(Counter(groups.values())), reference)
+    setup: QuantSetup
+    base: Any
+    fp32_logits: np.ndarray
+    method: str
 
 
 def measure(setup: QuantSetup, config: Any) -> tuple[float, float]:

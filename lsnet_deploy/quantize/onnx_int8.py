@@ -14,14 +14,20 @@ from __future__ import annotations
 
 import ast
 import logging
+import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnx
+import torch
 
 from ..errors import ExportError, UnsupportedOptionError
+from ..fidelity import Runner, run_artifact
+from ..spec import IOSpec
+from .auto import QuantSetup
 from .groups import GROUPS, group_of_scope
 
 __all__ = [
@@ -29,6 +35,7 @@ __all__ = [
     "Int8Config",
     "assign_groups",
     "group_of_scope",
+    "onnx_setup",
     "quantize_int8",
 ]
 
@@ -197,3 +204,26 @@ def quantize_int8(
         "weight_type": "int8 per-channel",
         "format": "QDQ",
     }
+
+
+def onnx_setup(
+    pre: Path,
+    groups: dict[str, str],
+    spec: IOSpec,
+    calib: Sequence[np.ndarray],
+    val: torch.Tensor,
+    reference: np.ndarray,
+    runner_factory: Callable[[Path], Runner],
+) -> QuantSetup:
+    """The setup for ONNX: ``pre`` is the pre-processed fp32 graph, ``groups`` the op group of
+    every node, ``calib`` calibration inputs (artifact layout), ``val`` validation images
+    ``(N, 3, H, W)`` normalized; each measurement quantizes with ONNX Runtime and runs the
+    result in ONNX Runtime."""
+
+    def logits(config: Int8Config) -> np.ndarray:
+        with tempfile.TemporaryDirectory(prefix="lsnet-sens-") as tmp:
+            out = Path(tmp) / "q.onnx"
+            quantize_int8(pre, out, groups, spec.input_name, calib, config)
+            return run_artifact(runner_factory(out), val, spec)
+
+    return QuantSetup(logits, dict(Counter(groups.values())), reference)

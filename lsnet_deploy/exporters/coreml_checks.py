@@ -1,0 +1,144 @@
+"""What can be checked in a Core ML ML Program without running it (any OS): the MIL program's
+op histogram, tensor ranks, weight dtypes and class labels (:func:`mil_summary`), and the
+structural checks of an exported package against its IO spec (:func:`structural_checks`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from ..deps import require
+from ..spec import IOSpec
+
+__all__ = ["IOS_SPEC_VERSION", "mil_summary", "require_coremltools", "structural_checks"]
+
+IOS_SPEC_VERSION = {16: 7, 17: 8, 18: 9}
+"""Minimum deployment target -> Core ML specification version of an ML Program."""
+
+
+def require_coremltools() -> Any:
+    """``coremltools``, or :class:`~lsnet_deploy.errors.MissingDependencyError`."""
+    [ct] = require("coreml", "coremltools", what="CoreML export")
+    return ct
+
+
+def mil_summary(spec: Any) -> dict[str, Any]:
+    """Op histogram, highest tensor rank, weight dtypes and class-label count of an ML Program.
+
+    Walks every function and block (nested blocks included). The weight dtype of a ``conv`` or
+    ``linear`` op is the dtype of the constant feeding its ``weight`` input: ``FLOAT16`` /
+    ``FLOAT32`` for a plain ``const``, the stored data type (``INT8``) when the weight comes out
+    of a ``constexpr_*`` dequantization op.
+    """
+    from coremltools.proto import MIL_pb2
+
+    ops: Counter[str] = Counter()
+    weights: Counter[str] = Counter()
+    max_rank = 0
+    const_dtype: dict[str, str] = {}
+    const_len: dict[str, int] = {}
+    weight_inputs: list[str] = []
+    label_inputs: list[str] = []
+    inline_labels: list[int] = []
+
+    def dtype_name(value_type: Any) -> str:
+        return str(MIL_pb2.DataType.Name(value_type.tensorType.dataType))
+
+    def walk(block: Any) -> None:
+        nonlocal max_rank
+        for op in block.operations:
+            ops[op.type] += 1
+            for out in op.outputs:
+                if out.type.HasField("tensorType"):
+                    max_rank = max(max_rank, int(out.type.tensorType.rank))
+            if op.type == "const" and "val" in op.attributes:
+                val = op.attributes["val"]
+                if val.type.HasField("tensorType"):
+                    const_dtype[op.outputs[0].name] = dtype_name(val.type)
+                    dims = val.type.tensorType.dimensions
+                    if len(dims) == 1:
+                        const_len[op.outputs[0].name] = int(dims[0].constant.size)
+            elif op.type.startswith("constexpr_"):
+                for name in ("data", "quantized_data", "indices"):
+                    if name in op.attributes:
+                        const_dtype[op.outputs[0].name] = dtype_name(op.attributes[name].type)
+                        break
+            if op.type in ("conv", "linear") and "weight" in op.inputs:
+                weight_inputs.extend(a.name for a in op.inputs["weight"].arguments)
+            if op.type == "classify" and "classes" in op.inputs:
+                for arg in op.inputs["classes"].arguments:
+                    if arg.name:
+                        label_inputs.append(arg.name)
+                    elif arg.HasField("value"):  # the labels are stored inline, as a list
+                        imm = arg.value.immediateValue
+                        if imm.HasField("list"):
+                            inline_labels.append(len(imm.list.values))
+                        elif imm.HasField("tensor"):
+                            inline_labels.append(len(imm.tensor.strings.values))
+            for inner in op.blocks:
+                walk(inner)
+
+    for function in spec.mlProgram.functions.values():
+        for block in function.block_specializations.values():
+            walk(block)
+    for name in weight_inputs:
+        weights[const_dtype.get(name, "computed")] += 1
+    labels = sum(const_len.get(name, 0) for name in label_inputs) + sum(inline_labels)
+    return {"op_histogram": dict(ops.most_common()), "max_rank": max_rank,
+            "weight_dtypes": dict(weights.most_common()), "class_labels": labels}
+
+
+def structural_checks(path: Path, spec: IOSpec, precision: str, ios: int,
+                      classifier: bool) -> dict[str, Any]:
+    """What can be validated without running the model (any OS): reload, spec version,
+    input/output descriptions, MIL op histogram, weight dtypes, rank <= 5, metadata.
+
+    Returns ``{"checks": {name: bool}, "details": {...}, "passed": bool}``.
+    """
+    ct = require_coremltools()
+    model = ct.models.MLModel(str(path), skip_model_load=True)
+    mspec = model.get_spec()
+    summary = mil_summary(mspec)
+    desc = mspec.description
+    inp = desc.input[0]
+    h, w = spec.img_size
+    if spec.value_range == "0..255":
+        it = inp.type.imageType
+        input_ok = (inp.type.WhichOneof("Type") == "imageType" and it.width == w
+                    and it.height == h
+                    and ct.proto.FeatureTypes_pb2.ImageFeatureType.ColorSpace.Name(
+                        it.colorSpace) == "RGB")
+    else:
+        shape = list(inp.type.multiArrayType.shape)
+        input_ok = inp.type.WhichOneof("Type") == "multiArrayType" and shape == [
+            spec.batch or 1, 3, h, w]
+    out_names = [o.name for o in desc.output]
+    if classifier:
+        output_ok = (desc.predictedFeatureName == "classLabel"
+                     and {"classLabel", "classLabel_probs"} <= set(out_names)
+                     and summary["class_labels"] == spec.num_classes)
+    else:
+        output_ok = out_names == list(spec.output_names)
+    dtypes = summary["weight_dtypes"]
+    expected = {"fp16": "FLOAT16", "fp32": "FLOAT32", "int8": "INT8", "w8a8": "INT8"}[precision]
+    weights_ok = set(dtypes) == {expected}  # every conv / linear weight
+    meta = dict(mspec.description.metadata.userDefined)
+    checks = {
+        "reloads": True,
+        "spec_version": mspec.specificationVersion == IOS_SPEC_VERSION[ios],
+        "ml_program": mspec.WhichOneof("Type") == "mlProgram",
+        "input": bool(input_ok),
+        "outputs": bool(output_ok),
+        "weights": bool(weights_ok),
+        "rank_le_5": summary["max_rank"] <= 5,
+        "activations": (summary["op_histogram"].get("quantize", 0) > 0) == (precision == "w8a8"),
+        "metadata": bool(desc.metadata.author and desc.metadata.license
+                         and desc.metadata.versionString and desc.metadata.shortDescription),
+    }
+    details = {"spec_version": mspec.specificationVersion, "inputs": [inp.name],
+               "outputs": out_names, **summary, "user_defined_metadata_keys": sorted(meta)}
+    return {"checks": checks, "details": details, "passed": all(checks.values())}
+
+

@@ -1,0 +1,40 @@
+"""What every converter is fed, whatever the format: the module to convert (with in-graph
+normalization for image input), an example input of the spec's layout and dtype, and
+calibration inputs in the artifact's own input format."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..fidelity import to_artifact_input
+from ..io_wrappers import ImageInput
+from ..spec import IOSpec
+
+__all__ = ["calibration_inputs", "example_input", "graph_model"]
+
+
+def graph_model(model: torch.nn.Module, spec: IOSpec) -> torch.nn.Module:
+    """The module to export: the network, wrapped with in-graph normalization for image input."""
+    if spec.value_range == "0..255":
+        return ImageInput(model, spec.mean, spec.std).eval()
+    return model
+
+
+def example_input(spec: IOSpec, batch: int) -> torch.Tensor:
+    """An example input ``(batch, 3, H, W)`` or ``(batch, H, W, 3)`` of the spec's layout and
+    dtype (uint8 pixels, 0..255 floats or N(0, 1) normalized values)."""
+    h, w = spec.img_size
+    shape = (batch, 3, h, w) if spec.layout == "NCHW" else (batch, h, w, 3)
+    if spec.dtype == "uint8":
+        return torch.randint(0, 256, shape, dtype=torch.uint8)
+    if spec.value_range == "0..255":
+        return torch.rand(shape) * 255.0
+    return torch.randn(shape)
+
+
+def calibration_inputs(images: torch.Tensor, spec: IOSpec) -> list[np.ndarray]:
+    """Calibration batches (one image each) in the artifact's input format: normalized float
+    images ``(N, 3, H, W)`` are converted back to 0..255 (uint8 for uint8 inputs) for
+    image-input graphs and laid out as the spec says."""
+    return [to_artifact_input(images[i : i + 1], spec) for i in range(images.shape[0])]

@@ -1,0 +1,172 @@
+"""The export pipeline shared by every format, as numbered steps (:func:`run_export`).
+
+1. plan: every option checked, every default filled in, every artifact named (nothing built);
+2. check the output folder;
+3. build (or take) the reference model: the unfused model is the truth;
+4. load the calibration and held-out photos; the reference logits on the held-out ones;
+5. reparameterize a copy, recording the fused-vs-unfused difference;
+6. publish each artifact (export to a temp folder, embed metadata, validate, rename, sidecar);
+7. summarize: a failed validation raises :class:`~lsnet_deploy.errors.ValidationFailedError`
+   after every artifact has been written and recorded.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import OutputError, ValidationFailedError
+from ..exporters import CalibrationSet, ExportData, ReferenceSet
+from ..lsnet import LSNet
+from ..paths import default_export_dir
+from ..preprocess import Preprocess
+from ..reparam import is_reparameterized, reparameterize
+from .images import ImageSplit, split_images
+from .plan import ExportJob, plan
+from .publish import Artifact, Progress, Provenance, publish
+from .request import ExportRequest
+
+__all__ = ["export", "run_export"]
+
+
+def export(
+    model: str | LSNet,
+    format: str = "onnx",
+    *,
+    weights: str | Path | None = "official",
+    precision: str | None = None,
+    img_size: int | tuple[int, int] | None = None,
+    batch: int = 1,
+    dynamic_batch: bool = False,
+    image_input: bool | None = None,
+    opset: int | None = None,
+    calib: Path | None = None,
+    calib_size: int | None = None,
+    calib_method: str = "minmax",
+    val: Path | None = None,
+    min_cosine: float | None = None,
+    int8_exclude: Sequence[str] = (),
+    layout: str | None = None,
+    io: str | None = None,
+    ios: int | None = None,
+    classifier: bool | None = None,
+    output_dir: Path | None = None,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> list[Artifact]:
+    """Export an LSNet to one format (or ``"all"``) and validate every artifact.
+
+    ``model``: a variant name (built with ``weights``: a checkpoint path, ``"official"`` or
+    ``None``/``"random"``) or an :class:`LSNet` instance. ``precision``, ``image_input``,
+    ``layout``: ``None`` is the format's default (CoreML: fp16 with image input; TFLite:
+    NHWC). ``int8_exclude``: op groups or node names kept in float, ``["auto"]`` to search
+    them until ``min_cosine``. Format options: ``opset`` (ONNX), ``io`` (TFLite INT8 boundary
+    type), ``ios`` and ``classifier`` (CoreML). The fields are those of
+    :class:`~lsnet_deploy.pipeline.request.ExportRequest`; see ``lsnet-deploy export --help``.
+
+    Returns the artifacts written. Raises :class:`ValidationFailedError` (after writing and
+    recording) if an artifact misses its gate.
+    """
+    request = ExportRequest.build(
+        model, format, weights=weights, precision=precision, img_size=img_size, batch=batch,
+        dynamic_batch=dynamic_batch, image_input=image_input, opset=opset, calib=calib,
+        calib_size=calib_size, calib_method=calib_method, val=val, min_cosine=min_cosine,
+        int8_exclude=tuple(int8_exclude), layout=layout, io=io, ios=ios, classifier=classifier,
+        output_dir=output_dir, force=force)
+    return run_export(request, progress)
+
+
+def run_export(request: ExportRequest, progress: Progress | None = None) -> list[Artifact]:
+    """Run the steps of the module docstring for ``request``."""
+    say = progress or (lambda _msg: None)
+    # 1. Plan: options checked, artifacts named, existing ones refused, before any work
+    jobs = plan(request)
+    # 2. The output folder
+    _check_writable(Path(request.output_dir) if request.output_dir is not None
+                    else default_export_dir())
+    # 3. The reference model (unfused: the truth)
+    reference = _reference_model(request)
+    # 4. Photos: calibration where a job calibrates, held-out validation, reference logits
+    say("loading images")
+    images = split_images(Preprocess(img_size=reference.img_size), request.calib,
+                          request.val, request.calib_size,
+                          need_calib=any(j.calibrate for j in jobs))
+    with torch.no_grad():
+        ref_logits = reference(images.val)
+    # 5. Reparameterize a copy
+    say("reparameterizing")
+    fused, reparam = _fused_copy(reference, images)
+    provenance = Provenance(_weights_info(reference), reparam, images.val, images.val_source,
+                            ref_logits)
+    # 6. Publish each artifact
+    artifacts = [publish(job, fused, _data(job, request, images, ref_logits), provenance, say)
+                 for job in jobs]
+    # 7. Summarize
+    _raise_on_failures(artifacts, request.precision or jobs[0].options.precision)
+    return artifacts
+
+
+def _check_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        raise OutputError(f"output folder {folder} is not writable: {e.strerror or e}") from e
+
+
+def _reference_model(request: ExportRequest) -> LSNet:
+    if isinstance(request.model, LSNet):
+        return request.model
+    from ..api import create_model
+
+    size = request.img_size if request.img_size is not None else 224
+    return create_model(request.model, request.weights, img_size=size)
+
+
+def _weights_info(model: LSNet) -> dict[str, Any]:
+    source = getattr(model, "weights_source", None)
+    return {"kind": source.kind, "path": source.path, "sha256": source.sha256} if source else {}
+
+
+def _fused_copy(reference: LSNet, images: ImageSplit) -> tuple[LSNet, dict[str, Any]]:
+    fused = copy.deepcopy(reference)
+    if is_reparameterized(reference):
+        return fused, {"max_abs_diff": None, "note": "model was already fused"}
+    rep = reparameterize(fused, images.val)
+    return fused, {"max_abs_diff": rep.max_abs_diff, "params_unfused": rep.params_before,
+                   "params_fused": rep.params_after,
+                   "remaining_batchnorms": len(rep.remaining_batchnorms)}
+
+
+def _data(job: ExportJob, request: ExportRequest, images: ImageSplit,
+          ref_logits: torch.Tensor) -> ExportData:
+    calibration = None
+    if job.calibrate and images.calib is not None:
+        calibration = CalibrationSet(images.calib, images.calib_source,
+                                     request.calib_method)  # type: ignore[arg-type]
+    reference = (ReferenceSet(images.val, ref_logits.numpy(), images.val_source)
+                 if job.needs_reference else None)
+    return ExportData(calibration, reference)
+
+
+def _raise_on_failures(artifacts: list[Artifact], precision: str) -> None:
+    failures = [f"{a.path.name}: {a.validation['summary']}" for a in artifacts if not a.passed]
+    if not failures:
+        return
+    hint = ""
+    if precision == "w8a8":
+        hint = " try --int8 (8-bit weights, fp16 activations) or lower --min-cosine"
+    elif precision == "int8":
+        hint = (" try --int8-exclude auto (keeps the most sensitive op groups in float), "
+                "--calib-method percentile, or lower --min-cosine")
+    error = ValidationFailedError(
+        "validation failed (artifact kept, sidecar marked failed): "
+        + "; ".join(failures) + (";" + hint if hint else ""))
+    error.artifacts = artifacts
+    raise error

@@ -1,0 +1,227 @@
+"""Planning an export: every option checked and every default filled in, per format, before
+anything is built. Pure (it only looks at the file system to refuse existing artifacts), so
+it is unit-tested in milliseconds.
+
+``plan(request) -> [ExportJob]``: one job per format, with its resolved
+:class:`~lsnet_deploy.exporters.ExportOptions` (typed per-format options included), its
+:class:`~lsnet_deploy.spec.IOSpec` and its destination
+``<out>/<variant>/<variant>_<img>_<precision>[...].<ext>``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import OutputError, UnknownVariantError, UnsupportedOptionError
+from ..exporters import PRECISIONS, Exporter, ExportOptions, FormatOptions, get_exporter
+from ..fidelity import DEFAULT_MIN_COSINE
+from ..lsnet import VARIANTS, LSNet, to_hw
+from ..metadata import sidecar_path
+from ..paths import default_export_dir
+from ..spec import IOSpec
+from .request import ExportRequest
+
+__all__ = ["CALIB_METHODS", "ExportJob", "ModelFacts", "artifact_name", "model_facts", "plan"]
+
+CALIB_METHODS = ("minmax", "percentile")
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What planning needs to know about the model, without building it."""
+
+    variant: str
+    img_size: tuple[int, int]
+    num_classes: int
+
+
+@dataclass(frozen=True)
+class ExportJob:
+    """One artifact to write: the format, its resolved options and IO spec, where it goes,
+    and which data it needs (calibration photos, the held-out reference)."""
+
+    format: str
+    variant: str
+    spec: IOSpec
+    options: ExportOptions
+    dest: Path
+    calibrate: bool
+    needs_reference: bool
+
+    @property
+    def exporter(self) -> Exporter:
+        return get_exporter(self.format)
+
+
+def model_facts(request: ExportRequest) -> ModelFacts:
+    """Variant name, input size and class count of the requested model."""
+    model = request.model
+    if isinstance(model, LSNet):
+        if request.img_size is not None and to_hw(request.img_size) != model.img_size:
+            raise UnsupportedOptionError(
+                f"--img-size {request.img_size} does not match the given model "
+                f"({model.img_size}); build the model for that size")
+        return ModelFacts(str(getattr(model, "variant", "lsnet")), model.img_size,
+                          model.num_classes)
+    if model not in VARIANTS:
+        known = ", ".join(n for n, c in VARIANTS.items() if c.official)
+        raise UnknownVariantError(f"unknown variant {model!r}; known: {known}")
+    size = request.img_size if request.img_size is not None else 224
+    return ModelFacts(model, to_hw(size), VARIANTS[model].num_classes)
+
+
+def plan(request: ExportRequest, facts: ModelFacts | None = None) -> list[ExportJob]:
+    """Check ``request`` against every format's capabilities and options and return the jobs.
+
+    Raises:
+        UnsupportedOptionError: an option a format or precision does not support (never
+            silently rewritten).
+        OutputError: an artifact exists already and ``force`` is not set.
+    """
+    facts = facts or model_facts(request)
+    exporters = [get_exporter(f) for f in request.formats]
+    precision = _precision(request, exporters)
+    _check_common(request, precision)
+    jobs = []
+    for exp in exporters:
+        fmt = _format_options(request, exp, precision)
+        _check_capabilities(request, exp, precision)
+        jobs.append(_job(request, exp, precision, fmt, facts))
+    if any(j.calibrate for j in jobs) and request.calib_method not in CALIB_METHODS:
+        raise UnsupportedOptionError(
+            f"--calib-method {request.calib_method!r}; use minmax or percentile")
+    out_root = Path(request.output_dir) if request.output_dir is not None else \
+        default_export_dir()
+    jobs = [_with_dest(j, out_root) for j in jobs]
+    if not request.force:
+        for job in jobs:
+            if job.dest.exists() or sidecar_path(job.dest).exists():
+                raise OutputError(f"{job.dest} already exists; pass --force to overwrite it")
+    return jobs
+
+
+def _precision(request: ExportRequest, exporters: list[Exporter]) -> str:
+    if request.precision is None:
+        return exporters[0].capabilities.precisions[0] if len(exporters) == 1 else "fp32"
+    if request.precision not in PRECISIONS:
+        raise UnsupportedOptionError(f"unknown precision {request.precision!r}")
+    return request.precision
+
+
+def _check_common(request: ExportRequest, precision: str) -> None:
+    if request.batch < 1:
+        raise UnsupportedOptionError(f"--batch must be >= 1, got {request.batch}")
+    if request.dynamic_batch and request.batch != 1:
+        raise UnsupportedOptionError("--batch and --dynamic-batch are exclusive")
+    if request.int8_exclude and precision != "int8":
+        raise UnsupportedOptionError("--int8-exclude only applies with --int8")
+    if request.precision == "fp32" and request.min_cosine is not None:
+        raise UnsupportedOptionError("--min-cosine gates reduced precision; fp32 is gated by "
+                                     "max |diff| <= 1e-3")
+
+
+def _check_capabilities(request: ExportRequest, exp: Exporter, precision: str) -> None:
+    caps = exp.capabilities
+    if precision not in caps.precisions:
+        raise UnsupportedOptionError(f"{exp.name} export does not support {precision} "
+                                     f"(supported: {', '.join(caps.precisions)})")
+    if request.dynamic_batch and not caps.dynamic_batch:
+        raise UnsupportedOptionError(f"{exp.name} export does not support --dynamic-batch")
+    if request.image_input and not caps.image_input:
+        raise UnsupportedOptionError(f"{exp.name} export does not support --image-input")
+    if request.int8_exclude and not caps.int8_exclude:
+        raise UnsupportedOptionError(f"{exp.name} export does not support --int8-exclude")
+    if request.layout is not None and request.layout.upper() not in caps.layouts:
+        raise UnsupportedOptionError(f"{exp.name} export supports layouts "
+                                     f"{', '.join(caps.layouts)}, not {request.layout}")
+
+
+def _format_options(request: ExportRequest, exp: Exporter, precision: str) -> FormatOptions:
+    """The format's own options (checked), after refusing those of formats not exported."""
+    for given in request.format_options:
+        if type(given) is not exp.options_type:
+            given.refuse_for(exp.name, precision)  # type: ignore[arg-type]
+    own = request.options_for(exp.options_type) or exp.options_type()
+    own.check(precision)  # type: ignore[arg-type]
+    return own
+
+
+def _job(request: ExportRequest, exp: Exporter, precision: str, fmt: FormatOptions,
+         facts: ModelFacts) -> ExportJob:
+    caps = exp.capabilities
+    image = caps.default_image_input if request.image_input is None else request.image_input
+    spec = IOSpec(
+        img_size=facts.img_size,
+        batch=None if request.dynamic_batch else request.batch,
+        dtype="uint8" if image else "float32",
+        value_range="0..255" if image else "normalized",
+        layout=(request.layout.upper() if request.layout else caps.layouts[0]),  # type: ignore[arg-type]
+        num_classes=facts.num_classes,
+        output_names=fmt.output_names(facts.num_classes) or ("logits",),
+    )
+    gate = (request.min_cosine if request.min_cosine is not None
+            else DEFAULT_MIN_COSINE.get(precision))
+    auto = "auto" in request.int8_exclude
+    options = ExportOptions(
+        precision=precision,  # type: ignore[arg-type]
+        batch=request.batch,
+        dynamic_batch=request.dynamic_batch,
+        image_input=image,
+        int8_exclude=tuple(e for e in request.int8_exclude if e != "auto"),
+        int8_auto=auto,
+        min_cosine=gate if gate is not None else 0.99,
+        format=fmt,
+    )
+    return ExportJob(exp.name, facts.variant, spec, options, Path(), 
+                     calibrate=precision in caps.calibrated,
+                     needs_reference=auto or precision == "w8a8")
+
+
+def _with_dest(job: ExportJob, out_root: Path) -> ExportJob:
+    from dataclasses import replace
+
+    exp, options = job.exporter, job.options
+    parts = options.format.name_parts(options.precision, job.spec.num_classes)
+    name = artifact_name(
+        job.variant, job.spec, options.precision, exp.suffix, options.dynamic_batch,
+        mixed=bool(options.int8_exclude) or options.int8_auto,
+        default_layout=exp.capabilities.layouts[0], io=parts.io,
+        default_image_input=exp.capabilities.default_image_input, extra=parts.extra)
+    return replace(job, dest=out_root / job.variant / name)
+
+
+def artifact_name(
+    variant: str,
+    spec: IOSpec,
+    precision: str,
+    suffix: str,
+    dynamic: bool,
+    mixed: bool,
+    default_layout: str = "NCHW",
+    io: str | None = None,
+    default_image_input: bool = False,
+    extra: str = "",
+) -> str:
+    """``lsnet_t_224_int8.onnx``; non-default options add ``_img`` (image input), ``_nchw``
+    (a layout other than the format's default), ``_io-float32`` (INT8 boundary type), ``_dyn``
+    (dynamic batch) or ``_b4`` (static batch 4); ``mix`` marks INT8 with float groups;
+    ``extra`` holds the format's own parts (CoreML ``_logits``, ``_ios16``)."""
+    h, w = spec.img_size
+    size = f"{h}" if h == w else f"{h}x{w}"
+    name = f"{variant}_{size}_{precision}{'mix' if mixed else ''}"
+    image = spec.value_range == "0..255"
+    if image and not default_image_input:
+        name += "_img"
+    elif default_image_input and not image:
+        name += "_tensor"
+    name += extra
+    if spec.layout != default_layout:
+        name += f"_{spec.layout.lower()}"
+    if io:
+        name += f"_io-{io}"
+    if dynamic:
+        name += "_dyn"
+    elif spec.batch and spec.batch != 1:
+        name += f"_b{spec.batch}"
+    return name + suffix

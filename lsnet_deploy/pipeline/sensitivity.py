@@ -1,0 +1,86 @@
+"""The per-op-group INT8 sensitivity report (``lsnet-deploy quant-report``) for any format
+that offers one (see :mod:`lsnet_deploy.quantize.auto`)."""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import UnsupportedOptionError
+from ..exporters import CalibrationSet, ReferenceSet, exporters, get_exporter
+from ..fidelity import compare_logits
+from ..preprocess import Preprocess
+from ..reparam import reparameterize
+from .images import split_images
+
+__all__ = ["quant_report", "sensitivity_formats"]
+
+
+def sensitivity_formats() -> tuple[str, ...]:
+    """The formats ``quant-report`` supports."""
+    return tuple(e.name for e in exporters() if e.capabilities.sensitivity)
+
+
+def quant_report(
+    variant: str,
+    *,
+    weights: str | Path | None = "official",
+    img_size: int | tuple[int, int] = 224,
+    calib: Path | None = None,
+    calib_size: int | None = None,
+    calib_method: str = "minmax",
+    val: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+    format: str = "onnx",
+) -> dict[str, Any]:
+    """Per-op-group INT8 sensitivity: quantize one group at a time, and all but one group.
+
+    ``format="onnx"`` quantizes with ONNX Runtime and runs each candidate in ONNX Runtime;
+    ``format="tflite"`` quantizes with PT2E and measures the fake-quantized PyTorch model.
+    Returns ``{"variant", "format", "full_int8_cosine", "groups": [...], ...}``; every cosine
+    is the mean logit cosine vs the unfused PyTorch model on the validation photos.
+    """
+    from ..api import create_model
+    from ..quantize.auto import sensitivity
+    from ..quantize.groups import GROUPS
+
+    supported = sensitivity_formats()
+    if format not in supported:
+        raise UnsupportedOptionError(f"quant-report supports {' and '.join(supported)}, "
+                                     f"not {format}")
+    exp = get_exporter(format)
+    say = progress or (lambda _msg: None)
+    reference = create_model(variant, weights, img_size=img_size)
+    images = split_images(Preprocess(img_size=reference.img_size), calib, val, calib_size,
+                          need_calib=True)
+    assert images.calib is not None
+    with torch.no_grad():
+        ref_logits = reference(images.val).numpy()
+    fused = copy.deepcopy(reference)
+    reparameterize(fused, None)
+    calibration = CalibrationSet(images.calib, images.calib_source, calib_method)  # type: ignore[arg-type]
+    held_out = ReferenceSet(images.val, ref_logits, images.val_source)
+    with tempfile.TemporaryDirectory(prefix="lsnet-qreport-") as tmp:
+        say(f"exporting fp32 {format}")
+        probe = exp.sensitivity_probe(fused, reference.img_size, reference.num_classes,
+                                      calibration, held_out, Path(tmp))
+        fp32_rep = compare_logits(probe.fp32_logits, ref_logits, "fp32", images.val_source)
+        baseline, rows = sensitivity(probe.setup, probe.base,
+                                     progress=lambda g: say(f"quantizing group {g}"))
+    return {
+        "variant": variant,
+        "format": format,
+        "weights": reference.weights_source.__dict__,
+        "calibration": images.calib_source,
+        "calibration_method": probe.method,
+        "validation_images": images.val_source,
+        "n_validation_images": int(images.val.shape[0]),
+        "fp32_cosine": fp32_rep.mean_cosine,
+        **baseline,
+        "groups": [{**r.__dict__, "description": GROUPS[r.group]} for r in rows],
+    }
