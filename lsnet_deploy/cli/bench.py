@@ -1,4 +1,4 @@
-"""``lsnet-deploy bench ...`` and ``lsnet-deploy report``: the latency harness commands.
+"""``lsnet-deploy bench ...``: the latency harness commands.
 
 ``bench`` without a subcommand is ``bench host`` (``lsnet-deploy bench --model lsnet_t``,
 ``lsnet-deploy bench export/lsnet_t/*.onnx``). Subcommands: ``host``, ``coreml`` (macOS),
@@ -7,7 +7,6 @@
 
 Every run writes a report folder (``results.json``, ``results.md``, ``latency.png``; default
 ``export/bench/<UTC timestamp>/``) and prints a table, or the JSON with ``--json``.
-Registered on the main app by :mod:`lsnet_deploy.cli`.
 """
 
 from __future__ import annotations
@@ -20,13 +19,24 @@ from typing import Annotated, Any
 import click
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .cli import JsonOpt, Variant, WeightsOpt, _emit_json, err, out
-from .errors import BenchmarkError, LsnetDeployError, UnsupportedOptionError
+from ..api import OFFICIAL
+from ..errors import BenchmarkError, UnsupportedOptionError
+from ._common import (
+    JsonOpt,
+    RichProgress,
+    TestModelOpt,
+    Variant,
+    WeightsOpt,
+    checked_test_model,
+    emit_json,
+    err,
+    new_progress,
+    out,
+)
 
-__all__ = ["bench_app", "report_cmd"]
+__all__ = ["bench_app"]
 
 
 class _DefaultHostGroup(typer.core.TyperGroup):
@@ -46,6 +56,8 @@ bench_app = typer.Typer(
 )
 
 
+# -- option parsing ------------------------------------------------------------------------------
+
 def _int_list(text: str, what: str) -> tuple[int, ...]:
     try:
         values = tuple(int(v) for v in text.split(",") if v.strip())
@@ -59,13 +71,117 @@ def _int_list(text: str, what: str) -> tuple[int, ...]:
 def _units(text: str) -> tuple[str, ...]:
     """Comma-separated CoreML compute units, normalized (``cpuAndNeuralEngine`` and
     ``cpu_and_ne`` are ``CPU_AND_NE``)."""
-    from .bench.ios import normalize_compute_unit
+    from ..bench.ios import normalize_compute_unit
 
     units = tuple(normalize_compute_unit(u) for u in text.split(",") if u.strip())
     if not units:
         raise UnsupportedOptionError(f"--compute-units needs at least one unit, got {text!r}")
     return units
 
+
+def _one_unit(text: str | None) -> str | None:
+    """One accelerator for a hand-entered number (CoreML names are normalized by
+    ``manual_result``; other runtimes take their delegate's name)."""
+    if text is None:
+        return None
+    if "," in text:
+        raise UnsupportedOptionError("a number entered by hand has one --compute-units value; "
+                                     "import each compute unit's number separately")
+    return text.strip()
+
+
+def _host_models(model: list[Any] | None, test_model: str | None) -> list[str]:
+    """The variants of ``bench host``: ``--test-model`` (a test variant only) over ``--model``."""
+    if test_model is not None:
+        return [checked_test_model(test_model)]
+    return [m.value for m in model or []]
+
+
+def _settings(threads: str | None, batch: int | None, warmup: int | None,
+              warmup_seconds: float | None, runs: int | None, min_seconds: float | None,
+              throughput: bool) -> Any:
+    from dataclasses import replace
+
+    from ..bench.harness import BenchSettings
+
+    given = {k: v for k, v in (("warmup", warmup), ("warmup_s", warmup_seconds), ("runs", runs),
+                               ("min_time_s", min_seconds)) if v is not None}
+    if throughput:  # the paper protocol's defaults, then what was given
+        counts = _int_list(threads, "--threads") if threads else (os.cpu_count() or 1,)
+        return replace(BenchSettings.paper_throughput(counts, batch), **given)
+    return BenchSettings(threads=_int_list(threads or "1", "--threads"), batch=batch, **given)
+
+
+def _check_output_dir(output_dir: Path | None) -> None:
+    """Refuse an unusable report folder before minutes of measuring, not after."""
+    from ..bench.output import check_report_dir
+
+    if output_dir is not None:
+        check_report_dir(output_dir)
+
+
+# -- output --------------------------------------------------------------------------------------
+
+_TERMINAL = {"model": "model", "runtime": "runtime", "precision": "prec.",
+             "accelerator": "units", "threads": "thr.", "batch": "batch",
+             "median ms": "median", "p90 ms": "p90", "trimmed mean ms": "trim. mean",
+             "img/s": "img/s", "load ms": "load", "device": "device"}
+"""Columns of the terminal table (results.md has them all), with short headers."""
+
+
+def _print_results(report: Any) -> None:
+    from ..bench.output import COLUMNS, result_rows
+
+    rows = result_rows(report.results)
+    keep = [i for i, c in enumerate(COLUMNS) if c in _TERMINAL and (
+        c in ("model", "runtime", "precision", "median ms") or any(r[i] != "-" for r in rows))]
+    if all(r[COLUMNS.index("device")] == "host" for r in rows):
+        keep = [i for i in keep if COLUMNS[i] != "device"]
+    table = Table(title="ms per call (median, p90, trimmed mean; load: model load time)")
+    for i in keep:
+        numeric = COLUMNS[i] not in ("model", "runtime", "precision", "accelerator", "device")
+        widest = max([len(_TERMINAL[COLUMNS[i]])] + [len(r[i]) for r in rows])
+        table.add_column(_TERMINAL[COLUMNS[i]], justify="right" if numeric else "left",
+                         overflow="fold", min_width=min(widest, 28))
+    for r in rows:
+        table.add_row(*(escape(r[i]) for i in keep))
+    out.print(table)
+
+
+def _finish(report: Any, output_dir: Path | None, as_json: bool, imported: bool = False,
+            note_kept: bool = False) -> None:
+    """Write the report folder, print the table or the JSON, and exit like the run went
+    (``imported``: the folder may exist and its earlier failures are not this command's;
+    ``note_kept``: say what a run cut short kept, and where)."""
+    from ..bench.ending import save_report
+
+    ending = save_report(report, output_dir, imported=imported)
+    if as_json:
+        emit_json({**report.to_dict(), "report_dir": str(ending.folder)})
+    else:
+        _print_results(report)
+        out.print(f"report: {escape(str(ending.folder))}")
+    env = report.environment
+    if env.get("busy"):
+        err.print(f"[yellow]warning:[/yellow] the machine was busy (load average "
+                  f"{env.get('load_avg_before')} on {env.get('cores')} cores): latencies are "
+                  "suspect", highlight=False)
+    for f in ending.failures:
+        err.print(f"[red]failed:[/red] {escape(str(f.get('artifact') or f.get('model')))} "
+                  f"({escape(str(f.get('runtime')))}): {escape(str(f.get('error')))}",
+                  highlight=False)
+    if ending.interrupted:
+        err.print("interrupted: the report holds what was measured before Ctrl-C")
+    if note_kept and ending.cut_short:
+        err.print(f"kept {ending.kept} result(s) measured before the {ending.cut_short}: "
+                  f"{escape(str(ending.folder))}", highlight=False)
+    if ending.error is not None:
+        raise ending.error
+    if ending.interrupted:
+        raise typer.Exit(130)
+
+
+# -- the commands --------------------------------------------------------------------------------
 
 ThreadsOpt = Annotated[str, typer.Option(
     "--threads", help="Thread counts, comma-separated (e.g. 1,2); each configuration runs once "
@@ -87,110 +203,9 @@ MinSecondsOpt = Annotated[float | None, typer.Option(
     "--throughput: 10).", show_default=False)]
 OutputDirOpt = Annotated[Path | None, typer.Option(
     "--output-dir", "-o", help="Report folder (default: export/bench/<timestamp>/).")]
-
-
-class _RichProgress:
-    """The harness's :class:`~lsnet_deploy.bench.harness.ProgressSink` on a rich progress bar:
-    one bar for the configurations, one for the calls of the current one."""
-
-    def __init__(self, progress: Progress, total_configs: int | None) -> None:
-        self.progress = progress
-        self.overall = progress.add_task("configurations", total=total_configs)
-        self.task: Any = None
-
-    def begin(self, label: str, total: int | None) -> None:
-        self.task = self.progress.add_task(escape(label), total=total)
-
-    def step(self) -> None:
-        self.progress.advance(self.task)
-
-    def end(self) -> None:
-        self.progress.remove_task(self.task)
-        self.progress.advance(self.overall)
-
-
-def _new_progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=err, transient=True)
-
-
-_TERMINAL = {"model": "model", "runtime": "runtime", "precision": "prec.",
-             "accelerator": "units", "threads": "thr.", "batch": "batch",
-             "median ms": "median", "p90 ms": "p90", "trimmed mean ms": "trim. mean",
-             "img/s": "img/s", "load ms": "load", "device": "device"}
-"""Columns of the terminal table (results.md has them all), with short headers."""
-
-
-def _print_results(report: Any) -> None:
-    from .bench.output import COLUMNS, result_rows
-
-    rows = result_rows(report.results)
-    keep = [i for i, c in enumerate(COLUMNS) if c in _TERMINAL and (
-        c in ("model", "runtime", "precision", "median ms") or any(r[i] != "-" for r in rows))]
-    if all(r[COLUMNS.index("device")] == "host" for r in rows):
-        keep = [i for i in keep if COLUMNS[i] != "device"]
-    table = Table(title="ms per call (median, p90, trimmed mean; load: model load time)")
-    for i in keep:
-        numeric = COLUMNS[i] not in ("model", "runtime", "precision", "accelerator", "device")
-        widest = max([len(_TERMINAL[COLUMNS[i]])] + [len(r[i]) for r in rows])
-        table.add_column(_TERMINAL[COLUMNS[i]], justify="right" if numeric else "left",
-                         overflow="fold", min_width=min(widest, 28))
-    for r in rows:
-        table.add_row(*(escape(r[i]) for i in keep))
-    out.print(table)
-
-
-def _check_output_dir(output_dir: Path | None) -> None:
-    """Refuse an unusable report folder before minutes of measuring, not after."""
-    from .bench.output import check_report_dir
-
-    if output_dir is not None:
-        check_report_dir(output_dir)
-
-
-def _finish(report: Any, output_dir: Path | None, as_json: bool, imported: bool = False) -> None:
-    """Write the report folder, print the table or the JSON, and exit like the run went
-    (``imported``: the folder may exist and its earlier failures are not this command's)."""
-    from .bench.output import write_report_folder
-
-    folder = write_report_folder(report, output_dir, update=imported)
-    if as_json:
-        _emit_json({**report.to_dict(), "report_dir": str(folder)})
-    else:
-        _print_results(report)
-        out.print(f"report: {escape(str(folder))}")
-    env = report.environment
-    if env.get("busy"):
-        err.print(f"[yellow]warning:[/yellow] the machine was busy (load average "
-                  f"{env.get('load_avg_before')} on {env.get('cores')} cores): latencies are "
-                  "suspect", highlight=False)
-    if imported:
-        return
-    for f in report.failures:
-        err.print(f"[red]failed:[/red] {escape(str(f.get('artifact') or f.get('model')))} "
-                  f"({escape(str(f.get('runtime')))}): {escape(str(f.get('error')))}",
-                  highlight=False)
-    if report.interrupted:
-        err.print("interrupted: the report holds what was measured before Ctrl-C")
-        raise typer.Exit(130)
-    if report.failures:
-        raise BenchmarkError(f"{len(report.failures)} configuration(s) failed (see above and "
-                             f"{folder / 'results.md'})")
-
-
-def _settings(threads: str | None, batch: int | None, warmup: int | None,
-              warmup_seconds: float | None, runs: int | None, min_seconds: float | None,
-              throughput: bool) -> Any:
-    from dataclasses import replace
-
-    from .bench.harness import BenchSettings
-
-    given = {k: v for k, v in (("warmup", warmup), ("warmup_s", warmup_seconds), ("runs", runs),
-                               ("min_time_s", min_seconds)) if v is not None}
-    if throughput:  # the paper protocol's defaults, then what was given
-        counts = _int_list(threads, "--threads") if threads else (os.cpu_count() or 1,)
-        return replace(BenchSettings.paper_throughput(counts, batch), **given)
-    return BenchSettings(threads=_int_list(threads or "1", "--threads"), batch=batch, **given)
+CoremlUnitsOpt = Annotated[str, typer.Option(
+    "--compute-units", help="Comma-separated compute units.")]
+ALL_UNITS = "CPU_ONLY,CPU_AND_GPU,CPU_AND_NE,ALL"
 
 
 @bench_app.command("host")
@@ -219,22 +234,22 @@ def host_cmd(
         "--compute-units", help="CoreML (macOS): compute units, comma-separated.")] = "ALL",
     output_dir: OutputDirOpt = None,
     as_json: JsonOpt = False,
+    test_model: TestModelOpt = None,
 ) -> None:
     """Benchmark on this machine: LSNet variants (--model) and/or artifact files."""
-    from .api import OFFICIAL
-    from .bench.host import RUNTIME_CHOICES, benchmark
+    from ..bench.host import RUNTIME_CHOICES, benchmark
 
+    models = _host_models(model, test_model)
     settings = _settings(threads, batch, warmup, warmup_seconds, runs, min_seconds, throughput)
     _check_output_dir(output_dir)
-    chosen = tuple(runtime) if runtime else RUNTIME_CHOICES
-    if runtime and not model:
+    if runtime and not models:
         raise UnsupportedOptionError("--runtime selects what --model exports; artifact files "
                                      "run in the runtime of their format")
-    with _new_progress() as bar:
-        sink = _RichProgress(bar, None)
+    with new_progress() as bar:
+        sink = RichProgress(bar, None)
         report = benchmark(
-            [m.value for m in model or []], list(artifacts or []),
-            weights=weights if weights else OFFICIAL, settings=settings, runtimes=chosen,
+            models, list(artifacts or []), weights=weights or OFFICIAL, settings=settings,
+            runtimes=tuple(runtime) if runtime else RUNTIME_CHOICES,
             compute_units=_units(compute_units), progress=sink,
             say=lambda m: bar.update(sink.overall, description=escape(m)),
         )
@@ -244,9 +259,7 @@ def host_cmd(
 @bench_app.command("coreml")
 def coreml_cmd(
     packages: Annotated[list[Path], typer.Argument(help=".mlpackage files.")],
-    compute_units: Annotated[str, typer.Option(
-        "--compute-units", help="Comma-separated compute units.")] =
-    "CPU_ONLY,CPU_AND_GPU,CPU_AND_NE,ALL",
+    compute_units: CoremlUnitsOpt = ALL_UNITS,
     warmup: WarmupOpt = None,
     warmup_seconds: WarmupSecondsOpt = None,
     runs: RunsOpt = None,
@@ -255,7 +268,7 @@ def coreml_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Benchmark CoreML packages on this Mac, once per compute unit (load time apart)."""
-    from .bench.host import benchmark
+    from ..bench.host import benchmark
 
     if sys.platform != "darwin":
         raise BenchmarkError("'bench coreml' runs Core ML, which needs macOS; for an iPhone "
@@ -265,10 +278,10 @@ def coreml_cmd(
         raise UnsupportedOptionError(f"not CoreML packages: {', '.join(bad)}")
     settings = _settings("1", 1, warmup, warmup_seconds, runs, min_seconds, False)
     _check_output_dir(output_dir)
-    with _new_progress() as bar:
+    with new_progress() as bar:
         report = benchmark([], packages, settings=settings,
                            compute_units=_units(compute_units),
-                           progress=_RichProgress(bar, None))
+                           progress=RichProgress(bar, None))
     _finish(report, output_dir, as_json)
 
 
@@ -296,35 +309,21 @@ def android_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Benchmark .tflite files on an Android phone over adb with TFLite's benchmark_model."""
-    from .bench.android import AndroidOptions, run_android_bench
-    from .bench.environment import collect_environment, mark_busy
-    from .bench.output import write_report_folder
-    from .bench.schema import BenchReport
+    from ..bench.android import AndroidOptions, run_android_bench
+    from ..bench.environment import collect_environment
 
     options = AndroidOptions(
         serial=serial, benchmark_binary=benchmark_binary,
         threads=_int_list(threads, "--threads"), use_gpu=use_gpu, use_nnapi=use_nnapi,
         use_xnnpack=use_xnnpack, taskset=taskset, runs=runs, warmup_runs=warmup)
     _check_output_dir(output_dir)
-    env = collect_environment(list(options.threads), runs=runs, warmup=warmup,
-                              android=True)
-    try:
-        with err.status("android", spinner="dots") as status:
-            results = run_android_bench(list(tflite), options,
-                                        progress=lambda m: status.update(escape(m)))
-    except (LsnetDeployError, KeyboardInterrupt) as e:
-        partial = list(getattr(e, "results", []))
-        if partial:  # keep what the phone measured before the failure or Ctrl-C
-            report = BenchReport(partial, mark_busy(env, judge=False),
-                                 interrupted=isinstance(e, KeyboardInterrupt))
-            if isinstance(e, LsnetDeployError):
-                report.failures.append({"runtime": "litert", "error": str(e)})
-            folder = write_report_folder(report, output_dir)
-            err.print(f"kept {len(partial)} result(s) measured before the "
-                      f"{'interruption' if report.interrupted else 'failure'}: "
-                      f"{escape(str(folder))}")
-        raise
-    _finish(BenchReport(results, mark_busy(env, judge=False)), output_dir, as_json)
+    env = collect_environment(list(options.threads), runs=runs, warmup=warmup, android=True)
+    with err.status("android", spinner="dots") as status:
+        report = run_android_bench(list(tflite), options, environment=env,
+                                   progress=lambda m: status.update(escape(m)))
+    # a run cut short keeps its results: the report is written, then the error that ended
+    # it is raised (or exit 130 after Ctrl-C)
+    _finish(report, output_dir, as_json, note_kept=True)
 
 
 @bench_app.command("ios-harness")
@@ -337,17 +336,15 @@ def ios_harness_cmd(
         "--model-name", help="Model label in the results (default: from the package).")] = None,
     precision: Annotated[str | None, typer.Option(
         "--precision", help="Precision label (default: from the package).")] = None,
-    compute_units: Annotated[str, typer.Option(
-        "--compute-units", help="Comma-separated compute units.")] =
-    "CPU_ONLY,CPU_AND_GPU,CPU_AND_NE,ALL",
+    compute_units: CoremlUnitsOpt = ALL_UNITS,
     runs: Annotated[int, typer.Option("--runs", min=1)] = 100,
     warmup: Annotated[int, typer.Option("--warmup", min=0)] = 10,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
 ) -> None:
     """Write an iPhone benchmark harness (XCTest + Swift package + instructions) for a package;
     its output lines go back in with 'lsnet-deploy bench import'."""
-    from .bench.ios import write_ios_harness
-    from .paths import default_export_dir
+    from ..bench.ios import write_ios_harness
+    from ..paths import default_export_dir
 
     folder = output_dir or default_export_dir() / "ios-harness" / package.stem
     files = write_ios_harness(package, folder, model=model, precision=precision,
@@ -386,10 +383,8 @@ def import_cmd(
 ) -> None:
     """Bring results measured elsewhere (iPhone harness, Xcode, another machine) into a report
     folder, where 'lsnet-deploy report' finds them."""
-    from .bench.environment import collect_environment, mark_busy
-    from .bench.ios import import_results, manual_result
-    from .bench.output import JSON
-    from .bench.schema import BenchReport, load_report
+    from ..bench.ios import import_results, manual_result
+    from ..bench.merge import import_report
 
     manual = [device, median_ms, model]
     if any(v is not None for v in manual) and not all(v is not None for v in manual):
@@ -404,65 +399,5 @@ def import_cmd(
     if not results:
         raise UnsupportedOptionError("nothing to import: give result files, or --device, "
                                      "--median-ms and --model")
-    if into is not None:
-        if not (into / JSON).is_file():
-            raise BenchmarkError(f"{into}: not a report folder (no {JSON})")
-        report = load_report(into / JSON)
-        keys = {r.key for r in results}
-        report.results = [r for r in report.results if r.key not in keys] + results
-    else:
-        env = collect_environment(None, imported=[str(f) for f in files or []])
-        env["note"] = ("imported results: the machine above imported them; each result's "
-                       "device / device_info says where it was measured")
-        report = BenchReport(results, mark_busy(env, judge=False))
+    report = import_report(results, list(files or []), into=into)
     _finish(report, into, as_json, imported=True)
-
-
-def _one_unit(text: str | None) -> str | None:
-    """One accelerator for a hand-entered number (CoreML names are normalized by
-    ``manual_result``; other runtimes take their delegate's name)."""
-    if text is None:
-        return None
-    if "," in text:
-        raise UnsupportedOptionError("a number entered by hand has one --compute-units value; "
-                                     "import each compute unit's number separately")
-    return text.strip()
-
-
-def report_cmd(
-    paths: Annotated[list[Path] | None, typer.Argument(
-        help="Result files or folders (default: every report under export/bench/).",
-        show_default=False)] = None,
-    output: Annotated[Path | None, typer.Option(
-        "--output", "-o", help="Also write the Markdown page here.")] = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """The paper's claims (params, GMACs, GPU throughput, top-1) beside lsnet-deploy's
-    measurements (latency per runtime, precision and device)."""
-    from dataclasses import asdict
-
-    from .bench.claims import (
-        PAPER_NOTE,
-        build_claims,
-        claims_markdown,
-        collect_results,
-        find_result_files,
-    )
-    from .metadata import write_text_atomic
-
-    files = find_result_files(list(paths or []))
-    results = collect_results(files)
-    claims = build_claims(results)
-    page = claims_markdown(claims, results, files)
-    if output is not None:
-        write_text_atomic(output, page)
-    if as_json:
-        _emit_json({"note": PAPER_NOTE, "claims": [asdict(c) for c in claims],
-                    "results": [r.to_dict() for r in results],
-                    "sources": [str(f) for f in files]})
-        return
-    from rich.markdown import Markdown
-
-    out.print(Markdown(page))
-    if output is not None:
-        out.print(f"written: {escape(str(output))}")

@@ -1,0 +1,219 @@
+"""``lsnet-deploy export``, ``validate`` and ``quant-report``: artifacts written, checked again,
+and the INT8 sensitivity per op group."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from ..api import OFFICIAL
+from ..errors import UnsupportedOptionError, ValidationFailedError
+from ..pipeline import ExportRequest, quant_report, run_export, validate
+from ._common import (
+    DEFAULT_CALIB_METHOD,
+    DEFAULT_VARIANT,
+    CalibMethodOpt,
+    CalibOpt,
+    CalibSizeOpt,
+    ComputeUnits,
+    Format,
+    ImgSizeOpt,
+    IosTarget,
+    IoType,
+    JsonOpt,
+    Layout,
+    ModelOpt,
+    SensitivityFormat,
+    TestModelOpt,
+    ValOpt,
+    WeightsOpt,
+    choose_model,
+    emit_json,
+    out,
+    status_progress,
+)
+
+__all__ = ["export_cmd", "quant_report_cmd", "validate_cmd"]
+
+DEFAULT_FORMAT = Format("onnx")
+DEFAULT_SENSITIVITY_FORMAT = SensitivityFormat("onnx")
+
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Target format.")]
+Int8Opt = Annotated[bool, typer.Option("--int8", help="INT8 post-training quantization "
+                                       "(CoreML: 8-bit weights).")]
+Fp16Opt = Annotated[bool, typer.Option("--fp16", help="fp16 weights (default for CoreML).")]
+Fp32Opt = Annotated[bool, typer.Option("--fp32", help="fp32 (default except for CoreML).")]
+W8a8Opt = Annotated[bool, typer.Option("--w8a8", help="CoreML: int8 weights and activations, "
+                                       "calibrated in PyTorch.")]
+BatchOpt = Annotated[int, typer.Option("--batch", min=1, help="Static batch size.")]
+DynamicBatchOpt = Annotated[bool, typer.Option("--dynamic-batch")]
+ImageInputOpt = Annotated[bool | None, typer.Option(
+    "--image-input/--tensor-input", help="RGB 0..255 image input with the normalization "
+    "inside the model (default for CoreML), or the normalized float tensor (default "
+    "otherwise).", show_default=False)]
+ClassifierOpt = Annotated[bool | None, typer.Option(
+    "--classifier/--logits", help="CoreML: classifier with class labels and probabilities "
+    "(default for 1000-class models), or the logits array.", show_default=False)]
+IosOpt = Annotated[IosTarget | None, typer.Option(
+    "--ios", help="CoreML minimum deployment target (default 17).")]
+OpsetOpt = Annotated[int | None, typer.Option("--opset", help="ONNX opset (default 18).")]
+LayoutOpt = Annotated[Layout | None, typer.Option(
+    "--layout", help="Input layout (default: nhwc for TFLite, nchw for ONNX).")]
+IoOpt = Annotated[IoType | None, typer.Option(
+    "--io", help="TFLite INT8 input/output tensor type (default int8; the quantization "
+    "parameters are in the sidecar).")]
+MinCosineOpt = Annotated[float | None, typer.Option(
+    "--min-cosine", help="INT8/fp16 gate: mean logit cosine vs PyTorch (default 0.98 "
+    "for INT8, 0.999 for fp16).")]
+Int8ExcludeOpt = Annotated[list[str] | None, typer.Option(
+    "--int8-exclude", help="Op group or node kept in float (repeatable), or 'auto'.")]
+OutputDirOpt = Annotated[Path | None, typer.Option("--output-dir", "-o", help="Default: export/.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite existing artifacts.")]
+
+
+def _precision(**flags: bool) -> str | None:
+    """The one precision flag given (``--int8`` -> ``int8``), ``None`` for none."""
+    chosen = [name for name, on in flags.items() if on]
+    if len(chosen) > 1:
+        raise UnsupportedOptionError(f"--{' and --'.join(chosen)} are exclusive")
+    return chosen[0] if chosen else None
+
+
+def export_cmd(
+    model: ModelOpt = DEFAULT_VARIANT,
+    weights: WeightsOpt = None,
+    fmt: FormatOpt = DEFAULT_FORMAT,
+    int8: Int8Opt = False,
+    fp16: Fp16Opt = False,
+    fp32: Fp32Opt = False,
+    w8a8: W8a8Opt = False,
+    calib: CalibOpt = None,
+    calib_size: CalibSizeOpt = None,
+    calib_method: CalibMethodOpt = DEFAULT_CALIB_METHOD,
+    val: ValOpt = None,
+    img_size: ImgSizeOpt = 224,
+    batch: BatchOpt = 1,
+    dynamic_batch: DynamicBatchOpt = False,
+    image_input: ImageInputOpt = None,
+    classifier: ClassifierOpt = None,
+    ios: IosOpt = None,
+    opset: OpsetOpt = None,
+    layout: LayoutOpt = None,
+    io: IoOpt = None,
+    min_cosine: MinCosineOpt = None,
+    int8_exclude: Int8ExcludeOpt = None,
+    output_dir: OutputDirOpt = None,
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
+    test_model: TestModelOpt = None,
+) -> None:
+    """Export (reparameterized) LSNet and validate every artifact against PyTorch."""
+    variant = choose_model(model, test_model)
+    request = ExportRequest.build(
+        variant, fmt.value, weights=weights or OFFICIAL,
+        precision=_precision(int8=int8, fp16=fp16, fp32=fp32, w8a8=w8a8), img_size=img_size,
+        batch=batch, dynamic_batch=dynamic_batch, image_input=image_input, opset=opset,
+        calib=calib, calib_size=calib_size, calib_method=calib_method.value, val=val,
+        min_cosine=min_cosine, int8_exclude=int8_exclude or (),
+        layout=layout.value if layout else None, io=io.value if io else None,
+        ios=int(ios.value) if ios else None, classifier=classifier, output_dir=output_dir,
+        force=force)
+    status, say = status_progress()
+    failed: ValidationFailedError | None = None
+    with status:
+        try:
+            artifacts = run_export(request, progress=say)
+        except ValidationFailedError as e:
+            failed, artifacts = e, list(e.artifacts)  # type: ignore[arg-type]
+    if as_json:
+        emit_json({"model": variant, "artifacts": [_artifact_json(a) for a in artifacts]})
+    else:
+        for a in artifacts:
+            label = "" if a.metadata.get("weights_kind") != "random" else "  [RANDOM weights]"
+            out.print(f"{escape(str(a.path))}  {a.size_bytes / 1e6:.1f} MB{label}")
+            out.print(f"  {escape(a.validation['summary'])}")
+    if failed is not None:
+        raise failed
+
+
+def _artifact_json(a: Any) -> dict[str, Any]:
+    return {"path": str(a.path), "format": a.format, "precision": a.precision,
+            "size_bytes": a.size_bytes, "sha256": a.sha256, "passed": a.passed,
+            "validation": a.validation, "weights_kind": a.metadata.get("weights_kind")}
+
+
+def validate_cmd(
+    artifact: Annotated[Path, typer.Argument(help="An artifact exported by lsnet-deploy.")],
+    weights: WeightsOpt = None,
+    images: Annotated[Path | None, typer.Option("--images", help="Image folder (default: the "
+                                                "held-out calibration photos).")] = None,
+    min_cosine: Annotated[float | None, typer.Option("--min-cosine")] = None,
+    compute_units: Annotated[ComputeUnits | None, typer.Option(
+        "--compute-units", help="CoreML on macOS: the compute units to run on (default ALL).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-run the artifact-vs-PyTorch comparison of an exported artifact (CoreML packages:
+    on macOS; elsewhere they are re-checked structurally)."""
+    status, say = status_progress()
+    with status:
+        say(f"validating {artifact.name}")
+        result = validate(artifact, weights=weights if weights else ..., images=images,
+                          min_cosine=min_cosine,
+                          compute_units=compute_units.value if compute_units else None)
+    if as_json:
+        emit_json(result)
+    else:
+        out.print(f"{escape(str(artifact))}: {escape(result['validation']['summary'])}")
+    if not result["passed"]:
+        raise ValidationFailedError(f"{artifact.name}: {result['validation']['summary']}")
+
+
+def quant_report_cmd(
+    model: ModelOpt = DEFAULT_VARIANT,
+    weights: WeightsOpt = None,
+    img_size: ImgSizeOpt = 224,
+    calib: Annotated[Path | None, typer.Option("--calib")] = None,
+    calib_size: Annotated[int | None, typer.Option("--calib-size", min=1)] = None,
+    calib_method: CalibMethodOpt = DEFAULT_CALIB_METHOD,
+    val: Annotated[Path | None, typer.Option("--val")] = None,
+    fmt: Annotated[SensitivityFormat, typer.Option(
+        "--format", "-f", help="onnx (ONNX Runtime QDQ) or tflite (PT2E, measured on the "
+        "fake-quantized model).")] = DEFAULT_SENSITIVITY_FORMAT,
+    as_json: JsonOpt = False,
+    test_model: TestModelOpt = None,
+) -> None:
+    """INT8 sensitivity per op group: quantize one group at a time, and all but one group,
+    and compare the logits with PyTorch."""
+    variant = choose_model(model, test_model)
+    status, say = status_progress()
+    with status:
+        rep = quant_report(variant, weights=weights or OFFICIAL, img_size=img_size,
+                           calib=calib, calib_size=calib_size, calib_method=calib_method.value,
+                           val=val, progress=say, format=fmt.value)
+    if as_json:
+        emit_json(rep)
+        return
+    _print_quant_report(variant, rep)
+
+
+def _print_quant_report(variant: str, rep: dict[str, Any]) -> None:
+    out.print(f"[bold]{variant}[/bold] {rep['format']} INT8 sensitivity "
+              f"({rep['calibration_method']}, {escape(rep['calibration'])}; validated on "
+              f"{rep['n_validation_images']} images)")
+    out.print(f"fp32 cosine {rep['fp32_cosine']:.5f}; full INT8 cosine "
+              f"{rep['full_int8_cosine']:.5f}, top-1 agreement {rep['full_int8_top1']:.0%}")
+    t = Table(title="mean logit cosine vs PyTorch")
+    for col in ("group", "nodes", "only this group INT8", "all but this group INT8",
+                "description"):
+        t.add_column(col)
+    for g in sorted(rep["groups"], key=lambda r: r["only_cosine"]):
+        t.add_row(g["group"], str(g["nodes"]), f"{g['only_cosine']:.5f}",
+                  f"{g['without_cosine']:.5f}", g["description"])
+    out.print(t)
+    out.print("keep groups in float with: lsnet-deploy export --int8 --int8-exclude GROUP "
+              f"(repeatable) --format {rep['format']}, or --int8-exclude auto")
