@@ -11,7 +11,7 @@ from ..fidelity import to_artifact_input
 from ..io_wrappers import ImageInput
 from ..spec import IOSpec
 
-__all__ = ["calibration_inputs", "example_input", "graph_model"]
+__all__ = ["batched", "calibration_inputs", "example_input", "graph_model"]
 
 
 def graph_model(model: torch.nn.Module, spec: IOSpec) -> torch.nn.Module:
@@ -38,3 +38,14 @@ def calibration_inputs(images: torch.Tensor, spec: IOSpec) -> list[np.ndarray]:
     images ``(N, 3, H, W)`` are converted back to 0..255 (uint8 for uint8 inputs) for
     image-input graphs and laid out as the spec says."""
     return [to_artifact_input(images[i : i + 1], spec) for i in range(images.shape[0])]
+
+
+def batched(tensors: list[torch.Tensor], batch: int) -> list[torch.Tensor]:
+    """Group one-image tensors into ``batch``-image tensors for a static-batch graph; the last
+    group is filled up with images from the start (every image is seen at least once)."""
+    if batch <= 1 or not tensors:
+        return tensors
+    padded = list(tensors)
+    while len(padded) % batch:
+        padded.append(tensors[len(padded) % len(tensors)])
+    return [torch.cat(padded[i : i + batch]) for i in range(0, len(padded), batch)]

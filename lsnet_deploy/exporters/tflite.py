@@ -54,7 +54,7 @@ from .base import (
     ReferenceSet,
     Runner,
 )
-from .inputs import calibration_inputs, example_input, graph_model
+from .inputs import batched, calibration_inputs, example_input, graph_model
 from .session import Session, native_stderr_silenced, random_input
 from .tflite_flatbuffer import (
     constant_precision,
@@ -143,17 +143,6 @@ def convertible_module(model: torch.nn.Module, spec: IOSpec) -> torch.nn.Module:
 def _to_torch(images: torch.Tensor, spec: IOSpec) -> list[torch.Tensor]:
     """Normalized ``(N, 3, H, W)`` images -> one artifact-layout tensor per image."""
     return [torch.from_numpy(x) for x in calibration_inputs(images, spec)]
-
-
-def _batched(tensors: list[torch.Tensor], batch: int) -> list[torch.Tensor]:
-    """Group one-image tensors into ``batch``-image tensors for a static-batch graph; the last
-    group is filled up with images from the start (every image is seen at least once)."""
-    if batch <= 1 or not tensors:
-        return tensors
-    padded = list(tensors)
-    while len(padded) % batch:
-        padded.append(tensors[len(padded) % len(tensors)])
-    return [torch.cat(padded[i : i + batch]) for i in range(0, len(padded), batch)]
 
 
 def tflite_quant_setup(
@@ -268,7 +257,7 @@ class TfliteExporter(Exporter):
                 "TFLite INT8 calibrates with the PT2E observers (histogram for activations, "
                 "min/max for weights); --calib-method applies to ONNX only"
             )
-        calib = _batched(_to_torch(calibration.images, spec), int(example.shape[0]))
+        calib = batched(_to_torch(calibration.images, spec), int(example.shape[0]))
         exclude: Sequence[str] = tuple(options.int8_exclude)
         info: dict[str, Any] = {"calibration_source": calibration.source,
                                 "quantizer": "PT2E (torchao) + litert-torch PT2EQuantizer, "
