@@ -287,21 +287,21 @@ def test_cli_export_json_and_validate(tiny_ckpt: Path, tmp_path: Path,
         cap = capsys.readouterr()
         return code, cap.out, cap.err
 
-    # the CLI offers the official variants only: a real (small-input) LSNet-T checkpoint
-    code, out, _ = run(["export", "--model", "lsnet_t", "--weights", "random", "--img-size",
-                        "224", "-o", str(tmp_path), "--json"])
+    # the hidden --test-model flag gives the CLI the tiny model (real variants: the slow tests)
+    tiny = ["--test-model", TINY, "--img-size", str(TINY_SIZE), "--weights", "random"]
+    code, out, _ = run(["export", *tiny, "-o", str(tmp_path), "--json"])
     assert code == 0
     res = json.loads(out)
     [a] = res["artifacts"]
     assert set(a) >= {"path", "format", "precision", "size_bytes", "sha256", "validation"}
     assert a["format"] == "onnx" and a["precision"] == "fp32" and a["passed"]
-    code, _, err = run(["export", "--weights", "random", "-o", str(tmp_path)])
+    code, _, err = run(["export", *tiny, "-o", str(tmp_path)])
     assert code == 7 and "--force" in err
     code, out, _ = run(["validate", a["path"], "--json"])
     assert code == 0 and json.loads(out)["passed"]
-    code, _, err = run(["export", "--weights", "random", "--fp16", "-o", str(tmp_path)])
+    code, _, err = run(["export", *tiny, "--fp16", "-o", str(tmp_path)])
     assert code == 2 and "fp16" in err
-    code, _, err = run(["export", "--weights", "random", "--int8", "--min-cosine", "0.99999",
+    code, _, err = run(["export", *tiny, "--int8", "--min-cosine", "0.99999",
                         "-o", str(tmp_path), "--force"])
     assert code == 9 and "--int8-exclude auto" in err and "Traceback" not in err
 
