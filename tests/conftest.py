@@ -62,3 +62,55 @@ def make_checkpoint(tmp_path: Path) -> Callable[..., Path]:
         return write_checkpoint(tmp_path, variant, img_size, seed, name)
 
     return make
+
+
+SLOW_INTEGRATION = frozenset({
+    "tests/test_bench_android.py::test_cli_bench_android_writes_a_report",
+    "tests/test_benchmark_scripts.py::test_coreml_report",
+    "tests/test_benchmark_scripts.py::test_onnx_int8_report",
+    "tests/test_checkpoint.py::test_non_square_checkpoint_round_trip",
+    "tests/test_cli.py::test_console_script_end_to_end",
+    "tests/test_cli.py::test_models_json",
+    "tests/test_cli.py::test_predict_with_a_checkpoint",
+    "tests/test_cli_package.py::test_every_module_imports_first_in_a_fresh_interpreter",
+    "tests/test_export_coreml.py::test_tensor_input_classifier_and_targets",
+    "tests/test_export_coreml.py::test_w8a8",
+    "tests/test_export_coreml.py::test_w8a8_gate_fails_loudly",
+    "tests/test_export_coreml.py::test_weight_precisions[fp32-FLOAT32]",
+    "tests/test_export_coreml.py::test_weight_precisions[int8-INT8]",
+    "tests/test_export_onnx.py::test_auto_mixed_precision_raises_fidelity",
+    "tests/test_export_onnx.py::test_bad_calibration_folders",
+    "tests/test_export_onnx.py::test_cli_export_json_and_validate",
+    "tests/test_export_onnx.py::test_dynamic_batch_runs_at_1_3_8",
+    "tests/test_export_onnx.py::test_existing_artifact_needs_force",
+    "tests/test_export_onnx.py::test_failed_or_interrupted_export_leaves_nothing[failure0]",
+    "tests/test_export_onnx.py::test_failed_or_interrupted_export_leaves_nothing[failure1]",
+    "tests/test_export_onnx.py::test_image_input_takes_uint8_and_normalizes_inside",
+    "tests/test_export_onnx.py::test_int8_exclude_groups_and_unknown_group",
+    "tests/test_export_onnx.py::test_metadata_round_trip",
+    "tests/test_export_onnx.py::test_quant_report_measures_every_group",
+    "tests/test_export_onnx.py::test_static_batch",
+    "tests/test_export_onnx.py::test_validate_reruns_from_the_sidecar_and_from_embedded_metadata",
+    "tests/test_export_onnx.py::test_validation_failure_keeps_the_artifact_marked_failed",
+    "tests/test_export_tflite.py::test_auto_mixed_precision",
+    "tests/test_export_tflite.py::test_fp16_export",
+    "tests/test_export_tflite.py::test_int8_image_input",
+    "tests/test_export_tflite.py::test_int8_io_types[float32]",
+    "tests/test_export_tflite.py::test_int8_io_types[uint8]",
+    "tests/test_export_tflite.py::test_int8_is_fully_integer",
+    "tests/test_export_tflite.py::test_int8_static_batch_calibrates_in_batches",
+    "tests/test_export_tflite.py::test_mixed_precision_keeps_groups_in_float",
+    "tests/test_export_tflite.py::test_nchw_layout",
+    "tests/test_export_tflite.py::test_tflite_quant_report",
+    "tests/test_new_format.py::test_a_registered_module_is_a_format_of_every_command",
+    "tests/test_zoo.py::test_offline_is_a_clear_error",
+})
+"""Integration tests of the unit files (each a converter run of 5 s or more, measured with
+``pytest --durations=0``) that belong to the slow tier, so ``pytest -m "not slow"`` stays a
+quick check of every layer with one export per format; CI runs them all."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid in SLOW_INTEGRATION:
+            item.add_marker(pytest.mark.slow)

@@ -52,7 +52,11 @@ def _imports(name: str, path: Path, top_level_only: bool) -> set[str]:
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
-            if target.split(".")[0] == "lsnet_deploy":
+            if target.split(".")[0] != "lsnet_deploy":
+                continue
+            if node.module is None:  # `from . import api`: the submodules themselves
+                found.update(f"{target}.{a.name}" for a in node.names)
+            else:
                 found.add(target)
         elif isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.split(".")[0] == "lsnet_deploy")
@@ -190,3 +194,14 @@ def test_a_format_imports_no_other_formats_backend(fmt: str, blocked: str,
     done = subprocess.run([sys.executable, "-c", BLOCKER, blocked, modules, fmt],
                           check=False, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_bench_default_set_and_opt_in_runtimes() -> None:
+    from lsnet_deploy.bench import host
+
+    assert host.DEFAULT_SET == (("pytorch", "fp32"), ("onnxruntime", "fp32"),
+                                ("onnxruntime", "int8"), ("litert", "fp32"), ("litert", "int8"))
+    assert host.DEFAULT_RUNTIMES == ("pytorch", "onnxruntime", "litert")
+    assert "executorch" in host.RUNTIME_CHOICES  # opt-in: runs here, not timed by default
+    assert host._chosen_set(["pytorch", "executorch"]) == [
+        ("pytorch", "fp32"), ("executorch", "fp32"), ("executorch", "int8")]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import typer
+from test_cli import run_main
 
 import lsnet_deploy
 from lsnet_deploy.api import list_variants
@@ -19,7 +20,7 @@ from lsnet_deploy.bench.ending import run_ending
 from lsnet_deploy.bench.merge import merge_into
 from lsnet_deploy.bench.output import write_report_folder
 from lsnet_deploy.bench.schema import BenchReport, BenchResult, load_report
-from lsnet_deploy.cli import EXIT_CODES, app, main
+from lsnet_deploy.cli import EXIT_CODES, app
 from lsnet_deploy.cli import _common as common
 from lsnet_deploy.errors import BenchmarkError, DeviceError, UnsupportedOptionError
 from lsnet_deploy.exporters import format_names
@@ -35,16 +36,6 @@ MODULES = ["lsnet_deploy.cli", "lsnet_deploy.cli.app",
            *(f"lsnet_deploy.cli.{p.stem}" for p in LEAVES)]
 HOSTING = [["info"], ["predict"], ["export"], ["quant-report"], ["bench", "host"]]
 """The commands with the hidden --test-model option."""
-
-
-def run_main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = 0
-    try:
-        main(argv)
-    except SystemExit as e:
-        code = int(e.code or 0)
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
 
 
 def _imported_modules(path: Path) -> set[str]:

@@ -25,7 +25,8 @@ from .harness import BenchSettings, ProgressSink, run_benchmarks, settings_envir
 from .runtimes import COMPUTE_UNITS, Target, artifact_targets, pytorch_targets
 from .schema import BenchReport
 
-__all__ = ["DEFAULT_SET", "RUNTIME_CHOICES", "benchmark", "variant_targets"]
+__all__ = ["DEFAULT_RUNTIMES", "DEFAULT_SET", "RUNTIME_CHOICES", "benchmark",
+           "variant_targets"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,9 @@ DEFAULT_SET: tuple[tuple[str, str], ...] = _default_set()
 """(runtime, precision) benchmarked for ``--model``: ``pytorch`` (unfused and fused), then the
 ``bench_precisions`` of every format that runs here (ONNX Runtime and LiteRT, fp32 and INT8)."""
 
+DEFAULT_RUNTIMES: tuple[str, ...] = tuple(dict.fromkeys(r for r, _ in DEFAULT_SET))
+"""The runtimes of :data:`DEFAULT_SET`: what ``--model`` times when ``--runtime`` is not given."""
+
 RUNTIME_CHOICES: tuple[str, ...] = ("pytorch", *(e.runtime for e in _exportable()))
 """What ``--runtime`` accepts; a runtime outside :data:`DEFAULT_SET` (e.g. ``executorch``)
 times its format's default precisions, fp32 and INT8 where offered."""
@@ -55,7 +59,7 @@ def variant_targets(
     weights: str | Path | None,
     folder: Path,
     *,
-    runtimes: Sequence[str] = RUNTIME_CHOICES,
+    runtimes: Sequence[str] = DEFAULT_RUNTIMES,
     img_size: int = 224,
     batch: int | None = None,
     say: Callable[[str], None] = lambda _m: None,
@@ -126,7 +130,7 @@ def benchmark(
     *,
     weights: str | Path | None = "official",
     settings: BenchSettings | None = None,
-    runtimes: Sequence[str] = RUNTIME_CHOICES,
+    runtimes: Sequence[str] = DEFAULT_RUNTIMES,
     compute_units: Sequence[str] = ("ALL",),
     img_size: int = 224,
     progress: ProgressSink | None = None,
@@ -135,7 +139,8 @@ def benchmark(
     """Benchmark LSNet variants (exported on the fly) and artifact files on this machine.
 
     Args:
-        models: variant names; each gets the :data:`DEFAULT_SET` (narrowed by ``runtimes``).
+        models: variant names; each gets the :data:`DEFAULT_SET` narrowed to ``runtimes``
+            (a runtime outside it, e.g. ``executorch``, adds its format's fp32 and INT8).
         artifacts: ``.onnx`` / ``.tflite`` / ``.mlpackage`` files (any model, LSNet or not).
         weights: for ``models``: checkpoint path, ``"official"`` or ``"random"``.
         settings: how to time (default: latency mode, 1 thread, 10 warm-up + 50 timed runs).

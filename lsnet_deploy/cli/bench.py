@@ -211,7 +211,7 @@ ALL_UNITS = "CPU_ONLY,CPU_AND_GPU,CPU_AND_NE,ALL"
 @bench_app.command("host")
 def host_cmd(
     artifacts: Annotated[list[Path] | None, typer.Argument(
-        help=".onnx / .tflite / .mlpackage files (any model, LSNet or not).",
+        help=".onnx / .tflite / .mlpackage / .pte files (any model, LSNet or not).",
         show_default=False)] = None,
     model: Annotated[list[Variant] | None, typer.Option(
         "--model", "-m", help="LSNet variant exported on the fly (repeatable): PyTorch unfused "
@@ -219,8 +219,10 @@ def host_cmd(
     ] = None,
     weights: WeightsOpt = None,
     runtime: Annotated[list[str] | None, typer.Option(
-        "--runtime", help="With --model: only these runtimes (repeatable): pytorch, "
-        "onnxruntime, litert.", show_default=False)] = None,
+        "--runtime", help="With --model: these runtimes (repeatable): pytorch, or the runtime "
+        "of a format that runs here (onnxruntime, litert, executorch; not in the default "
+        "set: executorch). Default: pytorch, onnxruntime, litert.", show_default=False)
+    ] = None,
     threads: ThreadsOpt = "",
     batch: BatchOpt = None,
     warmup: WarmupOpt = None,
@@ -237,7 +239,7 @@ def host_cmd(
     test_model: TestModelOpt = None,
 ) -> None:
     """Benchmark on this machine: LSNet variants (--model) and/or artifact files."""
-    from ..bench.host import RUNTIME_CHOICES, benchmark
+    from ..bench.host import DEFAULT_RUNTIMES, benchmark
 
     models = _host_models(model, test_model)
     settings = _settings(threads, batch, warmup, warmup_seconds, runs, min_seconds, throughput)
@@ -249,7 +251,7 @@ def host_cmd(
         sink = RichProgress(bar, None)
         report = benchmark(
             models, list(artifacts or []), weights=weights or OFFICIAL, settings=settings,
-            runtimes=tuple(runtime) if runtime else RUNTIME_CHOICES,
+            runtimes=tuple(runtime) if runtime else DEFAULT_RUNTIMES,
             compute_units=_units(compute_units), progress=sink,
             say=lambda m: bar.update(sink.overall, description=escape(m)),
         )
