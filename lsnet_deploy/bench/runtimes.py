@@ -32,16 +32,10 @@ __all__ = [
     "open_session",
     "pytorch_targets",
     "random_input",
-    "runtime_of_format",
 ]
 
 PYTORCH_RUNTIMES = ("pytorch-unfused", "pytorch-fused")
 """PyTorch eager, LSNet before / after reparameterization."""
-
-
-def runtime_of_format(fmt: str) -> str:
-    """The benchmark runtime name of a format (``onnx`` -> ``onnxruntime``)."""
-    return get_exporter(fmt).runtime
 
 
 @dataclass(frozen=True)

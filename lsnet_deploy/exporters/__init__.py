@@ -15,7 +15,6 @@ from pathlib import Path
 from ..errors import UnsupportedOptionError
 from .base import (
     PRECISIONS,
-    CalibrationOptions,
     CalibrationSet,
     Capabilities,
     ExportData,
@@ -34,7 +33,6 @@ from .base import (
 __all__ = [
     "PRECISIONS",
     "REGISTRY",
-    "CalibrationOptions",
     "CalibrationSet",
     "Capabilities",
     "ExportData",

@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PRECISIONS",
-    "CalibrationOptions",
     "CalibrationSet",
     "Capabilities",
     "ExportData",
@@ -149,10 +148,6 @@ class CalibrationSet:
     source: str
     method: Literal["minmax", "percentile"] = "minmax"
     percentile: float = 99.999
-
-
-CalibrationOptions = CalibrationSet
-"""The former name of :class:`CalibrationSet`."""
 
 
 @dataclass(frozen=True)

@@ -83,17 +83,16 @@ def plan(request: ExportRequest, facts: ModelFacts | None = None) -> list[Export
     exporters = [get_exporter(f) for f in request.formats]
     precision = _precision(request, exporters)
     _check_common(request, precision)
+    out_root = Path(request.output_dir) if request.output_dir is not None else \
+        default_export_dir()
     jobs = []
     for exp in exporters:
         fmt = _format_options(request, exp, precision)
         _check_capabilities(request, exp, precision)
-        jobs.append(_job(request, exp, precision, fmt, facts))
+        jobs.append(_job(request, exp, precision, fmt, facts, out_root))
     if any(j.calibrate for j in jobs) and request.calib_method not in CALIB_METHODS:
         raise UnsupportedOptionError(
             f"--calib-method {request.calib_method!r}; use minmax or percentile")
-    out_root = Path(request.output_dir) if request.output_dir is not None else \
-        default_export_dir()
-    jobs = [_with_dest(j, out_root) for j in jobs]
     if not request.force:
         for job in jobs:
             if job.dest.exists() or sidecar_path(job.dest).exists():
@@ -148,7 +147,7 @@ def _format_options(request: ExportRequest, exp: Exporter, precision: str) -> Fo
 
 
 def _job(request: ExportRequest, exp: Exporter, precision: str, fmt: FormatOptions,
-         facts: ModelFacts) -> ExportJob:
+         facts: ModelFacts, out_root: Path) -> ExportJob:
     caps = exp.capabilities
     image = caps.default_image_input if request.image_input is None else request.image_input
     spec = IOSpec(
@@ -173,22 +172,15 @@ def _job(request: ExportRequest, exp: Exporter, precision: str, fmt: FormatOptio
         min_cosine=gate if gate is not None else 0.99,
         format=fmt,
     )
-    return ExportJob(exp.name, facts.variant, spec, options, Path(), 
+    parts = fmt.name_parts(options.precision, facts.num_classes)
+    name = artifact_name(
+        facts.variant, spec, options.precision, exp.suffix, options.dynamic_batch,
+        mixed=bool(options.int8_exclude) or options.int8_auto,
+        default_layout=caps.layouts[0], io=parts.io,
+        default_image_input=caps.default_image_input, extra=parts.extra)
+    return ExportJob(exp.name, facts.variant, spec, options, out_root / facts.variant / name,
                      calibrate=precision in caps.calibrated,
                      needs_reference=auto or precision == "w8a8")
-
-
-def _with_dest(job: ExportJob, out_root: Path) -> ExportJob:
-    from dataclasses import replace
-
-    exp, options = job.exporter, job.options
-    parts = options.format.name_parts(options.precision, job.spec.num_classes)
-    name = artifact_name(
-        job.variant, job.spec, options.precision, exp.suffix, options.dynamic_batch,
-        mixed=bool(options.int8_exclude) or options.int8_auto,
-        default_layout=exp.capabilities.layouts[0], io=parts.io,
-        default_image_input=exp.capabilities.default_image_input, extra=parts.extra)
-    return replace(job, dest=out_root / job.variant / name)
 
 
 def artifact_name(
