@@ -56,11 +56,15 @@ ImageInputOpt = Annotated[bool | None, typer.Option(
     "inside the model (default for CoreML), or the normalized float tensor (default "
     "otherwise).", show_default=False)]
 ClassifierOpt = Annotated[bool | None, typer.Option(
-    "--classifier/--logits", help="CoreML: classifier with class labels and probabilities "
-    "(default for 1000-class models), or the logits array.", show_default=False)]
+    "--classifier/--logits", help="CoreML and TFLite: classifier with softmax probabilities "
+    "(and class labels; default for 1000-class models), or the raw logits.",
+    show_default=False)]
 IosOpt = Annotated[IosTarget | None, typer.Option(
     "--ios", help="CoreML minimum deployment target (default 17).")]
 OpsetOpt = Annotated[int | None, typer.Option("--opset", help="ONNX opset (default 18).")]
+OrtOpt = Annotated[bool, typer.Option(
+    "--ort", help="ONNX: also write the ONNX Runtime Mobile .ort file and its "
+    "required_operators.config.")]
 LayoutOpt = Annotated[Layout | None, typer.Option(
     "--layout", help="Input layout (default: nhwc for TFLite, nchw for ONNX).")]
 IoOpt = Annotated[IoType | None, typer.Option(
@@ -102,6 +106,7 @@ def export_cmd(
     classifier: ClassifierOpt = None,
     ios: IosOpt = None,
     opset: OpsetOpt = None,
+    ort: OrtOpt = False,
     layout: LayoutOpt = None,
     io: IoOpt = None,
     min_cosine: MinCosineOpt = None,
@@ -120,7 +125,8 @@ def export_cmd(
         calib=calib, calib_size=calib_size, calib_method=calib_method.value, val=val,
         min_cosine=min_cosine, int8_exclude=int8_exclude or (),
         layout=layout.value if layout else None, io=io.value if io else None,
-        ios=int(ios.value) if ios else None, classifier=classifier, output_dir=output_dir,
+        ios=int(ios.value) if ios else None, classifier=classifier, ort=ort or None,
+        output_dir=output_dir,
         force=force)
     status, say = status_progress()
     failed: ValidationFailedError | None = None

@@ -212,10 +212,14 @@ class ExportResult:
         details: format-specific facts for the sidecar's ``export`` section (JSON-able).
         metadata: entries added to the artifact's metadata (e.g. TFLite's INT8 boundary
             ``io_type`` and the ``inputs`` / ``outputs`` quantization parameters).
+        companions: files written next to the artifact (in the same temp folder) that are
+            published with it, e.g. ONNX Runtime Mobile's ``.ort`` and its operator config;
+            each keeps its file name and is listed in the sidecar.
     """
 
     details: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+    companions: tuple[Path, ...] = ()
 
 
 class Exporter(ABC):

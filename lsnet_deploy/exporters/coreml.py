@@ -103,7 +103,8 @@ class CoremlOptions(FormatOptions):
 
     def refuse_for(self, format_name: str, precision: Precision) -> None:
         if self.classifier:  # --logits is what every other format gives anyway
-            raise UnsupportedOptionError(f"--classifier applies to CoreML, not {format_name}")
+            raise UnsupportedOptionError(
+                f"--classifier applies to CoreML and TFLite, not {format_name}")
         if self.ios is not None:
             raise UnsupportedOptionError(f"--ios applies to CoreML, not {format_name}")
 

@@ -64,6 +64,8 @@ class OnnxOptions(FormatOptions):
 
     owner: ClassVar[str] = "ONNX"
     opset: int | None = field(default=None, metadata={"flag": "--opset"})
+    ort: bool | None = field(default=None, metadata={"flag": "--ort"})
+    """Also write the ONNX Runtime Mobile ``.ort`` file and its operator config."""
 
     @property
     def opset_version(self) -> int:

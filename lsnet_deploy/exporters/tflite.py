@@ -99,6 +99,12 @@ class TfliteOptions(FormatOptions):
 
     owner: ClassVar[str] = "TFLite"
     io: str | None = field(default=None, metadata={"flag": "--io"})
+    classifier: bool | None = field(default=None, metadata={"flag": "--classifier"})
+    """Softmax probabilities (``None``: yes for 1000-class models) or raw logits
+    (``--logits``); shared with CoreML."""
+
+    def is_classifier(self, num_classes: int) -> bool:
+        return self.classifier if self.classifier is not None else num_classes == 1000
 
     def check(self, precision: Precision) -> None:
         if self.io is None:
@@ -110,6 +116,9 @@ class TfliteOptions(FormatOptions):
                 f"tflite INT8 export supports --io {', '.join(IO_TYPES)}, not {self.io}")
 
     def refuse_for(self, format_name: str, precision: Precision) -> None:
+        if self.classifier:  # --logits is what every other format gives anyway
+            raise UnsupportedOptionError(
+                f"--classifier applies to CoreML and TFLite, not {format_name}")
         if self.io is None or self.io == "float32":  # every other format is float at the edge
             return
         if precision != "int8":

@@ -10,8 +10,9 @@ it is unit-tested in milliseconds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 from ..errors import OutputError, UnknownVariantError, UnsupportedOptionError
 from ..exporters import PRECISIONS, Exporter, ExportOptions, FormatOptions, get_exporter
@@ -137,11 +138,23 @@ def _check_capabilities(request: ExportRequest, exp: Exporter, precision: str) -
 
 
 def _format_options(request: ExportRequest, exp: Exporter, precision: str) -> FormatOptions:
-    """The format's own options (checked), after refusing those of formats not exported."""
+    """The format's own options (checked), after refusing those of formats not exported.
+
+    A field several formats own (``classifier``: TFLite and CoreML) is not refused for a
+    format that owns it too: the format takes the value into its own options."""
+    own_fields = {f.name for f in fields(exp.options_type)}
+    shared: dict[str, Any] = {}
     for given in request.format_options:
-        if type(given) is not exp.options_type:
-            given.refuse_for(exp.name, precision)  # type: ignore[arg-type]
+        if type(given) is exp.options_type:
+            continue
+        mine = {f.name: getattr(given, f.name) for f in fields(given)
+                if f.name in own_fields and getattr(given, f.name) is not None}
+        shared.update(mine)
+        replace(given, **dict.fromkeys(mine)).refuse_for(exp.name, precision)  # type: ignore[arg-type]
     own = request.options_for(exp.options_type) or exp.options_type()
+    unset = {k: v for k, v in shared.items() if getattr(own, k) is None}
+    if unset:
+        own = replace(own, **unset)
     own.check(precision)  # type: ignore[arg-type]
     return own
 

@@ -96,6 +96,13 @@ def publish(job: ExportJob, fused: torch.nn.Module, data: ExportData, provenance
             "reparameterization": provenance.reparam,
             "validation": validation,
         }
+        companions = [dest.parent / c.name for c in result.companions]
+        if companions:
+            sidecar["companions"] = [c.name for c in companions]
+        for src, target in zip(result.companions, companions, strict=True):
+            if target.exists() or target.is_symlink():
+                _remove(target)
+            os.replace(src, target)
         if dest.exists() or dest.is_symlink():
             _remove(dest)
         os.replace(tmp, dest)
