@@ -43,6 +43,7 @@ from torch import nn
 
 from .._version import __version__
 from ..errors import BenchmarkError, ExportError, UnsupportedOptionError, first_line
+from ..portable import to_portable_form
 from ..spec import IOSpec
 from .base import (
     Capabilities,
@@ -192,6 +193,7 @@ class CoremlExporter(Exporter):
         fmt = options.format if isinstance(options.format, CoremlOptions) else CoremlOptions()
         ios = fmt.ios_target
         classifier = fmt.is_classifier(spec.num_classes)
+        model = to_portable_form(model)  # rank <= 4, no GroupNorm/BatchNorm ops
         module: nn.Module = model
         h, w = spec.img_size
         shape = (options.batch, 3, h, w)

@@ -7,15 +7,21 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..channels_last import is_channels_last_form
 from ..fidelity import to_artifact_input
 from ..io_wrappers import ImageInput
+from ..portable import to_portable_form
 from ..spec import IOSpec
 
 __all__ = ["batched", "calibration_inputs", "example_input", "graph_model"]
 
 
 def graph_model(model: torch.nn.Module, spec: IOSpec) -> torch.nn.Module:
-    """The module to export: the network, wrapped with in-graph normalization for image input."""
+    """The module to export: the network in its portable form (rank <= 4, no GroupNorm or
+    BatchNorm ops; a channels-last form is kept as it is), wrapped with in-graph
+    normalization for image input."""
+    if not is_channels_last_form(model):
+        model = to_portable_form(model)
     if spec.value_range == "0..255":
         return ImageInput(model, spec.mean, spec.std).eval()
     return model
