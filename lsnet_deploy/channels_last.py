@@ -20,9 +20,9 @@ The rewritten modules compute the same function as the fused ones (float32 reord
   instead of group-major (``9 g + k``); :class:`TapMajorGroupNorm` computes GroupNorm's
   statistics from per-channel spatial means, summing the nine tap slices of each group (4-D
   slices and adds only), two-pass like PyTorch (mean, then mean of squared deviations).
-* :func:`ska_channels_last`: ``x`` viewed channels-last as ``(B, H, W, C/G, G)`` (channel
-  ``c = r * G + g`` uses weight group ``g = c % G``), padded in rank 5, nine shifted slices
-  times the tap's ``(B, H, W, 1, G)`` weights; rank <= 5 throughout.
+* :func:`ska_channels_last`: ``x`` viewed channels-last as ``(B, H, W * C/G, G)`` (channel
+  ``c = r * G + g`` uses weight group ``g = c % G``), padded, nine shifted slices each viewed
+  ``(B, H * W, C/G, G)`` times the tap's ``(B, H * W, 1, G)`` weights; rank <= 4 throughout.
 * :class:`AttentionChannelsLast`: tokens ``(B, N, C)`` from a channels-last view, one head at
   a time with channel slices (a 4-D head split would need a real transpose), heads concatenated
   on the channel axis.
@@ -48,6 +48,8 @@ __all__ = [
     "LSConvChannelsLast",
     "TapMajorGroupNorm",
     "is_channels_last_form",
+    "tap_major_kernel_conv",
+    "tap_major_permutation",
     "ska_channels_last",
     "to_channels_last_form",
 ]
@@ -89,6 +91,25 @@ class TapMajorGroupNorm(nn.Module):
         return d * (torch.rsqrt(var + self.eps) * self.weight) + self.bias
 
 
+def tap_major_permutation(taps: int, groups: int) -> torch.Tensor:
+    """Group-major channel index ``taps * g + k`` of tap-major channel ``k * groups + g``."""
+    return torch.tensor([taps * g + k for k in range(taps) for g in range(groups)])
+
+
+def tap_major_kernel_conv(lkp: LKP) -> nn.Conv2d:
+    """LKP's last 1x1 conv (``cv4``) with its output rows permuted tap-major: channel
+    ``k * G + g`` is tap ``k`` of group ``g`` (instead of ``9 g + k``)."""
+    old = lkp.cv4
+    perm = tap_major_permutation(lkp.sks**2, lkp.dim // lkp.groups)
+    cv4 = nn.Conv2d(old.in_channels, old.out_channels, 1, bias=True,
+                    device=old.weight.device, dtype=old.weight.dtype)
+    with torch.no_grad():
+        cv4.weight.copy_(old.weight[perm])
+        assert old.bias is not None
+        cv4.bias.copy_(old.bias[perm])
+    return cv4
+
+
 class LKPChannelsLast(nn.Module):
     """A fused :class:`~lsnet_deploy.lsnet.LKP` emitting tap-major kernels.
 
@@ -106,16 +127,8 @@ class LKPChannelsLast(nn.Module):
         taps = lkp.sks**2
         groups = lkp.dim // lkp.groups
         self.taps, self.groups = taps, groups
-        perm = torch.tensor([taps * g + k for k in range(taps) for g in range(groups)])
-        old = lkp.cv4
-        cv4 = nn.Conv2d(old.in_channels, old.out_channels, 1, bias=True,
-                        device=old.weight.device, dtype=old.weight.dtype)
-        with torch.no_grad():
-            cv4.weight.copy_(old.weight[perm])
-            assert old.bias is not None
-            cv4.bias.copy_(old.bias[perm])
-        self.cv4 = cv4
-        self.norm = TapMajorGroupNorm(lkp.norm, perm, taps)
+        self.cv4 = tap_major_kernel_conv(lkp)
+        self.norm = TapMajorGroupNorm(lkp.norm, tap_major_permutation(taps, groups), taps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.act(self.cv3(self.cv2(self.act(self.cv1(x)))))
@@ -129,7 +142,7 @@ def ska_channels_last(
     scale: torch.Tensor | None = None,
     shift: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """SKA on channels-last views, optionally followed by a per-channel affine.
+    """SKA on channels-last views of rank <= 4, optionally followed by a per-channel affine.
 
     Args:
         x: ``(B, C, H, W)`` features.
@@ -140,25 +153,31 @@ def ska_channels_last(
     Returns:
         ``(B, C, H, W)``: ``sum_k shift_k(x)[c] * w[k * G + c % G]`` with zero padding,
         then ``* scale[c] + shift[c]``.
+
+    Layout: ``x`` channels-last is ``(B, H, W, C)``, viewed ``(B, H, W * R, G)`` with
+    ``R = C / G`` (channel ``c = r G + g`` at ``[.., w R + r, g]``), so a shift by ``dx``
+    pixels is a shift by ``dx R`` along axis 2; each shifted slice is viewed
+    ``(B, H * W, R, G)`` and multiplied by the tap's ``(B, H * W, 1, G)`` kernels.
     """
     b, c, h, wd = x.shape
     taps = w.shape[1] // groups
     ks = int(round(taps**0.5))
     pad = ks // 2
     reps = c // groups
-    xl = x.permute(0, 2, 3, 1).reshape(b, h, wd, reps, groups)
-    xp = F.pad(xl, (0, 0, 0, 0, pad, pad, pad, pad))
-    wl = w.permute(0, 2, 3, 1).reshape(b, h, wd, 1, taps * groups)
+    xl = x.permute(0, 2, 3, 1).reshape(b, h, wd * reps, groups)
+    xp = F.pad(xl, (0, 0, pad * reps, pad * reps, pad, pad))
+    wl = w.permute(0, 2, 3, 1).reshape(b, h * wd, 1, taps * groups)
     out = None
     for k in range(taps):
         dy, dx = divmod(k, ks)
-        term = xp[:, dy : dy + h, dx : dx + wd] * wl[..., k * groups : (k + 1) * groups]
+        tap = xp[:, dy : dy + h, dx * reps : (dx + wd) * reps].reshape(b, h * wd, reps, groups)
+        term = tap * wl[..., k * groups : (k + 1) * groups]
         out = term if out is None else out + term
     assert out is not None
     if scale is not None:
-        out = out * scale.reshape(1, 1, 1, reps, groups)
+        out = out * scale.reshape(1, 1, reps, groups)
     if shift is not None:
-        out = out + shift.reshape(1, 1, 1, reps, groups)
+        out = out + shift.reshape(1, 1, reps, groups)
     return out.reshape(b, h, wd, c).permute(0, 3, 1, 2)
 
 

@@ -525,7 +525,7 @@ class LSNet(nn.Module):
         returns the pooled ``(B, C)`` features."""
         # keepdim + flatten rather than a 2-D mean: the pooled tensor stays 4-D, which NHWC
         # converters (litert-torch) can reduce without transposing the features back to NCHW
-        x = x.mean((2, 3), keepdim=True).flatten(1)
+        x = x.mean((2, 3), keepdim=True).reshape(-1, self.num_features)  # no shape arithmetic
         if pre_logits:
             return x
         if self.head_dist is None:

@@ -125,6 +125,11 @@ class FormatOptions:
                 f"{self.owner}, not {format_name}"
             )
 
+    def needs_reference(self, precision: Precision) -> bool:
+        """Whether the export itself needs the held-out reference (``ExportData.reference``),
+        e.g. to validate a companion file (ONNX's ``.ort``) before publishing."""
+        return False
+
     def name_parts(self, precision: Precision, num_classes: int) -> NameParts:
         """Name parts for non-default choices (none by default)."""
         return NameParts()

@@ -193,7 +193,8 @@ def _job(request: ExportRequest, exp: Exporter, precision: str, fmt: FormatOptio
         default_image_input=caps.default_image_input, extra=parts.extra)
     return ExportJob(exp.name, facts.variant, spec, options, out_root / facts.variant / name,
                      calibrate=precision in caps.calibrated,
-                     needs_reference=auto or precision == "w8a8")
+                     needs_reference=(auto or precision == "w8a8"
+                                      or fmt.needs_reference(options.precision)))
 
 
 def artifact_name(

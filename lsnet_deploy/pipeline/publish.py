@@ -22,6 +22,7 @@ import torch
 
 from ..checkpoint import file_sha256
 from ..exporters import ExportData, Exporter, ExportResult, ExportTask, tool_names
+from ..exporters.ranks import rank_histogram
 from ..fidelity import compare_logits, reference_outputs, run_artifact
 from ..metadata import build_metadata, sidecar_path, to_native, write_json_atomic
 from .plan import ExportJob
@@ -76,6 +77,9 @@ def publish(job: ExportJob, fused: torch.nn.Module, data: ExportData, provenance
         say(f"exporting {dest.name}")
         result = exp.export(fused, job.spec, tmp, ExportTask(options, data))
         info = dict(result.details)
+        ranks = rank_histogram(tmp)  # read from the file: what an NPU compiler sees
+        if ranks is not None:
+            info["tensor_ranks"] = ranks
         if options.precision != "fp32":
             info["min_cosine"] = options.min_cosine
         meta = _metadata(job, provenance, result)
