@@ -1,6 +1,6 @@
 """The portable formulation of the fused LSNet, for the NCHW converters (ONNX, Core ML,
-ExecuTorch): no tensor of rank > 4, no GroupNorm, InstanceNorm, BatchNorm or Pad op, and no
-shape arithmetic (every reshape has static sizes and ``-1`` for the batch).
+ExecuTorch): no tensor of rank > 4, no GroupNorm, InstanceNorm or BatchNorm op (and for ONNX
+no Pad op), and no shape arithmetic (every reshape has static sizes and ``-1`` for the batch).
 
 Why: phone accelerators and their compilers are built around 4-D tensors (Qualcomm HTP, Apple's
 Neural Engine), and ONNX Runtime's mobile execution providers refuse some ops outright (NNAPI:
@@ -16,9 +16,9 @@ The canonical fused LSNet (:mod:`lsnet_deploy.lsnet`) views SKA's kernels as
     permuted once), so the kernels are a free ``(B, 9, G, H*W)`` view;
   - :class:`GroupNormRank4`: GroupNorm as reduce-means over axes 1 and 3 of that view (each
     group ``g`` is one index of axis 2), ``d / sqrt(var + eps)``, then the affine;
-  - SKA: zero padding and the scale of the BatchNorm after SKA are one depthwise 1x1
-    convolution with ``padding=1`` (weight ``scale[c]``, no bias): padding stays inside a Conv;
-    then nine shifted slices, each viewed ``(B, C/G, G, H*W)`` (channel ``c = r G + g`` uses
+  - SKA: the scale of the BatchNorm after SKA is applied to its input, then zero padding:
+    for ONNX (``pad_in_conv``) both are one depthwise 1x1 convolution with ``padding=1``
+    (weight ``scale[c]``, no bias), so padding stays inside a Conv; then nine shifted slices, each viewed ``(B, C/G, G, H*W)`` (channel ``c = r G + g`` uses
     kernel group ``g = c % G``) times the tap's ``(B, 1, G, H*W)`` kernels, summed, viewed back
     to ``(B, C, H, W)`` plus the BatchNorm's shift;
 * :class:`AttentionPortable` (each stage-4 attention): the fused attention with the head split
@@ -38,6 +38,7 @@ from __future__ import annotations
 import copy
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .channels_last import tap_major_kernel_conv
@@ -106,32 +107,40 @@ class LKPPortable(nn.Module):
 
 
 class SKAPortable(nn.Module):
-    """SKA followed by the eval-mode BatchNorm of LSConv, rank <= 4, padding inside a Conv.
+    """SKA followed by the eval-mode BatchNorm of LSConv, rank <= 4.
 
     ``forward(x, w)``: ``x`` ``(B, C, H, W)``, ``w`` ``(B, 9, G, H*W)`` tap-major kernels;
     returns ``(B, C, H, W)`` = ``scale[c] * sum_k shift_k(x)[c] * w[k, c % G] + shift[c]``
-    with zero padding.
+    with zero padding. With ``pad_in_conv`` the BN scale and the zero padding are one depthwise
+    1x1 convolution with ``padding=1`` (for graphs where a ``Pad`` op splits the accelerator's
+    partition: ONNX Runtime's Core ML EP); otherwise a multiply and a zero ``pad`` (Core ML and
+    ExecuTorch take ``pad`` natively, and their INT8 paths handle it better than a positive-only
+    1x1 conv: coremltools stores such weights as uint8, XNNPACK cannot load the quantized conv).
     """
 
     def __init__(self, channels: int, groups: int, grid: tuple[int, int],
-                 bn: nn.BatchNorm2d, ks: int = 3) -> None:
+                 bn: nn.BatchNorm2d, ks: int = 3, pad_in_conv: bool = False) -> None:
         super().__init__()
         if bn.running_var is None or bn.running_mean is None:
             raise ReparamError("the BatchNorm after SKA has no running statistics")
         self.channels, self.groups, self.grid, self.ks = channels, groups, grid, ks
         scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
-        # padding and the BN scale in one depthwise 1x1 conv: (s * x) zero-padded by ks // 2
-        self.pad = nn.Conv2d(channels, channels, 1, padding=ks // 2, groups=channels,
-                             bias=False, device=scale.device, dtype=scale.dtype)
-        with torch.no_grad():
-            self.pad.weight.copy_(scale.view(channels, 1, 1, 1))
+        self.pad: nn.Conv2d | None = None
+        if pad_in_conv:  # (s * x) zero-padded by ks // 2, in one depthwise 1x1 conv
+            self.pad = nn.Conv2d(channels, channels, 1, padding=ks // 2, groups=channels,
+                                 bias=False, device=scale.device, dtype=scale.dtype)
+            with torch.no_grad():
+                self.pad.weight.copy_(scale.view(channels, 1, 1, 1))
+        else:
+            self.register_buffer("scale", scale.view(1, channels, 1, 1).clone())
         shift = bn.bias.detach() - bn.running_mean * scale
         self.register_buffer("shift", shift.view(1, channels, 1, 1).clone())
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         h, wd = self.grid
         reps, g = self.channels // self.groups, self.groups
-        xp = self.pad(x)
+        p = self.ks // 2
+        xp = self.pad(x) if self.pad is not None else F.pad(x * self.scale, (p, p, p, p))
         out = None
         for k in range(self.ks * self.ks):
             dy, dx = divmod(k, self.ks)
@@ -146,10 +155,11 @@ class LSConvPortable(nn.Module):
     """A fused LSConv, ``bn(SKA(x, LKP(x))) + x``, in the portable form. ``(B, C, H, W)``
     in/out, ``(H, W) = grid``."""
 
-    def __init__(self, ls: LSConv, grid: tuple[int, int]) -> None:
+    def __init__(self, ls: LSConv, grid: tuple[int, int], pad_in_conv: bool = False) -> None:
         super().__init__()
         self.lkp = LKPPortable(ls.lkp, grid)
-        self.ska = SKAPortable(ls.lkp.dim, self.lkp.groups, grid, ls.bn, ls.lkp.sks)
+        self.ska = SKAPortable(ls.lkp.dim, self.lkp.groups, grid, ls.bn, ls.lkp.sks,
+                               pad_in_conv)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.ska(x, self.lkp(x)) + x
@@ -187,8 +197,11 @@ def is_portable_form(model: nn.Module) -> bool:
     return bool(getattr(model, "portable_form", False))
 
 
-def to_portable_form(model: nn.Module) -> nn.Module:
+def to_portable_form(model: nn.Module, pad_in_conv: bool = False) -> nn.Module:
     """The portable form of a fused LSNet (a deep copy; idempotent).
+
+    ``pad_in_conv``: SKA's zero padding inside a depthwise 1x1 conv instead of a ``pad`` op
+    (:class:`SKAPortable`; the ONNX exporter asks for it).
 
     Any other module (a peer network, an already rewritten LSNet) is returned unchanged; an
     LSNet that is not reparameterized raises :class:`~lsnet_deploy.errors.ReparamError`.
@@ -204,7 +217,7 @@ def to_portable_form(model: nn.Module) -> nn.Module:
         for block in blocks:
             mixer = getattr(block, "mixer", None)
             if isinstance(mixer, LSConv):
-                block.mixer = LSConvPortable(mixer, grid)
+                block.mixer = LSConvPortable(mixer, grid, pad_in_conv)
             elif isinstance(mixer, Residual) and isinstance(mixer.m, Attention):
                 mixer.m = AttentionPortable(mixer.m)
     out.portable_form = True  # type: ignore[assignment]

@@ -44,7 +44,8 @@ def test_rank4_groupnorm_equals_groupnorm() -> None:
     torch.testing.assert_close(got, expected, atol=2e-5, rtol=0)
 
 
-def test_portable_ska_equals_the_formula() -> None:
+@pytest.mark.parametrize("pad_in_conv", [False, True])
+def test_portable_ska_equals_the_formula(pad_in_conv: bool) -> None:
     b, c, h, w, groups = 2, 32, 6, 5, 4
     bn = nn.BatchNorm2d(c).eval()
     with torch.no_grad():
@@ -55,18 +56,20 @@ def test_portable_ska_equals_the_formula() -> None:
     x = torch.randn(b, c, h, w, dtype=torch.float64)
     kernels = torch.randn(b, groups, 9, h, w, dtype=torch.float64)  # group-major, as LKP's
     tap_major = kernels.permute(0, 2, 1, 3, 4).reshape(b, 9, groups, h * w)
-    module = SKAPortable(c, groups, (h, w), bn.double())
+    module = SKAPortable(c, groups, (h, w), bn.double(), pad_in_conv=pad_in_conv)
     expected = bn(ska_naive_loop(x, kernels))
     torch.testing.assert_close(module(x, tap_major), expected, atol=1e-10, rtol=0)
-    # padding is inside the depthwise conv: no F.pad, and the border taps see zeros
-    assert module.pad.padding == (1, 1) and module.pad.groups == c
+    if pad_in_conv:  # padding inside the depthwise conv: no F.pad
+        assert module.pad is not None and module.pad.padding == (1, 1)
+        assert module.pad.groups == c
 
 
 @pytest.mark.parametrize("variant,size", [("test_lsnet", TINY_SIZE), ("test_lsnet_distill", 160),
                                           ("lsnet_t", 224), ("lsnet_b", 192)])
-def test_form_computes_the_fused_function(variant: str, size: int) -> None:
+@pytest.mark.parametrize("pad_in_conv", [False, True])
+def test_form_computes_the_fused_function(variant: str, size: int, pad_in_conv: bool) -> None:
     fused = _fused(variant, size)
-    form = to_portable_form(fused)
+    form = to_portable_form(fused, pad_in_conv)
     assert is_portable_form(form) and not is_portable_form(fused)
     assert not any(isinstance(m, LSConv) for m in form.modules())
     assert any(isinstance(m, LSConvPortable) for m in form.modules())
@@ -79,7 +82,7 @@ def test_form_computes_the_fused_function(variant: str, size: int) -> None:
 
 
 def test_no_rank5_tensor_and_no_norm_ops_in_the_graph() -> None:
-    form = to_portable_form(_fused("test_lsnet", TINY_SIZE))
+    form = to_portable_form(_fused("test_lsnet", TINY_SIZE), pad_in_conv=True)
     x = torch.randn(2, 3, TINY_SIZE, TINY_SIZE)
     assert max_tensor_rank(form, x) == 4
     assert max_tensor_rank(_fused("test_lsnet", TINY_SIZE), x) == 5  # the canonical SKA view

@@ -317,7 +317,11 @@ class ExecutorchExporter(Exporter):
                 f"not {options.precision}")
         if options.precision == "int8":
             _check_int8(task)
-        module = graph_model(model, spec).eval()
+        # INT8 keeps the canonical fused model: the XNNPACK-quantized portable form builds
+        # but does not load in executorch 1.4 ("Failed to load method forward"); see
+        # docs/decisions.md. fp32 is rank <= 4 (SKA's zero padding as a pad op).
+        int8 = options.precision == "int8"
+        module = graph_model(model, spec, pad_in_conv=False, portable=not int8).eval()
         example = example_input(spec, options.batch)
         details: dict[str, Any] = {"converter": "torch.export + executorch "
                                                 "to_edge_transform_and_lower",
