@@ -48,9 +48,9 @@ __all__ = [
     "LSConvChannelsLast",
     "TapMajorGroupNorm",
     "is_channels_last_form",
+    "ska_channels_last",
     "tap_major_kernel_conv",
     "tap_major_permutation",
-    "ska_channels_last",
     "to_channels_last_form",
 ]
 

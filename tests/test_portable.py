@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import TINY_SIZE, trained_looking
+from reference_lsnet import ska_naive_loop
 from torch import nn
 
-from conftest import TINY_SIZE, trained_looking
 from lsnet_deploy.errors import ReparamError
 from lsnet_deploy.lsnet import LSConv, LSNet
 from lsnet_deploy.portable import (
@@ -19,8 +20,6 @@ from lsnet_deploy.portable import (
     to_portable_form,
 )
 from lsnet_deploy.reparam import reparameterize
-from lsnet_deploy.ska import ska
-from reference_lsnet import ska_naive_loop
 
 
 def _fused(variant: str, size: int, seed: int = 3) -> LSNet:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import trained_looking
+
 from lsnet_deploy.exporters import ExportData, ExportOptions, ExportTask, get_exporter
 from lsnet_deploy.exporters.inputs import example_input, graph_model
 from lsnet_deploy.exporters.ranks import max_rank, rank_histogram
