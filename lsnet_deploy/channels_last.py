@@ -44,9 +44,11 @@ from .reparam import is_reparameterized
 
 __all__ = [
     "AttentionChannelsLast",
+    "FusedAttentionParts",
     "LKPChannelsLast",
     "LSConvChannelsLast",
     "TapMajorGroupNorm",
+    "fused_lkp_convs",
     "is_channels_last_form",
     "ska_channels_last",
     "tap_major_kernel_conv",
@@ -110,6 +112,15 @@ def tap_major_kernel_conv(lkp: LKP) -> nn.Conv2d:
     return cv4
 
 
+def fused_lkp_convs(lkp: LKP, who: str) -> tuple[nn.Conv2d, nn.Conv2d, nn.Conv2d]:
+    """LKP's fused ``cv1``, ``cv2``, ``cv3``; :class:`ReparamError` naming ``who`` if the LKP
+    is not fused."""
+    convs = (lkp.cv1, lkp.cv2, lkp.cv3)
+    if not all(isinstance(c, nn.Conv2d) for c in convs):
+        raise ReparamError(f"{who} needs a fused LKP (run reparameterize first)")
+    return convs  # type: ignore[return-value]
+
+
 class LKPChannelsLast(nn.Module):
     """A fused :class:`~lsnet_deploy.lsnet.LKP` emitting tap-major kernels.
 
@@ -119,10 +130,7 @@ class LKPChannelsLast(nn.Module):
 
     def __init__(self, lkp: LKP) -> None:
         super().__init__()
-        for name in ("cv1", "cv2", "cv3"):
-            if not isinstance(getattr(lkp, name), nn.Conv2d):
-                raise ReparamError("LKPChannelsLast needs a fused LKP (run reparameterize first)")
-        self.cv1, self.cv2, self.cv3 = lkp.cv1, lkp.cv2, lkp.cv3
+        self.cv1, self.cv2, self.cv3 = fused_lkp_convs(lkp, type(self).__name__)
         self.act = nn.ReLU()
         taps = lkp.sks**2
         groups = lkp.dim // lkp.groups
@@ -210,22 +218,25 @@ class LSConvChannelsLast(nn.Module):
         return self.ska(x, self.lkp(x)) + x
 
 
-class AttentionChannelsLast(nn.Module):
-    """A fused :class:`~lsnet_deploy.lsnet.Attention` on channels-last tokens, head by head.
-
-    ``(B, C, h, w)`` in/out; keeps the fused ``qkv``, ``dw`` and ``proj`` modules and the
-    gathered bias ``(heads, N, N)``.
-    """
+class FusedAttentionParts(nn.Module):
+    """What the rewritten attentions keep of a fused :class:`~lsnet_deploy.lsnet.Attention`:
+    the fused ``qkv``, ``dw`` and ``proj`` modules, the head geometry and the gathered bias
+    ``(heads, N, N)``. Subclasses define ``forward``."""
 
     def __init__(self, att: Attention) -> None:
         super().__init__()
         if not att.fused:
-            raise ReparamError("AttentionChannelsLast needs a fused Attention")
+            raise ReparamError(f"{type(self).__name__} needs a fused Attention")
         self.qkv, self.dw, self.proj = att.qkv, att.dw, att.proj
         self.num_heads, self.key_dim, self.d = att.num_heads, att.key_dim, att.d
         self.nh_kd, self.dh = att.nh_kd, att.dh
         self.resolution = att.resolution
         self.register_buffer("bias", att.bias_const.detach().clone())
+
+
+class AttentionChannelsLast(FusedAttentionParts):
+    """A fused :class:`~lsnet_deploy.lsnet.Attention` on channels-last tokens, head by head.
+    ``(B, C, h, w)`` in/out."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape

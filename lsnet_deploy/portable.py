@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .channels_last import tap_major_kernel_conv
+from .channels_last import FusedAttentionParts, fused_lkp_convs, tap_major_kernel_conv
 from .errors import ReparamError
 from .lsnet import LKP, Attention, LSConv, LSNet, Residual, stage_grid
 from .reparam import is_reparameterized
@@ -89,10 +89,7 @@ class LKPPortable(nn.Module):
 
     def __init__(self, lkp: LKP, grid: tuple[int, int]) -> None:
         super().__init__()
-        for name in ("cv1", "cv2", "cv3"):
-            if not isinstance(getattr(lkp, name), nn.Conv2d):
-                raise ReparamError("the portable form needs a fused LKP (run reparameterize)")
-        self.cv1, self.cv2, self.cv3 = lkp.cv1, lkp.cv2, lkp.cv3
+        self.cv1, self.cv2, self.cv3 = fused_lkp_convs(lkp, "the portable form")
         self.act = nn.ReLU()
         self.taps = lkp.sks**2
         self.groups = lkp.dim // lkp.groups
@@ -165,20 +162,9 @@ class LSConvPortable(nn.Module):
         return self.ska(x, self.lkp(x)) + x
 
 
-class AttentionPortable(nn.Module):
+class AttentionPortable(FusedAttentionParts):
     """A fused stage-4 Attention with static reshapes: ``(B, C, h, w)`` in/out for the grid
-    the bias was built for. Keeps ``qkv``, ``dw``, ``proj`` and the gathered bias
-    ``(heads, N, N)``."""
-
-    def __init__(self, att: Attention) -> None:
-        super().__init__()
-        if not att.fused:
-            raise ReparamError("the portable form needs a fused Attention")
-        self.qkv, self.dw, self.proj = att.qkv, att.dw, att.proj
-        self.num_heads, self.key_dim, self.d = att.num_heads, att.key_dim, att.d
-        self.nh_kd, self.dh = att.nh_kd, att.dh
-        self.resolution = att.resolution
-        self.register_buffer("bias", att.bias_const.detach().clone())
+    the bias was built for."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = self.resolution
