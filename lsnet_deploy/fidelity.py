@@ -22,8 +22,8 @@ __all__ = [
     "FP32_ATOL",
     "Runner",
     "ValidationReport",
+    "comparable_outputs",
     "compare_logits",
-    "reference_outputs",
     "run_artifact",
     "to_artifact_input",
 ]
@@ -82,12 +82,33 @@ def to_artifact_input(images: torch.Tensor, spec: IOSpec) -> np.ndarray:
     return np.ascontiguousarray(x.numpy())
 
 
-def reference_outputs(logits: torch.Tensor, kind: Literal["logits", "log_probs"]
-                      ) -> np.ndarray:
-    """The PyTorch logits ``(N, classes)`` in the form an artifact's runner returns them
-    (``log_probs`` for classifier artifacts, whose runners return log-probabilities)."""
-    out = torch.log_softmax(logits, dim=-1) if kind == "log_probs" else logits
-    return out.detach().numpy()
+def comparable_outputs(outputs: np.ndarray, logits: torch.Tensor,
+                       kind: Literal["logits", "log_probs"]) -> tuple[np.ndarray, np.ndarray]:
+    """``(artifact, reference)`` ``(N, classes)`` arrays to compare, both in logit units.
+
+    ``kind="logits"``: the artifact's logits and PyTorch's, as they are. ``kind="log_probs"``
+    (classifier artifacts, whose runners return log-probabilities): a log-probability is the
+    logit minus the row's log-sum-exp, a constant the softmax discards, so each artifact row
+    is shifted by the constant that best matches PyTorch's logits (the mean difference over
+    its classes) and compared with the logits themselves: the same metrics, gates and units
+    as for a logits artifact, not the cosine of two log-probability vectors (which stays near
+    1 whatever the model, its values being dominated by the log-sum-exp). A class at the
+    row's minimum may be a probability that underflowed to the floor of the runner: it is left
+    out of the shift, and where PyTorch's logit is lower still it is taken as equal (the
+    artifact can state no lower value).
+    """
+    ref = logits.detach().double().numpy()
+    a = np.asarray(outputs, dtype=np.float64)
+    if kind == "logits":
+        return a, ref
+    if a.shape != ref.shape:
+        raise ValueError(f"artifact outputs {a.shape} vs PyTorch {ref.shape}")
+    floor = a <= a.min(axis=1, keepdims=True)
+    keep = ~floor
+    shift = np.array([np.mean((r - x)[k]) if k.any() else np.mean(r - x)
+                      for x, r, k in zip(a, ref, keep, strict=True)])[:, None]
+    shifted = a + shift
+    return np.where(floor & (ref <= shifted), ref, shifted), ref
 
 
 def run_artifact(runner: Runner, images: torch.Tensor, spec: IOSpec) -> np.ndarray:

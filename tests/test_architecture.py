@@ -20,8 +20,9 @@ LAYERS: dict[str, int] = {
     "lsnet": 1, "ska": 1, "preprocess": 1, "spec": 1, "io_wrappers": 1, "synthetic": 1,
     "flops": 1, "checkpoint": 1, "zoo": 1, "reparam": 1, "channels_last": 1, "portable": 1, "metadata": 1,
     "fidelity": 1, "api": 1, "describe": 1,
-    # 2..6: quantization, formats, the export pipeline, benchmarks, the command line
-    "quantize": 2, "exporters": 3, "pipeline": 4, "bench": 5, "cli": 6,
+    # 2..6: quantization and the Core ML reference executor, formats, the export pipeline,
+    # benchmarks, the command line
+    "quantize": 2, "mil": 2, "exporters": 3, "pipeline": 4, "bench": 5, "cli": 6,
 }
 """Top-level module or subpackage -> layer; a module imports only from its layer or below."""
 

@@ -123,5 +123,6 @@ def test_coreml_report(tmp_path: Path) -> None:
                           out=tmp_path / "report dir" / "coreml.md")
     [row] = check_report(markdown, ["fp16"], "precision", ["MB", "quantize ops", "max rank"],
                          optional=("W8A8 fake-quant mean cos",))
-    assert row["structural checks"] == "pass"
+    assert row["run by"] in ("reference-executor", "coreml")
+    assert number(row["mean cos"]) >= 0.999 and row["top-1 agree"] == "100%"
     assert row["conv/linear weights"].startswith("FLOAT16")

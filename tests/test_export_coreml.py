@@ -1,7 +1,8 @@
 """The CoreML exporter: ML Program packages (fp16 / fp32 / 8-bit weights / W8A8), image input
 with the normalization in the ImageType + stem, classifier outputs, metadata, deployment
-targets, and the structural validation that runs on any OS. The numeric checks need macOS and
-are skipped elsewhere (the only tests allowed to skip)."""
+targets, and the numeric validation on every OS (Core ML on macOS, the MIL reference executor
+elsewhere; the executor itself: tests/test_coreml_reference*.py). The comparisons with Core ML
+itself need macOS and are skipped elsewhere (the only tests allowed to skip)."""
 
 from __future__ import annotations
 
@@ -13,15 +14,23 @@ import coremltools as ct
 import numpy as np
 import pytest
 import torch
-
+from apps_doc import check_coreml
 from conftest import OFFICIAL, TINY_SIZE, trained_looking, write_checkpoint
+from test_cli import run_main
+
 from lsnet_deploy.errors import UnsupportedOptionError, ValidationFailedError
-from lsnet_deploy.exporters.coreml import CoremlExporter, fold_std_into_stem, mil_summary
+from lsnet_deploy.exporters.coreml import (
+    CoremlExporter,
+    fold_std_into_stem,
+    mil_summary,
+    structural_checks,
+)
 from lsnet_deploy.metadata import read_sidecar
+from lsnet_deploy.mil import EXECUTOR_VERSION, ReferenceModel
 from lsnet_deploy.pipeline import export, validate
+from lsnet_deploy.pipeline.validation import spec_from_metadata
 from lsnet_deploy.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from lsnet_deploy.reparam import reparameterize
-from test_cli import run_main
 
 TINY = "test_lsnet"
 ON_MACOS = platform.system() == "Darwin"
@@ -77,8 +86,10 @@ def test_default_export_is_fp16_image_input(tiny_ckpt: Path, out_dir: Path) -> N
     assert art.path.name == f"{TINY}_{TINY_SIZE}_fp16.mlpackage" and art.path.is_dir()
     assert art.precision == "fp16" and art.passed
     val = art.validation
-    assert val["mode"] == "structural" and all(val["checks"].values())
-    assert "macOS" in val["summary"]
+    assert val["mode"] == ("coreml" if ON_MACOS else "reference-executor")
+    if not ON_MACOS:
+        assert val["executor"]["version"] == EXECUTOR_VERSION
+    assert val["mean_cosine"] >= 0.999 and val["top1_agreement"] == 1.0  # the fp16 gate
     spec = _spec(art.path)
     assert spec.specificationVersion == 8  # iOS 17
     inp = spec.description.input[0]
@@ -107,17 +118,23 @@ def test_metadata(tiny_ckpt: Path, out_dir: Path) -> None:
     assert native["variant"] == TINY and json.loads(native["img_size"]) == [TINY_SIZE, TINY_SIZE]
     assert native["value_range"] == "0..255" and native["precision"] == "fp16"
     assert set(side["metadata"]) <= set(native)
-    # re-validation from the sidecar: structural here, numeric on macOS
+    # re-validation from the sidecar: numeric, in the reference executor off macOS
     result = validate(path, weights=tiny_ckpt)
-    assert result["passed"]
+    assert result["passed"] and result["validation"]["mean_cosine"] >= 0.999
     if not ON_MACOS:
-        assert result["validation"]["mode"] == "structural"
+        assert result["validation"]["mode"] == "reference-executor"
+        with pytest.raises(UnsupportedOptionError, match="compute units need Core ML"):
+            validate(path, weights=tiny_ckpt, compute_units="CPU_ONLY")
 
 
 @pytest.mark.parametrize("precision,dtype", [("fp32", "FLOAT32"), ("int8", "INT8")])
 def test_weight_precisions(tiny_ckpt: Path, out_dir: Path, precision: str, dtype: str) -> None:
     [art] = _export(tiny_ckpt, out_dir, precision=precision)
     assert art.passed and art.path.name == f"{TINY}_{TINY_SIZE}_{precision}.mlpackage"
+    if precision == "fp32":  # the reference executor computes fp32 programs in fp32
+        assert art.validation["max_abs_diff"] <= 1e-4
+    else:
+        assert 0.99 <= art.validation["mean_cosine"] < 0.99999  # really 8-bit, and close
     summary = mil_summary(_spec(art.path))
     assert set(summary["weight_dtypes"]) == {dtype}  # every conv / linear weight
     if precision == "int8":
@@ -132,12 +149,17 @@ def test_w8a8(tiny_ckpt: Path, out_dir: Path) -> None:
     [art] = _export(tiny_ckpt, out_dir, precision="w8a8", min_cosine=0.95)
     assert art.passed and art.path.name == f"{TINY}_{TINY_SIZE}_w8a8.mlpackage"
     summary = mil_summary(_spec(art.path))
-    assert set(summary["weight_dtypes"]) == {"INT8"}
+    # 8-bit weights; LinearQuantizer stores an all-positive weight (SKA's padding conv) as uint8
+    assert "INT8" in summary["weight_dtypes"] and set(summary["weight_dtypes"]) <= {"INT8",
+                                                                                  "UINT8"}
     assert summary["op_histogram"]["quantize"] > 0 and summary["op_histogram"]["dequantize"] > 0
-    fake = art.validation["fake_quant_fidelity"]
-    assert 0.95 <= fake["mean_cosine"] < 0.99999  # measured, and really quantized
-    assert art.validation["checks"]["w8a8_fake_quant_fidelity"]
     info = art.export_info["w8a8"]
+    fake = info["fake_quant_fidelity"]
+    assert 0.95 <= fake["mean_cosine"] < 0.99999  # measured, and really quantized
+    # the package itself, run with its quantize / dequantize ops, lands where PyTorch's fake
+    # quantization does
+    real = art.validation["mean_cosine"]
+    assert 0.95 <= real < 0.99999 and abs(real - fake["mean_cosine"]) < 0.02
     assert "LinearQuantizer" in info["method"] and "macOS" in info["linear_quantize_activations"]
 
 
@@ -192,15 +214,42 @@ def test_cli_coreml_flags(capsys: pytest.CaptureFixture[str]) -> None:
 @macos_only
 def test_numeric_validation_on_macos(tiny_ckpt: Path, out_dir: Path) -> None:
     [art] = _export(tiny_ckpt, out_dir, precision="fp32", force=True)
-    assert art.validation["mode"] != "structural" and art.validation["max_abs_diff"] <= 1e-3
+    assert art.validation["mode"] == "coreml" and art.validation["max_abs_diff"] <= 1e-3
     for units in ("CPU_ONLY", "ALL"):
         result = validate(art.path, weights=tiny_ckpt, compute_units=units)
         assert result["passed"]
 
 
+@macos_only
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8", "w8a8"])
+def test_reference_executor_agrees_with_core_ml(tiny_ckpt: Path, out_dir: Path,
+                                                tiny_images: torch.Tensor,
+                                                precision: str) -> None:
+    """The reference executor and Core ML's own ``predict`` (CPU) on the same package and
+    photos: the classifier's probabilities and its label."""
+    from PIL import Image
+
+    kw = {"min_cosine": 0.0} if precision == "w8a8" else {}
+    [art] = _export(tiny_ckpt, out_dir, precision=precision, classifier=True, force=True, **kw)
+    core = ct.models.MLModel(str(art.path), compute_units=ct.ComputeUnit.CPU_ONLY)
+    ref = ReferenceModel(art.path)
+    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    for x in tiny_images:
+        pixels = ((x * std + mean) * 255).round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
+        feed = {"image": Image.fromarray(pixels, "RGB")}
+        a, b = core.predict(feed), ref.predict(feed)
+        labels = list(b["classLabel_probs"])
+        pa = np.array([a["classLabel_probs"][k] for k in labels])
+        pb = np.array([b["classLabel_probs"][k] for k in labels])
+        tol = {"fp32": 1e-4, "fp16": 5e-3, "int8": 5e-3, "w8a8": 2e-2}[precision]
+        assert np.abs(pa - pb).max() <= tol, (precision, np.abs(pa - pb).max())
+        if np.sort(pb)[-1] - np.sort(pb)[-2] > 2 * tol:
+            assert a["classLabel"] == b["classLabel"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", OFFICIAL)
-def test_every_variant_converts_and_passes_structural_checks(
+def test_every_variant_converts_and_validates_numerically(
         variant: str, make_checkpoint, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     ckpt = make_checkpoint(variant, seed=3)
     precisions = ["fp16", "int8", "w8a8"]
@@ -209,8 +258,20 @@ def test_every_variant_converts_and_passes_structural_checks(
         [art] = export(variant, "coreml", weights=ckpt, output_dir=tmp_path,
                        precision=precision, **kw)
         assert art.passed, art.validation["summary"]
-        checks = art.validation["checks"]
-        assert all(checks.values()), checks
+        val = art.validation  # numeric: Core ML on macOS, the reference executor elsewhere
+        assert val["mode"] == ("coreml" if ON_MACOS else "reference-executor")
+        if precision == "fp16":
+            assert val["mean_cosine"] >= 0.999 and val["top1_agreement"] == 1.0
+        print(f"FIDELITY {variant} {precision}: " + ", ".join(  # shown with pytest -s
+            f"{k} {val[k]:.6g}" for k in ("mean_cosine", "min_cosine", "max_abs_diff",
+                                          "top1_agreement")))
+        side = read_sidecar(art.path)
+        assert side is not None
+        checks = structural_checks(art.path, spec_from_metadata(side["metadata"]), precision,
+                                   17, True)
+        assert all(checks["checks"].values()), checks
+        if art.path.name == "lsnet_t_224_fp16.mlpackage":  # what docs/apps.md gives apps
+            check_coreml(art.path)
         spec = _spec(art.path)
         assert spec.specificationVersion == 8
         # 1000-class models are classifiers with the ImageNet labels, image input by default

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 def _exportable() -> list[Exporter]:
     """Formats whose artifacts can be timed on this machine."""
-    return [e for e in exporters() if e.can_run()]
+    return [e for e in exporters() if e.can_bench()]
 
 
 def _default_set() -> tuple[tuple[str, str], ...]:

@@ -275,6 +275,17 @@ class Exporter(ABC):
         :meth:`structural_validation` checks the artifact."""
         return True
 
+    def can_bench(self) -> bool:
+        """Whether :meth:`bench_session` can time artifacts here (CoreML: macOS only, while
+        its runner works everywhere)."""
+        return self.can_run()
+
+    def validation_facts(self) -> dict[str, Any]:
+        """What ran the artifact in a numeric validation on this machine, merged into the
+        validation record (CoreML: ``{"mode": "reference-executor", "executor": ...}`` off
+        macOS); ``{}`` for a format's own runtime."""
+        return {}
+
     def structural_validation(self, path: Path, spec: IOSpec, precision: Precision,
                               details: dict[str, Any]) -> dict[str, Any]:
         """The validation record of an artifact that cannot run here (``details``: the

@@ -21,8 +21,14 @@ With ``classifier`` (default for 1000-class models) the model is a Core ML class
 ImageNet class names: outputs ``classLabel`` and ``classLabel_probs`` (softmax inside), so
 Vision's ``VNCoreMLRequest`` works as is; otherwise the output is the ``logits`` array.
 
-A CoreML model runs only on macOS: elsewhere :meth:`CoremlExporter.runner` raises and the
-pipeline validates the package structurally (:func:`structural_checks`).
+Validation runs the saved package against PyTorch everywhere: on macOS in Core ML itself
+(``compute_units`` as asked), elsewhere in the reference executor of :mod:`lsnet_deploy.mil`,
+which reads the saved ML Program (spec and weight blobs) and executes it op by op (fp16 where
+the program is fp16, 8-bit weights dequantized, W8A8 quantize / dequantize, the ImageType
+scale and bias and its colour order, the classifier's labels). The same gates apply as for
+every format (:func:`lsnet_deploy.fidelity.compare_logits`); :meth:`CoremlExporter.validation_facts`
+says which of the two ran. :func:`structural_checks` remain for inspecting a package without
+running it. Benchmarks need Core ML, hence macOS.
 """
 
 from __future__ import annotations
@@ -56,7 +62,14 @@ from .base import (
     Precision,
     Runner,
 )
-from .coreml_checks import IOS_SPEC_VERSION, mil_summary, structural_checks
+from .coreml_checks import (
+    IOS_SPEC_VERSION,
+    check_class_labels,
+    expected_class_labels,
+    mil_summary,
+    probability_floor,
+    structural_checks,
+)
 from .coreml_checks import require_coremltools as _require
 from .session import Session, random_input
 
@@ -122,7 +135,8 @@ class CoremlOptions(FormatOptions):
 
 
 def can_run_coreml() -> bool:
-    """Core ML models can be executed only on macOS."""
+    """Whether Core ML itself can execute models here (macOS only); elsewhere packages run in
+    the reference executor (:mod:`lsnet_deploy.mil`)."""
     return platform.system() == "Darwin"
 
 
@@ -156,17 +170,9 @@ class _Probabilities(nn.Module):
         return torch.softmax(self.model(x), dim=-1)
 
 
-def _class_labels(num_classes: int) -> list[str]:
-    if num_classes == 1000:
-        from ..labels import imagenet_classes
-
-        return list(imagenet_classes())
-    return [f"class_{i}" for i in range(num_classes)]
-
-
 class CoremlExporter(Exporter):
     """CoreML ML Program (``.mlpackage``): fp16 (default), fp32, 8-bit weights, W8A8.
-    Runtime: Core ML (macOS only); elsewhere packages are checked structurally."""
+    Runtime: Core ML on macOS, the MIL reference executor elsewhere (validation only)."""
 
     name = "coreml"
     suffixes = (".mlpackage", ".mlmodel")
@@ -208,7 +214,7 @@ class CoremlExporter(Exporter):
         if classifier:
             module = _Probabilities(module)
             kwargs["classifier_config"] = ct.ClassifierConfig(
-                _class_labels(spec.num_classes), predicted_feature_name="classLabel")
+                expected_class_labels(spec.num_classes), predicted_feature_name="classLabel")
         else:
             kwargs["outputs"] = [ct.TensorType(name=n) for n in spec.output_names]
         info: dict[str, Any] = {}
@@ -315,7 +321,21 @@ class CoremlExporter(Exporter):
         return dict(model.user_defined_metadata)
 
     def can_run(self) -> bool:
+        """The runner works on every OS: Core ML on macOS, the reference executor elsewhere."""
+        return True
+
+    def can_bench(self) -> bool:
+        """Timing needs Core ML itself: macOS only."""
         return can_run_coreml()
+
+    def validation_facts(self) -> dict[str, Any]:
+        """Where :meth:`runner` runs packages on this machine, for the validation record."""
+        if can_run_coreml():
+            return {"mode": "coreml", "runtime": "Core ML (macOS)"}
+        from ..mil import EXECUTOR_NAME, EXECUTOR_VERSION
+
+        return {"mode": "reference-executor",
+                "executor": {"name": EXECUTOR_NAME, "version": EXECUTOR_VERSION}}
 
     def output_kind(self, details: dict[str, Any]) -> OutputKind:
         """A classifier package's runner returns log-probabilities."""
@@ -338,17 +358,29 @@ class CoremlExporter(Exporter):
 
     def runner(self, path: Path, threads: int | None = None,
                accelerator: str | None = None) -> Runner:
-        if not can_run_coreml():
+        """Core ML on ``accelerator`` (macOS), else the reference executor; one image per
+        prediction. A classifier's labels must be the expected ones, in order."""
+        if can_run_coreml():
+            model = _load(path, accelerator or "ALL")
+        elif accelerator is not None:
             raise UnsupportedOptionError(
-                "a CoreML model runs only on macOS; here the package is checked structurally")
-        model = _load(path, accelerator or "ALL")
+                f"--compute-units {accelerator}: compute units need Core ML (macOS); here the "
+                "package runs in the reference executor")
+        else:
+            _require()
+            from ..mil import ReferenceModel
+
+            model = ReferenceModel(path)
         spec = model.get_spec()
         inp = spec.description.input[0]
         is_image = inp.type.WhichOneof("Type") == "imageType"
-        classifier = spec.description.predictedFeatureName == "classLabel"
+        floor = None  # logits
+        if spec.description.predictedFeatureName == "classLabel":
+            check_class_labels(spec, path.name)
+            floor = probability_floor(spec)
 
         def run(x: np.ndarray) -> np.ndarray:
-            rows = [_predict_one(model, inp.name, x[i : i + 1], is_image, classifier)
+            rows = [_predict_one(model, inp.name, x[i : i + 1], is_image, floor)
                     for i in range(x.shape[0])]
             return np.stack(rows)
 
@@ -405,12 +437,13 @@ def _structural_summary(result: dict[str, Any], fake: dict[str, Any] | None) -> 
             + (f"; failed: {', '.join(failed)}" if failed else "")
             + (f"; W8A8 fake-quant mean cosine {fake['mean_cosine']:.5f} "
                f"({fake['gate']})" if fake else "")
-            + "; numeric check not run: CoreML models run only on macOS "
-            "(run `lsnet-deploy validate` there)")
+            + "; structural record only (the numeric validation runs the package: Core ML "
+            "on macOS, the reference executor elsewhere)")
 
 
 def _load(path: Path, unit: str) -> Any:
-    """An ``MLModel`` on compute units ``unit``: the one loader of validation and benchmarks."""
+    """An ``MLModel`` on compute units ``unit`` (macOS): the one Core ML loader of validation
+    and benchmarks."""
     ct = _require()
     if unit not in COMPUTE_UNITS:
         raise UnsupportedOptionError(f"unknown compute unit {unit}; known: "
@@ -419,9 +452,9 @@ def _load(path: Path, unit: str) -> Any:
 
 
 def _predict_one(model: Any, name: str, x: np.ndarray, is_image: bool,
-                 classifier: bool) -> np.ndarray:
-    """One image ``(1, 3, H, W)`` (uint8 pixels for an image input) -> logits, or
-    log-probabilities for a classifier."""
+                 floor: float | None) -> np.ndarray:
+    """One image ``(1, 3, H, W)`` (uint8 pixels for an image input) -> logits, or for a
+    classifier (``floor``: see :func:`probability_floor`) log-probabilities."""
     if is_image:
         from PIL import Image
 
@@ -430,10 +463,11 @@ def _predict_one(model: Any, name: str, x: np.ndarray, is_image: bool,
     else:
         feed = x.astype(np.float32)
     out = model.predict({name: feed})
-    if classifier:
+    if floor is not None:
         probs = out["classLabel_probs"]
-        p = np.array([probs[label] for label in _class_labels(len(probs))], dtype=np.float64)
-        return np.log(np.clip(p, 1e-12, None))
+        p = np.array([probs[label] for label in expected_class_labels(len(probs))],
+                     dtype=np.float64)
+        return np.log(np.clip(p, floor, None))
     return np.asarray(out["logits"], dtype=np.float64).reshape(-1)
 
 

@@ -1,6 +1,7 @@
 """What can be checked in a Core ML ML Program without running it (any OS): the MIL program's
-op histogram, tensor ranks, weight dtypes and class labels (:func:`mil_summary`), and the
-structural checks of an exported package against its IO spec (:func:`structural_checks`).
+op histogram, tensor ranks, weight dtypes and class labels (:func:`mil_summary`,
+:func:`class_labels`), and the structural checks of an exported package against its IO spec
+(:func:`structural_checks`).
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from ..deps import require
+from ..errors import ValidationFailedError
 from ..spec import IOSpec
 
-__all__ = ["IOS_SPEC_VERSION", "mil_summary", "require_coremltools", "structural_checks"]
+__all__ = ["IOS_SPEC_VERSION", "check_class_labels", "class_labels", "expected_class_labels",
+           "mil_summary", "probability_floor", "require_coremltools", "structural_checks"]
 
 IOS_SPEC_VERSION = {16: 7, 17: 8, 18: 9}
 """Minimum deployment target -> Core ML specification version of an ML Program."""
@@ -22,6 +25,91 @@ def require_coremltools() -> Any:
     """``coremltools``, or :class:`~lsnet_deploy.errors.MissingDependencyError`."""
     [ct] = require("coreml", "coremltools", what="CoreML export")
     return ct
+
+
+def expected_class_labels(num_classes: int) -> list[str]:
+    """The labels lsnet-deploy writes: the ImageNet names for 1000 classes, else ``class_i``."""
+    if num_classes == 1000:
+        from ..labels import imagenet_classes
+
+        return list(imagenet_classes())
+    return [f"class_{i}" for i in range(num_classes)]
+
+
+def _blocks(spec: Any) -> list[Any]:
+    out = []
+
+    def walk(block: Any) -> None:
+        out.append(block)
+        for op in block.operations:
+            for inner in op.blocks:
+                walk(inner)
+
+    for function in spec.mlProgram.functions.values():
+        for block in function.block_specializations.values():
+            walk(block)
+    return out
+
+
+def class_labels(spec: Any) -> list[str] | None:
+    """The label list of the program's ``classify`` op, in class-index order (``None``: no
+    classifier)."""
+    consts: dict[str, list[str]] = {}
+    for block in _blocks(spec):
+        for op in block.operations:
+            if op.type == "const" and "val" in op.attributes:
+                consts[op.outputs[0].name] = _strings(op.attributes["val"])
+            elif op.type == "classify" and "classes" in op.inputs:
+                labels: list[str] = []
+                for arg in op.inputs["classes"].arguments:
+                    labels += consts.get(arg.name, []) if arg.name else _strings(arg.value)
+                return labels
+    return None
+
+
+def _strings(value: Any) -> list[str]:
+    imm = value.immediateValue
+    if imm.HasField("list"):
+        return [s for v in imm.list.values for s in v.immediateValue.tensor.strings.values]
+    if imm.HasField("tensor"):
+        return list(imm.tensor.strings.values)
+    return []
+
+
+def probability_floor(spec: Any) -> float:
+    """The log-probability floor of a classifier: half the smallest positive value of the type
+    its softmax is computed in (``2**-25`` for fp16, ``2**-150`` for fp32). A probability the
+    package reports as 0 is below it; taking ``log(0)`` as ``log(floor)`` compares the
+    classes whose probability underflowed (fp16: ``p < 3e-8``, common on confident images)
+    at the best value the package can state, instead of an arbitrary ``-inf`` stand-in."""
+    from coremltools.proto import MIL_pb2
+
+    producer: dict[str, Any] = {}
+    probabilities = None
+    for block in _blocks(spec):
+        for op in block.operations:
+            for out in op.outputs:
+                producer[out.name] = op
+            if op.type == "classify" and "probabilities" in op.inputs:
+                probabilities = op.inputs["probabilities"].arguments[0].name
+    op = producer.get(probabilities or "")
+    while op is not None and op.type == "cast" and "x" in op.inputs:
+        op = producer.get(op.inputs["x"].arguments[0].name)
+    fp16 = op is not None and op.outputs[0].type.tensorType.dataType == MIL_pb2.FLOAT16
+    return 2.0**-25 if fp16 else 2.0**-150
+
+
+def check_class_labels(spec: Any, name: str) -> None:
+    """Raise :class:`ValidationFailedError` unless the classifier's labels are the expected
+    ones (:func:`expected_class_labels`) in order: a permuted list names the wrong class for
+    every image of the swapped classes while the probabilities stay right."""
+    labels = class_labels(spec) or []
+    expected = expected_class_labels(len(labels))
+    if labels != expected:
+        i = next((k for k, (a, b) in enumerate(zip(labels, expected, strict=True)) if a != b), 0)
+        raise ValidationFailedError(
+            f"{name}: the classifier's class labels are not the expected list: label {i} is "
+            f"{labels[i]!r}, expected {expected[i]!r} (re-export the package)")
 
 
 def mil_summary(spec: Any) -> dict[str, Any]:
@@ -62,8 +150,14 @@ def mil_summary(spec: Any) -> dict[str, Any]:
                         const_len[op.outputs[0].name] = int(dims[0].constant.size)
             elif op.type.startswith("constexpr_"):
                 for name in ("data", "quantized_data", "indices"):
-                    if name in op.attributes:
+                    if name in op.attributes:  # iOS 16: operands are attributes
                         const_dtype[op.outputs[0].name] = dtype_name(op.attributes[name].type)
+                        break
+                    if name in op.inputs:  # iOS 18: operands are inputs
+                        [arg] = op.inputs[name].arguments
+                        const_dtype[op.outputs[0].name] = (
+                            const_dtype.get(arg.name, "computed") if arg.name
+                            else dtype_name(arg.value.type))
                         break
             if op.type in ("conv", "linear") and "weight" in op.inputs:
                 weight_inputs.extend(a.name for a in op.inputs["weight"].arguments)
@@ -118,12 +212,13 @@ def structural_checks(path: Path, spec: IOSpec, precision: str, ios: int,
     if classifier:
         output_ok = (desc.predictedFeatureName == "classLabel"
                      and {"classLabel", "classLabel_probs"} <= set(out_names)
-                     and summary["class_labels"] == spec.num_classes)
+                     and class_labels(mspec) == expected_class_labels(spec.num_classes))
     else:
         output_ok = out_names == list(spec.output_names)
     dtypes = summary["weight_dtypes"]
-    expected = {"fp16": "FLOAT16", "fp32": "FLOAT32", "int8": "INT8", "w8a8": "INT8"}[precision]
-    weights_ok = set(dtypes) == {expected}  # every conv / linear weight
+    expected = {"fp16": {"FLOAT16"}, "fp32": {"FLOAT32"}, "int8": {"INT8", "UINT8"},
+                "w8a8": {"INT8", "UINT8"}}[precision]
+    weights_ok = bool(dtypes) and set(dtypes) <= expected  # every conv / linear weight
     meta = dict(mspec.description.metadata.userDefined)
     checks = {
         "reloads": True,

@@ -23,7 +23,7 @@ import torch
 from ..checkpoint import file_sha256
 from ..exporters import ExportData, Exporter, ExportResult, ExportTask, tool_names
 from ..exporters.ranks import rank_histogram
-from ..fidelity import compare_logits, reference_outputs, run_artifact
+from ..fidelity import comparable_outputs, compare_logits, run_artifact
 from ..metadata import build_metadata, sidecar_path, to_native, write_json_atomic
 from .plan import ExportJob
 
@@ -134,11 +134,12 @@ def _validate(exp: Exporter, job: ExportJob, path: Path, info: dict[str, Any],
         say(f"checking {path.name} structurally (it cannot run on this OS)")
         return exp.structural_validation(path, job.spec, job.options.precision, info)
     say(f"validating {path.name} on {provenance.val_images.shape[0]} images")
-    expected = reference_outputs(provenance.val_logits, exp.output_kind(info))
-    outputs = run_artifact(exp.runner(path), provenance.val_images, job.spec)
+    outputs, expected = comparable_outputs(
+        run_artifact(exp.runner(path), provenance.val_images, job.spec), provenance.val_logits,
+        exp.output_kind(info))
     report = compare_logits(outputs, expected, job.options.precision, provenance.val_source,
                             job.options.min_cosine)
-    return {**report.to_dict(), "summary": report.summary()}
+    return {**report.to_dict(), **exp.validation_facts(), "summary": report.summary()}
 
 
 def _size(path: Path) -> int:

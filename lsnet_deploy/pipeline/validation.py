@@ -11,7 +11,7 @@ import torch
 from ..checkpoint import file_sha256
 from ..errors import CheckpointError, OutputError, UnsupportedOptionError
 from ..exporters import exporter_for_path, exporters
-from ..fidelity import compare_logits, reference_outputs, run_artifact
+from ..fidelity import comparable_outputs, compare_logits, run_artifact
 from ..metadata import from_native, read_sidecar
 from ..preprocess import Preprocess, list_images, load_files
 from ..spec import IOSpec
@@ -72,11 +72,12 @@ def validate(
         min_cosine = details.get("min_cosine")
     outputs = run_artifact(exp.runner(path, threads, accelerator=compute_units), val, spec)
     with torch.no_grad():
-        expected = reference_outputs(reference(val), exp.output_kind(details))
+        outputs, expected = comparable_outputs(outputs, reference(val), exp.output_kind(details))
     report = compare_logits(outputs, expected, precision, source, min_cosine)
     return {"artifact": str(path), "variant": variant, "precision": precision,
             "passed": report.passed,
-            "validation": {**report.to_dict(), "summary": report.summary()}}
+            "validation": {**report.to_dict(), **exp.validation_facts(),
+                           "summary": report.summary()}}
 
 
 def spec_from_metadata(meta: dict[str, Any]) -> IOSpec:
