@@ -53,11 +53,12 @@ BatchOpt = Annotated[int, typer.Option("--batch", min=1, help="Static batch size
 DynamicBatchOpt = Annotated[bool, typer.Option("--dynamic-batch")]
 ImageInputOpt = Annotated[bool | None, typer.Option(
     "--image-input/--tensor-input", help="RGB 0..255 image input with the normalization "
-    "inside the model (default for CoreML), or the normalized float tensor (default "
-    "otherwise).", show_default=False)]
+    "inside the model (default for CoreML and TFLite), or the normalized float tensor "
+    "(default otherwise).", show_default=False)]
 ClassifierOpt = Annotated[bool | None, typer.Option(
     "--classifier/--logits", help="CoreML and TFLite: classifier with softmax probabilities "
-    "(and class labels; default for 1000-class models), or the raw logits.",
+    "(and class labels; default for 1000-class models with float outputs), or the raw "
+    "logits.",
     show_default=False)]
 IosOpt = Annotated[IosTarget | None, typer.Option(
     "--ios", help="CoreML minimum deployment target (default 17).")]
@@ -68,8 +69,8 @@ OrtOpt = Annotated[bool, typer.Option(
 LayoutOpt = Annotated[Layout | None, typer.Option(
     "--layout", help="Input layout (default: nhwc for TFLite, nchw for ONNX).")]
 IoOpt = Annotated[IoType | None, typer.Option(
-    "--io", help="TFLite INT8 input/output tensor type (default int8; the quantization "
-    "parameters are in the sidecar).")]
+    "--io", help="TFLite INT8 output (and tensor input) type: float32 (default), or the "
+    "raw quantized forms uint8 / int8 (their quantization parameters are in the sidecar).")]
 MinCosineOpt = Annotated[float | None, typer.Option(
     "--min-cosine", help="INT8/fp16 gate: mean logit cosine vs PyTorch (default 0.98 "
     "for INT8, 0.999 for fp16).")]

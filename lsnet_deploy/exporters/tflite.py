@@ -10,14 +10,23 @@ hand over; ``--layout nchw`` keeps NCHW and costs one input transpose).
   DEQUANTIZE to fp32 (GPU delegates and XNNPACK then run fp16 or fp32 kernels as they like).
 * int8: PT2E static quantization calibrated on real photos
   (:mod:`lsnet_deploy.quantize.tflite_int8`), converted with the quantizer so every op gets an
-  integer kernel: int8 activations, per-channel int8 weights, int32 biases. The boundary is
-  int8 by default (``--io int8``); ``--io float32`` / ``uint8`` add QUANTIZE/DEQUANTIZE ops at
-  the boundary (:func:`~lsnet_deploy.exporters.tflite_flatbuffer.set_io_types`), and the input
-  and output quantization parameters go to the sidecar so an app can quantize camera frames
-  itself. ``--image-input`` takes uint8 RGB pixels and normalizes inside the graph.
+  integer kernel: int8 activations, per-channel int8 weights, int32 biases.
+
+App-ready by default (MediaPipe Tasks ``ImageClassifier``, the LiteRT Support Library): the
+input is a uint8 RGB image ``(1, H, W, 3)`` with the normalization inside the graph
+(``--tensor-input``: the normalized float tensor), a 1000-class model ends in a SOFTMAX whose
+output ``probabilities`` is float32 (``--logits``: the raw ``logits``), and the file carries
+standard TFLite Metadata (:mod:`~lsnet_deploy.exporters.tflite_metadata`, with the labels)
+next to lsnet-deploy's JSON entry. INT8 keeps the integer body; its boundary type ``--io``
+(default ``float32``) is that of the output and of a tensor input, added as QUANTIZE /
+DEQUANTIZE ops (:func:`~lsnet_deploy.exporters.tflite_flatbuffer.set_io_types`); the softmax
+runs in float on the dequantized int8 logits. ``--io uint8`` / ``int8`` are the raw integer
+forms: quantized logits out (their quantization parameters go to the sidecar), and with
+``--tensor-input --io int8`` the all-int8 graph.
 
 Every artifact must be builtin-only (no Flex / custom ops): checked on the flatbuffer.
-Validation runtime: the LiteRT interpreter (``ai_edge_litert``) with XNNPACK (its default).
+Validation runtime: the LiteRT interpreter (``ai_edge_litert``) with XNNPACK (its default);
+a classifier's runner returns log-probabilities (:meth:`TfliteExporter.output_kind`).
 """
 
 from __future__ import annotations
@@ -41,15 +50,18 @@ from ..errors import (
     UnsupportedOptionError,
     first_line,
 )
+from ..metadata import from_native
 from ..spec import IOSpec
 from .base import (
     CalibrationSet,
     Capabilities,
     Exporter,
+    ExportOptions,
     ExportResult,
     ExportTask,
     FormatOptions,
     NameParts,
+    OutputKind,
     Precision,
     ReferenceSet,
     Runner,
@@ -57,15 +69,23 @@ from .base import (
 from .inputs import batched, calibration_inputs, example_input, graph_model
 from .session import Session, native_stderr_silenced, random_input
 from .tflite_flatbuffer import (
+    append_softmax,
     constant_precision,
     embed_metadata,
     fold_transpose_pairs,
     io_details,
     non_builtin_ops,
     op_histogram,
+    output_producer,
     read_metadata,
     rename_io,
     set_io_types,
+)
+from .tflite_metadata import (
+    LABELS_FILE,
+    STANDARD_METADATA_NAME,
+    standard_metadata,
+    write_standard_metadata,
 )
 
 if TYPE_CHECKING:
@@ -76,8 +96,10 @@ log = logging.getLogger(__name__)
 __all__ = ["IO_TYPES", "TfliteExporter", "TfliteOptions", "convertible_module",
            "tflite_quant_setup"]
 
-IO_TYPES = ("int8", "float32", "uint8")
-"""INT8 boundary tensor types (``--io``); the first is the default."""
+IO_TYPES = ("float32", "uint8", "int8")
+"""INT8 boundary tensor types (``--io``: the output and a tensor input; an image input is
+uint8 whatever the type); the first is the default."""
+FLOAT_IO = IO_TYPES[0]
 
 
 def _require() -> None:
@@ -95,31 +117,45 @@ def _needs_int8(io: str) -> UnsupportedOptionError:
 
 @dataclass(frozen=True)
 class TfliteOptions(FormatOptions):
-    """TFLite's own options: the INT8 boundary tensor type (``None``: ``int8``)."""
+    """TFLite's own options: the INT8 boundary tensor type (``None``: ``float32``) and the
+    classifier head."""
 
     owner: ClassVar[str] = "TFLite"
     io: str | None = field(default=None, metadata={"flag": "--io"})
     classifier: bool | None = field(default=None, metadata={"flag": "--classifier"})
-    """Softmax probabilities (``None``: yes for 1000-class models) or raw logits
-    (``--logits``); shared with CoreML."""
+    """Softmax probabilities (``None``: yes for 1000-class models with float32 outputs) or raw
+    logits (``--logits``); shared with CoreML."""
+
+    @property
+    def io_type(self) -> str:
+        return self.io if self.io is not None else FLOAT_IO
+
+    def _default_classifier(self, num_classes: int) -> bool:
+        # quantized outputs (--io uint8/int8) are the raw integer forms: logits
+        return num_classes == 1000 and self.io_type == FLOAT_IO
 
     def is_classifier(self, num_classes: int) -> bool:
-        return self.classifier if self.classifier is not None else num_classes == 1000
+        return (self.classifier if self.classifier is not None
+                else self._default_classifier(num_classes))
 
     def check(self, precision: Precision) -> None:
         if self.io is None:
             return
-        if precision != "int8" and self.io != "float32":
+        if precision != "int8" and self.io != FLOAT_IO:
             raise _needs_int8(self.io)
         if precision == "int8" and self.io not in IO_TYPES:
             raise UnsupportedOptionError(
                 f"tflite INT8 export supports --io {', '.join(IO_TYPES)}, not {self.io}")
+        if self.classifier and self.io != FLOAT_IO:
+            raise UnsupportedOptionError(
+                f"--classifier gives float32 probabilities; --io {self.io} outputs quantized "
+                "logits (drop --classifier, or --io for the float32 probabilities)")
 
     def refuse_for(self, format_name: str, precision: Precision) -> None:
         if self.classifier:  # --logits is what every other format gives anyway
             raise UnsupportedOptionError(
                 f"--classifier applies to CoreML and TFLite, not {format_name}")
-        if self.io is None or self.io == "float32":  # every other format is float at the edge
+        if self.io is None or self.io == FLOAT_IO:  # every other format is float at the edge
             return
         if precision != "int8":
             raise _needs_int8(self.io)
@@ -127,9 +163,14 @@ class TfliteOptions(FormatOptions):
             f"{format_name} INT8 export supports --io float32, not {self.io}")
 
     def name_parts(self, precision: Precision, num_classes: int) -> NameParts:
-        if precision == "int8" and self.io is not None and self.io != IO_TYPES[0]:
-            return NameParts(io=self.io)
-        return NameParts()
+        extra = ""
+        if self.is_classifier(num_classes) != self._default_classifier(num_classes):
+            extra = "_cls" if self.is_classifier(num_classes) else "_logits"
+        io = self.io if precision == "int8" and self.io_type != FLOAT_IO else None
+        return NameParts(extra=extra, io=io)
+
+    def output_names(self, num_classes: int) -> tuple[str, ...] | None:
+        return ("probabilities",) if self.is_classifier(num_classes) else None
 
 
 def convertible_module(model: torch.nn.Module, spec: IOSpec) -> torch.nn.Module:
@@ -182,6 +223,42 @@ def tflite_quant_setup(
     return QuantSetup(logits, group_counts(graph), reference)  # type: ignore[arg-type]
 
 
+def _gpu_verdict(path: Path) -> dict[str, Any]:
+    """The LiteRT analyzer's GPU-delegate verdict (the sidecar's ``export.gpu``); an analyzer
+    that fails is recorded and logged, it does not fail the export."""
+    from .tflite_gpu import gpu_compatibility
+
+    try:
+        verdict = gpu_compatibility(path)
+    except ExportError as e:
+        log.warning("%s", e)
+        return {"error": str(e)}
+    if not verdict["compatible"]:
+        log.warning("%s: the LiteRT analyzer expects %d op(s) to fall back from the GPU "
+                    "delegate: %s", path.name, verdict["warning_count"],
+                    "; ".join(verdict["warnings"][:3]))
+    return verdict
+
+
+def _boundary(out: Path, spec: IOSpec, options: ExportOptions) -> dict[str, Any]:
+    """The boundary of the converted graph: INT8 input/output types (:data:`IO_TYPES`) and
+    the classifier head. Returns the entries for the artifact's metadata (what the standard
+    TFLite Metadata is then derived from: :meth:`TfliteExporter.embed_metadata`)."""
+    fmt = options.format if isinstance(options.format, TfliteOptions) else TfliteOptions()
+    classifier = fmt.is_classifier(spec.num_classes)
+    extra: dict[str, Any] = {"classifier": classifier, "standard_metadata": STANDARD_METADATA_NAME,
+                             "labels_file": LABELS_FILE}
+    if options.precision == "int8":
+        io = fmt.io_type
+        in_type = "int8" if spec.value_range == "0..255" else io  # an image input stays uint8
+        if (in_type, io) != ("int8", "int8"):
+            set_io_types(out, in_type, io)
+        extra["io_type"] = io
+    if classifier:
+        append_softmax(out)
+    return extra
+
+
 class TfliteExporter(Exporter):
     """TFLite (``.tflite``): fp32, fp16, full-integer INT8; NHWC or NCHW; static batch.
     Runtime: the LiteRT interpreter with XNNPACK."""
@@ -196,6 +273,7 @@ class TfliteExporter(Exporter):
         dynamic_batch=False,
         image_input=True,
         layouts=("NHWC", "NCHW"),
+        default_image_input=True,
         bench_precisions=("fp32", "int8"), sensitivity=True,
     )
     options_type = TfliteOptions
@@ -228,15 +306,8 @@ class TfliteExporter(Exporter):
         except Exception as e:
             raise ExportError(f"litert-torch conversion failed: {type(e).__name__}: "
                               f"{first_line(e)}") from e
-        extra: dict[str, Any] = {}
-        if options.precision == "int8":
-            fmt = options.format
-            io = (fmt.io if isinstance(fmt, TfliteOptions) else None) or IO_TYPES[0]
-            in_type = "int8" if spec.value_range == "0..255" else io  # image input stays uint8
-            if (in_type, io) != ("int8", "int8"):
-                set_io_types(out, in_type, io)
-            meta["io_type"] = extra["io_type"] = io
-        meta["transposes_folded"] = fold_transpose_pairs(out)
+        extra = _boundary(out, spec, options)
+        meta.update(extra, transposes_folded=fold_transpose_pairs(out))
         rename_io(out, [spec.input_name], list(spec.output_names))
         hist = op_histogram(out)
         bad = non_builtin_ops(hist)
@@ -246,7 +317,7 @@ class TfliteExporter(Exporter):
         io_info = io_details(out)
         extra.update({"inputs": io_info["inputs"], "outputs": io_info["outputs"]})
         meta.update({"op_histogram": hist, "transposes": hist.get("TRANSPOSE", 0),
-                     "builtin_only": True, **io_info})
+                     "builtin_only": True, **io_info, "gpu": _gpu_verdict(out)})
         return ExportResult(details=meta, metadata=extra)
 
     def _int8(
@@ -289,7 +360,12 @@ class TfliteExporter(Exporter):
         return edge, info
 
     def embed_metadata(self, path: Path, metadata: dict[str, str]) -> None:
+        """lsnet-deploy's JSON entry, and the standard TFLite Metadata derived from it (when
+        ``metadata`` describes an lsnet-deploy artifact)."""
         embed_metadata(path, metadata)
+        meta = from_native(metadata)
+        if "img_size" in meta and meta.get("standard_metadata") == STANDARD_METADATA_NAME:
+            write_standard_metadata(path, standard_metadata(meta, bool(meta.get("classifier"))))
 
     def read_metadata(self, path: Path) -> dict[str, str]:
         return {k: str(v) for k, v in read_metadata(path).items()}
@@ -304,14 +380,20 @@ class TfliteExporter(Exporter):
                               f"{first_line(e)}") from e
         inp = interp.get_input_details()[0]
         outp = interp.get_output_details()[0]
+        probabilities = output_producer(path) == "SOFTMAX"
 
         def run(x: np.ndarray) -> np.ndarray:
             x = quantize_input(x, inp["dtype"], inp["quantization"])
             interp.set_tensor(inp["index"], x)
             interp.invoke()
-            return dequantize_output(interp.get_tensor(outp["index"]), outp["quantization"])
+            y = dequantize_output(interp.get_tensor(outp["index"]), outp["quantization"])
+            return log_probabilities(y) if probabilities else y
 
         return run
+
+    def output_kind(self, details: dict[str, Any]) -> OutputKind:
+        """A classifier artifact's runner returns log-probabilities."""
+        return "log_probs" if details.get("classifier") else "logits"
 
     def bench_session(self, path: Path, threads: int | None, batch: int | None,
                       accelerator: str | None = None) -> Session:
@@ -385,6 +467,15 @@ def quantize_input(x: np.ndarray, dtype: Any, quantization: tuple[float, int]) -
         info = np.iinfo(dtype)
         return np.clip(np.round(x / scale) + zp, info.min, info.max).astype(dtype)
     return x.astype(dtype)
+
+
+def log_probabilities(p: np.ndarray) -> np.ndarray:
+    """Float32 probabilities -> log-probabilities (float64). A float32 softmax underflows to 0
+    only below ~1e-38 (log-probability < -87, far below any top-5 class); such entries become
+    ``log`` of the smallest normal float32 instead of ``-inf``, so the comparison stays finite
+    and still fails when the artifact's probabilities are wrong."""
+    tiny = float(np.finfo(np.float32).tiny)
+    return np.log(np.maximum(p.astype(np.float64), tiny))
 
 
 def dequantize_output(y: np.ndarray, quantization: tuple[float, int]) -> np.ndarray:

@@ -10,12 +10,18 @@
 * :func:`constant_precision`: a model's precision judged by its weights;
 * :func:`set_io_types`: give an int8 model float32 or uint8 inputs/outputs by adding a
   QUANTIZE (input side) and a DEQUANTIZE or QUANTIZE (output side) at the graph boundary, the
-  way TensorFlow's ``modify_model_interface`` does for converter-made models.
+  way TensorFlow's ``modify_model_interface`` does for converter-made models;
+* :func:`append_softmax`: the classifier head, a float SOFTMAX after the float32 logits;
+* :func:`associated_files` / :func:`set_associated_files`: the files packed after the
+  flatbuffer as a zip archive (TFLite Metadata's associated files, e.g. the labels). Every
+  edit here keeps them: the model is re-serialized and the archive appended again.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -24,14 +30,18 @@ from ..errors import ExportError
 
 __all__ = [
     "METADATA_NAME",
+    "append_softmax",
+    "associated_files",
     "constant_precision",
     "embed_metadata",
     "fold_transpose_pairs",
     "io_details",
     "non_builtin_ops",
     "op_histogram",
+    "output_producer",
     "read_metadata",
     "rename_io",
+    "set_associated_files",
     "set_io_types",
 ]
 
@@ -68,12 +78,37 @@ def _read(path: Path) -> Any:
     return flatbuffer_utils.read_model(str(path))
 
 
-def _write(model: Any, path: Path) -> None:
+def _write(model: Any, path: Path, files: dict[str, bytes] | None = None) -> None:
+    """Serialize ``model`` to ``path``, followed by the associated files ``files`` (default:
+    those packed in ``path`` now, so an edit never drops them)."""
     from ai_edge_litert.tools import flatbuffer_utils
 
     if any(getattr(b, "offset", 0) > 1 for b in model.buffers or []):
         raise ExportError(f"{path}: models with external buffer offsets cannot be edited")
+    if files is None:
+        files = associated_files(path) if path.exists() else {}
     flatbuffer_utils.write_model(model, str(path))
+    if files:
+        # zipfile's append mode on a file that is not an archive writes one after its end;
+        # stored (not deflated): readers hand out views of the files inside the model buffer
+        with open(path, "r+b") as f, zipfile.ZipFile(f, "a", zipfile.ZIP_STORED) as zf:
+            for name, data in files.items():
+                zf.writestr(name, data)
+
+
+def associated_files(path: Path) -> dict[str, bytes]:
+    """The files packed after the flatbuffer of ``path`` (name -> content; ``{}`` if none)."""
+    data = io.BytesIO(Path(path).read_bytes())
+    try:
+        with zipfile.ZipFile(data) as zf:
+            return {name: zf.read(name) for name in zf.namelist()}
+    except zipfile.BadZipFile:
+        return {}
+
+
+def set_associated_files(path: Path, files: dict[str, bytes]) -> None:
+    """Pack exactly ``files`` after the flatbuffer of ``path`` (replacing any packed before)."""
+    _write(_read(path), path, dict(files))
 
 
 def op_histogram(path: Path) -> dict[str, int]:
@@ -155,9 +190,11 @@ def _opcode_index(model: Any, code: int) -> int:
     return len(model.operatorCodes) - 1
 
 
-def _boundary_tensor(graph: Any, like: int, type_name: str, zp_shift: int) -> int:
-    """A new activation tensor shaped like tensor ``like``: float32 (no quantization) or uint8
-    (same scale, zero point shifted by ``zp_shift``)."""
+def _boundary_tensor(graph: Any, like: int, type_name: str, zp_shift: int,
+                     rename_to: str | None = None) -> int:
+    """A new activation tensor shaped like tensor ``like`` and taking its name: float32 (no
+    quantization) or uint8 (same scale, zero point shifted by ``zp_shift``); ``like`` is renamed
+    ``rename_to`` (default: its name + ``_int8``)."""
     import copy
 
     s = _schema()
@@ -173,7 +210,7 @@ def _boundary_tensor(graph: Any, like: int, type_name: str, zp_shift: int) -> in
         q.scale = list(src.quantization.scale)
         q.zeroPoint = [int(z) + zp_shift for z in src.quantization.zeroPoint]
         t.quantization = q
-    src.name = _name(src.name) + "_int8"
+    src.name = rename_to if rename_to is not None else _name(src.name) + "_int8"
     graph.tensors.append(t)
     return len(graph.tensors) - 1
 
@@ -181,7 +218,9 @@ def _boundary_tensor(graph: Any, like: int, type_name: str, zp_shift: int) -> in
 def set_io_types(path: Path, input_type: str, output_type: str) -> None:
     """Re-type the boundary of an int8-I/O model: ``float32`` adds QUANTIZE (in) and
     DEQUANTIZE (out); ``uint8`` adds QUANTIZE ops that shift the zero point by 128; ``int8``
-    leaves that side as it is (e.g. the uint8 pixel input of an image-input model).
+    leaves that side as it is (e.g. the uint8 pixel input of an image-input model). A boundary
+    tensor that already has the asked type stays as it is (a mixed-precision model whose
+    first or last op group is kept in float has float32 there).
 
     The interior keeps its int8 tensors; the signature is updated to the new tensors.
     """
@@ -189,19 +228,25 @@ def set_io_types(path: Path, input_type: str, output_type: str) -> None:
     model = _read(path)
     graph = model.subgraphs[0]
     int8 = s.TensorType.INT8
-    retyped = [*(graph.inputs if input_type != "int8" else []),
-               *(graph.outputs if output_type != "int8" else [])]
-    for i in retyped:
+    types = {"float32": s.TensorType.FLOAT32, "uint8": s.TensorType.UINT8}
+
+    def retype(i: int, wanted: str) -> bool:
         t = graph.tensors[i]
+        if wanted == "int8" or t.type == types[wanted]:
+            return False
         if t.type != int8 or t.quantization is None or not t.quantization.scale:
-            raise ExportError(f"{path}: boundary tensor {_name(t.name)!r} is not int8; "
-                              "only int8-I/O models can be re-typed")
+            raise ExportError(f"{path}: boundary tensor {_name(t.name)!r} is neither int8 nor "
+                              f"{wanted}: it cannot be given the {wanted} type")
+        return True
+
+    retyped_in = {i for i in graph.inputs if retype(i, input_type)}
+    retyped_out = {i for i in graph.outputs if retype(i, output_type)}
     quant = _opcode_index(model, s.BuiltinOperator.QUANTIZE)
     dequant = _opcode_index(model, s.BuiltinOperator.DEQUANTIZE)
     remap: dict[int, int] = {}
     new_inputs, head_ops = [], []
     for old in graph.inputs:
-        if input_type == "int8":
+        if old not in retyped_in:
             new_inputs.append(old)
             continue
         new = _boundary_tensor(graph, old, input_type, 128 if input_type == "uint8" else 0)
@@ -215,7 +260,7 @@ def set_io_types(path: Path, input_type: str, output_type: str) -> None:
         remap[old] = new
     new_outputs, tail_ops = [], []
     for old in graph.outputs:
-        if output_type == "int8":
+        if old not in retyped_out:
             new_outputs.append(old)
             continue
         new = _boundary_tensor(graph, old, output_type,
@@ -235,10 +280,53 @@ def set_io_types(path: Path, input_type: str, output_type: str) -> None:
         remap[old] = new
     graph.operators = head_ops + list(graph.operators) + tail_ops
     graph.inputs, graph.outputs = new_inputs, new_outputs
+    _remap_signatures(model, remap)
+    _write(model, path)
+
+
+def _remap_signatures(model: Any, remap: dict[int, int]) -> None:
     for sig in model.signatureDefs or []:
         for tmap in (*(sig.inputs or []), *(sig.outputs or [])):
             tmap.tensorIndex = remap.get(tmap.tensorIndex, tmap.tensorIndex)
+
+
+def append_softmax(path: Path, logits_name: str = "logits") -> None:
+    """The classifier head: a SOFTMAX (beta 1) after the float32 output ``(B, classes)`` of
+    the main subgraph, whose result becomes the output (the probabilities). The logits stay
+    inside the graph as tensor ``logits_name``. An int8 model gets float32 outputs first
+    (:func:`set_io_types`): the softmax then runs in float on the dequantized int8 logits."""
+    s = _schema()
+    model = _read(path)
+    graph = model.subgraphs[0]
+    if len(graph.outputs) != 1:
+        raise ExportError(f"{path}: a classifier head needs one output, found "
+                          f"{len(graph.outputs)}")
+    old = int(graph.outputs[0])
+    if graph.tensors[old].type != s.TensorType.FLOAT32 or len(graph.tensors[old].shape) != 2:
+        raise ExportError(f"{path}: the classifier head needs float32 (batch, classes) logits")
+    new = _boundary_tensor(graph, old, "float32", 0, rename_to=logits_name)
+    op = s.OperatorT()
+    op.opcodeIndex = _opcode_index(model, s.BuiltinOperator.SOFTMAX)
+    op.inputs, op.outputs = [old], [new]
+    op.builtinOptionsType = s.BuiltinOptions.SoftmaxOptions
+    op.builtinOptions = s.SoftmaxOptionsT()
+    op.builtinOptions.beta = 1.0
+    graph.operators = [*graph.operators, op]
+    graph.outputs = [new]
+    _remap_signatures(model, {old: new})
     _write(model, path)
+
+
+def output_producer(path: Path) -> str:
+    """The name of the operator that writes the first output of the main subgraph
+    (``SOFTMAX`` for a classifier head; ``""`` when an input is passed through)."""
+    model = _read(path)
+    graph = model.subgraphs[0]
+    out = int(graph.outputs[0])
+    for op in reversed(graph.operators or []):
+        if out in [int(o) for o in op.outputs]:
+            return _op_name(model.operatorCodes[op.opcodeIndex])
+    return ""
 
 
 def rename_io(path: Path, input_names: list[str], output_names: list[str]) -> None:
