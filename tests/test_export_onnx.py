@@ -12,8 +12,9 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-
 from conftest import TINY_SIZE
+from reference_lsnet import load_reference
+
 from lsnet_deploy.checkpoint import file_sha256
 from lsnet_deploy.errors import (
     ExportError,
@@ -24,10 +25,9 @@ from lsnet_deploy.errors import (
 )
 from lsnet_deploy.exporters.onnx import OnnxExporter
 from lsnet_deploy.metadata import from_native, read_sidecar
+from lsnet_deploy.paths import calibration_dir
 from lsnet_deploy.pipeline import export, quant_report, validate
 from lsnet_deploy.preprocess import Preprocess, load_folder
-from lsnet_deploy.paths import calibration_dir
-from reference_lsnet import load_reference
 
 TINY = "test_lsnet"
 
@@ -80,6 +80,9 @@ def test_metadata_round_trip(tiny_ckpt: Path, tmp_path: Path) -> None:
     assert side["validation"]["n_images"] >= 5
     assert side["reparameterization"]["max_abs_diff"] <= 1e-4
     assert side["export"]["opset"] == 18 and side["export"]["op_histogram"]["Conv"] > 10
+    mobile = side["export"]["mobile"]  # ORT's usability checker (tests/test_onnx_mobile.py)
+    assert {"nnapi", "coreml_mlprogram"} <= set(mobile) and mobile["nnapi"]["nodes"] > 100
+    assert "ort" not in side["export"] and "companions" not in side
     proto = onnx.load(str(art.path))
     assert [i.name for i in proto.graph.input] == ["image"]
     assert [o.name for o in proto.graph.output] == ["logits"]
@@ -219,9 +222,26 @@ def test_int8_is_quantized_and_reported(tiny_ckpt: Path, tmp_path: Path) -> None
     assert info["format"] == "QDQ" and info["activation_type"] == "uint8"
     assert info["excluded_nodes"] == 0 and info["calibration_images"] == 21
     assert 0.9 <= art.validation["mean_cosine"] < 1.0
-    weights = [i for i in onnx.load(str(art.path)).graph.initializer
-               if i.data_type == onnx.TensorProto.INT8]
+    proto = onnx.load(str(art.path))
+    weights = [i for i in proto.graph.initializer if i.data_type == onnx.TensorProto.INT8]
     assert weights, "int8 weights expected"
+    # MatMul and Split stay float (ORT cannot replay their QDQ units from an .ort): none is
+    # a QDQ node unit (only dequantized inputs, only quantized outputs)
+    assert info["float_op_types"] == ["MatMul", "Split"]
+    producer = {o: n.op_type for n in proto.graph.node for o in n.output}
+    consumers: dict[str, set[str]] = {}
+    for node in proto.graph.node:
+        for i in node.input:
+            consumers.setdefault(i, set()).add(node.op_type)
+    for node in proto.graph.node:
+        if node.op_type in ("MatMul", "Split"):
+            ins = {producer[i] for i in node.input if i in producer}
+            outs = set().union(*(consumers.get(o, set()) for o in node.output))
+            assert (ins, outs) != ({"DequantizeLinear"}, {"QuantizeLinear"}), node.name
+    # the QDQ graph runs whole on NNAPI; the CoreML EP has no Q/DQ and takes everything else
+    mobile = read_sidecar(art.path)["export"]["mobile"]  # type: ignore[index]
+    assert mobile["nnapi"]["single_partition"], mobile["nnapi"]
+    assert set(mobile["coreml_mlprogram"]["refused"]) == {"QuantizeLinear", "DequantizeLinear"}
 
 
 def test_int8_exclude_groups_and_unknown_group(tiny_ckpt: Path, tmp_path: Path) -> None:

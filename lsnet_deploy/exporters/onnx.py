@@ -8,6 +8,11 @@ batch or the output type), so dynamic exports trace a batch of 2.
 int8: the fp32 graph goes through ONNX Runtime's ``quant_pre_process`` and ``quantize_static``
 (QDQ, per-channel int8 weights, uint8 activations), see :mod:`lsnet_deploy.quantize.onnx_int8`.
 
+Mobile: every export records ONNX Runtime's usability checker verdict per mobile EP (NNAPI,
+CoreML ML Program, CoreML NeuralNetwork) in the sidecar's ``export.mobile``; ``--ort`` also
+writes the ORT Mobile ``.ort`` and its ``.required_operators.config`` with ORT's converter,
+validated like the ``.onnx`` (``export.ort``); see :mod:`lsnet_deploy.exporters.onnx_mobile`.
+
 Validation runtime: ONNX Runtime CPU.
 """
 
@@ -75,6 +80,16 @@ class OnnxOptions(FormatOptions):
         if self.opset_version < 18:
             raise UnsupportedOptionError(
                 f"--opset {self.opset}: the dynamo exporter needs opset >= 18")
+
+    def needs_reference(self, precision: Precision) -> bool:
+        """The ``.ort`` is validated against PyTorch inside the export: it needs the
+        held-out reference."""
+        return bool(self.ort)
+
+
+def _ort(options: ExportOptions) -> bool:
+    fmt = options.format
+    return isinstance(fmt, OnnxOptions) and bool(fmt.ort)
 
 
 def _opset(options: ExportOptions) -> int:
@@ -173,7 +188,27 @@ class OnnxExporter(Exporter):
             )
         proto = onnx.load(str(out))
         meta["op_histogram"] = dict(Counter(n.op_type for n in proto.graph.node).most_common())
-        return ExportResult(details=meta)
+        meta["mobile"] = _mobile_usability(out)
+        companions: tuple[Path, ...] = ()
+        if _ort(options):
+            meta["ort"], companions = self._export_ort(spec, out, task)
+        return ExportResult(details=meta, companions=companions)
+
+    def _export_ort(self, spec: IOSpec, out: Path, task: ExportTask
+                    ) -> tuple[dict[str, Any], tuple[Path, ...]]:
+        """The ONNX Runtime Mobile ``.ort`` and its operator config next to ``out``,
+        validated against PyTorch with the artifact's own gate."""
+        from .onnx_mobile import convert_to_ort, validate_ort
+
+        reference = task.data.reference
+        if reference is None:
+            raise ExportError("--ort validates the .ort on the held-out images, but the export "
+                              "was planned without them (a bug: please report it)")
+        files = convert_to_ort(out)
+        record = validate_ort(files, spec, task.options.precision, task.options.min_cosine,
+                              reference, self.runner(out))
+        log.info("%s: %s", files.model.name, record["validation"]["summary"])
+        return record, (files.model, files.config)
 
     def _export_int8(
         self, model: torch.nn.Module, spec: IOSpec, out: Path, task: ExportTask
@@ -216,6 +251,9 @@ class OnnxExporter(Exporter):
             entry.key, entry.value = key, value
         proto.producer_name = "lsnet-deploy"
         onnx.save(proto, str(path))
+        from .onnx_mobile import refresh_ort
+
+        refresh_ort(path)  # the .ort (--ort) carries the same metadata
 
     def read_metadata(self, path: Path) -> dict[str, str]:
         require("onnx", "onnx", what="reading ONNX metadata")
@@ -291,6 +329,23 @@ _ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
 
 _ONNX_QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul",
                    "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"}
+
+
+def _mobile_usability(path: Path) -> dict[str, Any]:
+    """ORT's usability checker per mobile EP (the sidecar's ``export.mobile``); a checker that
+    fails is recorded (and logged), it does not fail the export."""
+    from .onnx_mobile import ASSERTED, check_usability
+
+    try:
+        usability = check_usability(path)
+    except ExportError as e:
+        log.warning("%s", e)
+        return {"error": str(e)}
+    for key in ASSERTED:
+        ep = usability.eps[key]
+        log.debug("%s: %s EP: %d partition(s), %d/%d nodes, %s", path.name, ep.ep,
+                  ep.partitions, ep.supported_nodes, ep.nodes, ep.verdict)
+    return usability.to_dict()
 
 
 def _load(path: Path, threads: int | None) -> Any:

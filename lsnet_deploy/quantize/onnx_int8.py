@@ -8,6 +8,14 @@ Mixed precision works on **op groups**: every node of the exported graph is assi
 LSNet structure it implements (stem, RepVGG dw conv, SE, LKP convs, LKP GroupNorm, SKA,
 attention projections, attention core, FFN, downsample, head), from the module scopes the
 PyTorch exporter records; ``exclude`` keeps whole groups (or single node names) in float.
+
+Two op types always stay in float (:data:`FLOAT_OP_TYPES`): ``MatMul`` (the attention's
+activation-by-activation products) and ``Split`` (the attention's q/k/v split). ONNX Runtime
+1.32 cannot replay the saved runtime optimizations of their QDQ node units in an ``.ort`` of
+style Runtime (loading fails with "Not enough produced nodes in the runtime optimization
+record", reproduced on one-node graphs); without the replay the CPU runs every QDQ unit as
+float dequantize-op-quantize, 3x slower than the ``.onnx``. Both are a few nodes of the last
+stage (no weights), and NNAPI / CoreML take the float op inside the same partition.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from .auto import QuantSetup
 from .groups import GROUPS, group_of_scope
 
 __all__ = [
+    "FLOAT_OP_TYPES",
     "GROUPS",
     "Int8Config",
     "assign_groups",
@@ -40,6 +49,16 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+FLOAT_OP_TYPES = ("MatMul", "Split")
+"""Op types never quantized (see the module docstring: ORT's ``.ort`` replay)."""
+
+
+def _op_types_to_quantize() -> list[str]:
+    """Every op type ORT's QDQ quantizer handles, but :data:`FLOAT_OP_TYPES`."""
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    return sorted((set(QDQRegistry) | set(QLinearOpsRegistry)) - set(FLOAT_OP_TYPES))
 
 def _scopes(node: onnx.NodeProto) -> list[str] | None:
     for p in node.metadata_props:
@@ -190,6 +209,7 @@ def quantize_int8(
             calibrate_method=methods[config.method],
             nodes_to_exclude=exclude or None,
             nodes_to_quantize=include,
+            op_types_to_quantize=_op_types_to_quantize(),
             extra_options=extra,
         )
     except Exception as e:  # ORT raises plain exceptions with long messages
@@ -203,6 +223,7 @@ def quantize_int8(
         "activation_type": "uint8",
         "weight_type": "int8 per-channel",
         "format": "QDQ",
+        "float_op_types": list(FLOAT_OP_TYPES),
     }
 
 
