@@ -81,18 +81,20 @@ def check_report(markdown: str, labels: list[str], label_column: str,
 
 
 def test_report_scripts_left_the_package() -> None:
-    for module in ("report", "tflite_report", "onnx_int8_report", "coreml_report"):
+    for module in ("report", "tflite_report", "onnx_int8_report", "coreml_report", "ab_latency"):
         assert importlib.util.find_spec(f"lsnet_deploy.bench.{module}") is None
     assert cpu_name()
 
 
-@pytest.mark.parametrize("name", ["onnx_int8_report", "tflite_report", "coreml_report"])
+@pytest.mark.parametrize("name", ["onnx_int8_report", "tflite_report", "coreml_report",
+                                  "ab_latency"])
 def test_help(name: str) -> None:
     proc = subprocess.run([sys.executable, f"benchmarks/{name}.py", "--help"], check=False,
                           cwd=REPO, env=dict(os.environ), capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert "--img-size" in proc.stdout and "--out" in proc.stdout
+    assert "--out" in proc.stdout
+    assert ("--rounds" if name == "ab_latency" else "--img-size") in proc.stdout
 
 
 def test_onnx_int8_report() -> None:
@@ -126,3 +128,29 @@ def test_coreml_report(tmp_path: Path) -> None:
     assert row["run by"] in ("reference-executor", "coreml")
     assert number(row["mean cos"]) >= 0.999 and row["top-1 agree"] == "100%"
     assert row["conv/linear weights"].startswith("FLOAT16")
+
+
+def test_ab_latency(tmp_path: Path) -> None:
+    """Two ONNX files and one TFLite file, interleaved: each file's median, the second ONNX file
+    against the first (its runtime and precision's baseline), the TFLite file its own
+    baseline."""
+    from lsnet_deploy.pipeline import export
+
+    out = tmp_path / "ab dir"
+    [onnx] = export("test_lsnet", "onnx", weights="random", img_size=96, output_dir=out)
+    copy = out / "copy.onnx"
+    copy.write_bytes(onnx.path.read_bytes())
+    [tflite] = export("test_lsnet", "tflite", weights="random", img_size=96, output_dir=out)
+    markdown = run_script("ab_latency", str(onnx.path), str(copy), str(tflite.path),
+                          "--rounds", "3", "--calls", "2", "--warmup", "1", "--threads", "1", "2")
+    caption, header, rows = parse_table(markdown)
+    assert header in DOCS.read_text(), "the docs table has other columns than the script"
+    assert "3 interleaved rounds of 2 timed calls" in caption
+    assert [(Path(r["file"]).name, r["threads"]) for r in rows] == [
+        (p.name, t) for t in ("1", "2") for p in (onnx.path, copy, tflite.path)]
+    for r in rows:
+        assert number(r["median ms"]) > 0 and r["calls"] == "6" and r["precision"] == "fp32"
+    assert [r["vs baseline"] == "baseline" for r in rows] == [True, False, True] * 2
+    for r in (rows[1], rows[4]):
+        lo, hi = (float(v) for v in r["ratio range"].split("-"))
+        assert 0 < lo <= number(r["vs baseline"]) <= hi < 10
