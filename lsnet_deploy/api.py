@@ -17,7 +17,7 @@ from .checkpoint import load_weights
 from .errors import ImageError, UnknownVariantError
 from .labels import imagenet_classes
 from .lsnet import VARIANTS, LSNet, build_lsnet, to_hw
-from .preprocess import Preprocess, load_image
+from .preprocess import PixelBudget, Preprocess, check_image_path, load_image
 from .reparam import reparameterize as _reparameterize
 from .synthetic import init_trained_looking
 from .zoo import fetch_checkpoint
@@ -57,6 +57,7 @@ def create_model(
     img_size: int | tuple[int, int] = 224,
     reparameterize: bool = False,
     seed: int = 0,
+    allow_nonfinite: bool = False,
 ) -> LSNet:
     """Build an LSNet variant in eval mode.
 
@@ -69,6 +70,9 @@ def create_model(
         img_size: input size the model is built for (``int`` or ``(H, W)``); other sizes than
             224 get the attention-bias tables interpolated bicubically.
         reparameterize: fuse for inference (see :func:`lsnet_deploy.reparameterize`).
+        allow_nonfinite: load a checkpoint holding NaN/Inf or negative BatchNorm running
+            variances anyway (a warning; its outputs will be NaN): for inspecting a broken file.
+            By default it is a :class:`~lsnet_deploy.errors.CheckpointError`.
 
     The returned model has a ``weights_source`` attribute (:class:`WeightsSource`).
     """
@@ -87,7 +91,7 @@ def create_model(
         path = Path(weights)
         if str(weights) == OFFICIAL:
             path, kind = fetch_checkpoint(variant), OFFICIAL
-        info = load_weights(model, path, variant=variant)
+        info = load_weights(model, path, variant=variant, allow_nonfinite=allow_nonfinite)
         source = WeightsSource(kind, str(path), info.sha256)
     model.eval()
     model.weights_source = source  # type: ignore[assignment]
@@ -107,14 +111,26 @@ class Prediction:
 
 @torch.no_grad()
 def predict(
-    model: LSNet, images: list[str | Path], top_k: int = 5, crop_pct: float = 0.9
+    model: LSNet,
+    images: list[str | Path],
+    top_k: int = 5,
+    crop_pct: float = 0.9,
+    *,
+    pixel_budget: PixelBudget | None = None,
 ) -> list[Prediction]:
-    """Classify image files with ``model`` (ImageNet preprocessing at the model's size)."""
+    """Classify image files with ``model`` (ImageNet preprocessing at the model's size).
+
+    Every path is checked (a regular file) before any is decoded, and each header against
+    ``pixel_budget`` (default :class:`~lsnet_deploy.preprocess.PixelBudget`: 2**27 pixels per
+    file, 2**24 after the planned resize; ``PixelBudget(None, None)`` lifts both) before it is
+    decoded. Raises :class:`~lsnet_deploy.errors.ImageError` naming the first unusable file.
+    """
     pre = Preprocess(img_size=model.img_size, crop_pct=crop_pct)
-    paths = [Path(p) for p in images]
+    paths = [check_image_path(p) for p in images]
     if not paths:
         raise ImageError("no image given")
-    batch = torch.stack([pre(load_image(p)) for p in paths])  # unreadable file -> ImageError
+    budget = pixel_budget or PixelBudget()
+    batch = torch.stack([pre(load_image(p, pre, budget)) for p in paths])
     probs = model(batch).softmax(-1)
     names = imagenet_classes() if probs.shape[-1] == 1000 else None
     out = []

@@ -4,6 +4,22 @@ Official files are ``{'model': state_dict}`` whose keys are exactly our module n
 only remapping is unwrapping (:func:`extract_state_dict`, a pure function) and, for a model
 built for another input size, resizing the attention-bias tables
 (:func:`adapt_state_dict`, also pure). Everything is loaded with ``weights_only=True``.
+
+Hostile or damaged files are refused before they reach the model, each with a
+:class:`CheckpointError` naming the file and the tensors:
+
+- ``torch.save`` zips are CRC-checked member by member (``zipfile.testzip``) before loading, so
+  flipped bytes inside the tensor data are caught. The legacy (pre-1.6, non-zip) pickle format
+  and ``.safetensors`` carry no checksum: they are accepted, and damage there is only caught by
+  the value checks below (compare the file's sha256 with its source; official downloads are
+  checked against the zoo manifest).
+- dtypes (:func:`dtype_problems`): float parameters and statistics must be stored as float32,
+  float16, bfloat16 or float64 (half precision loads on purpose); integer buffers as integers.
+  An int32 weight is refused, never silently cast.
+- index buffers (:func:`index_problems`): every ``attention_bias_idxs`` must index inside its
+  own ``attention_biases`` table (``[0, table_len - 1]``).
+- values (:func:`value_problems`): NaN / Inf in any float tensor, or a negative BatchNorm
+  ``running_var``, make the network output NaN; refused unless ``allow_nonfinite=True``.
 """
 
 from __future__ import annotations
@@ -11,7 +27,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import pickle
+import stat
 import zipfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,15 +41,20 @@ from .errors import CheckpointError
 from .lsnet import VARIANTS, LSNet, build_lsnet, relative_position_index
 
 __all__ = [
+    "FLOAT_DTYPES",
     "CheckpointInfo",
     "adapt_state_dict",
+    "check_state_dict",
+    "dtype_problems",
     "extract_state_dict",
     "file_sha256",
     "guess_variant",
+    "index_problems",
     "load_weights",
     "read_checkpoint",
     "state_dict_mismatch",
     "strip_prefix",
+    "value_problems",
 ]
 
 log = logging.getLogger(__name__)
@@ -39,6 +62,12 @@ log = logging.getLogger(__name__)
 _WRAPPER_KEYS = ("model", "state_dict", "model_ema", "module", "ema")
 _BIAS_TABLE = "attention_biases"
 _BIAS_INDEX = "attention_bias_idxs"
+_RUNNING_VAR = "running_var"
+
+FLOAT_DTYPES: frozenset[torch.dtype] = frozenset(
+    {torch.float32, torch.float16, torch.bfloat16, torch.float64}
+)
+"""Storage dtypes accepted for floating-point parameters and buffers (cast to the model's)."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +141,12 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], str | No
         raise CheckpointError(f"checkpoint not found: {p}")
     if p.is_dir():
         raise CheckpointError(f"checkpoint path is a directory, expected a file: {p}")
+    mode = p.stat().st_mode
+    if not stat.S_ISREG(mode):
+        raise CheckpointError(
+            f"checkpoint {p} is not a regular file ({_file_kind(mode)}); pass a .pth or "
+            ".safetensors file"
+        )
     if p.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {p} is empty (0 bytes): re-download it")
     if p.suffix == ".safetensors":
@@ -134,6 +169,11 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], str | No
         raise CheckpointError(
             f"{p} is not a PyTorch checkpoint (neither a torch.save zip nor a pickle)"
         )
+    if head.startswith(b"PK"):
+        _check_zip_crcs(p)
+    else:
+        log.info("%s is in the legacy (non-zip) torch.save format, which has no checksums: "
+                 "damage is only caught if it makes values invalid", p)
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # torch.load raises many types (KeyError, RuntimeError, ...)
@@ -142,6 +182,29 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], str | No
         return extract_state_dict(obj)
     except ValueError as e:
         raise CheckpointError(f"{p}: {e}") from e
+
+
+def _file_kind(mode: int) -> str:
+    """What a non-regular file is, in words (``a FIFO``, ``a character device``, ...)."""
+    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def _check_zip_crcs(p: Path) -> None:
+    """Verify the CRC-32 of every member of a ``torch.save`` zip (``torch.load`` does not):
+    raises :class:`CheckpointError` naming the first damaged member."""
+    try:
+        with zipfile.ZipFile(p) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError,
+            NotImplementedError) as e:
+        raise CheckpointError(f"{p} is truncated or corrupt ({_short(e)}); re-download it") from e
+    if bad is not None:
+        raise CheckpointError(
+            f"{p} is corrupt: zip member {bad!r} fails its CRC check (its bytes changed after "
+            "saving); re-download it"
+        )
 
 
 def _load_error(p: Path, e: Exception) -> CheckpointError:
@@ -282,14 +345,126 @@ def _preview(items: list[str], n: int = 3) -> str:
     return ", ".join(items[:n]) + more
 
 
-def load_weights(model: LSNet, path: str | Path, variant: str | None = None) -> CheckpointInfo:
+def dtype_problems(
+    sd: Mapping[str, torch.Tensor], model_sd: Mapping[str, torch.Tensor]
+) -> list[str]:
+    """Entries of ``sd`` whose storage would be silently cast into ``model_sd``'s: a float
+    parameter or statistic stored as anything but :data:`FLOAT_DTYPES` (int32, bool, complex,
+    float8, quantized ...), an integer buffer stored as a non-integer, or a non-dense tensor.
+    Only keys present in both are looked at. Each entry reads ``key: <what> (expected ...)``."""
+    problems = []
+    for key, target in model_sd.items():
+        t = sd.get(key)
+        if t is None:
+            continue
+        if t.layout != torch.strided:
+            problems.append(f"{key}: {t.layout} tensor (expected a dense tensor)")
+        elif target.is_floating_point():
+            if t.dtype not in FLOAT_DTYPES:
+                problems.append(f"{key}: {t.dtype} (expected float32, float16 or bfloat16)")
+        elif t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+            problems.append(f"{key}: {t.dtype} (expected an integer tensor, like {target.dtype})")
+    return problems
+
+
+def index_problems(sd: Mapping[str, torch.Tensor]) -> list[str]:
+    """Index buffers of ``sd`` that point outside their table: every ``*.attention_bias_idxs``
+    must hold values in ``[0, n - 1]`` for its ``*.attention_biases`` table ``(heads, n)``.
+    Buffers without a table or of another shape are left to the key/shape check. Each entry
+    reads ``key: values in [lo, hi], valid [0, n - 1]``."""
+    problems = []
+    for key, idx in sd.items():
+        if not key.endswith(_BIAS_INDEX) or idx.numel() == 0:
+            continue
+        table = sd.get(key[: -len(_BIAS_INDEX)] + _BIAS_TABLE)
+        if table is None or table.dim() != 2:
+            continue
+        if idx.is_floating_point() or idx.is_complex() or idx.dtype == torch.bool:
+            continue  # reported by dtype_problems
+        lo, hi, n = int(idx.min()), int(idx.max()), int(table.shape[1])
+        if lo < 0 or hi >= n:
+            problems.append(f"{key}: values in [{lo}, {hi}], valid [0, {n - 1}]")
+    return problems
+
+
+def value_problems(sd: Mapping[str, torch.Tensor]) -> tuple[list[str], list[str]]:
+    """``(nonfinite, negative_var)``: the float tensors of ``sd`` holding NaN or Inf, and the
+    BatchNorm ``*.running_var`` holding a negative value (``sqrt(var + eps)`` is then NaN)."""
+    nonfinite, negative = [], []
+    for key, t in sd.items():
+        if not t.is_floating_point() or t.layout != torch.strided:
+            continue
+        if not bool(torch.isfinite(t).all()):
+            nonfinite.append(key)
+        elif key.endswith(_RUNNING_VAR) and bool((t < 0).any()):
+            negative.append(key)
+    return nonfinite, negative
+
+
+def check_state_dict(
+    sd: Mapping[str, torch.Tensor],
+    model_sd: Mapping[str, torch.Tensor],
+    path: str | Path,
+    *,
+    allow_nonfinite: bool = False,
+) -> None:
+    """Refuse a state dict that would load into a silently wrong model.
+
+    Checks, in order: storage dtypes (:func:`dtype_problems`), index ranges
+    (:func:`index_problems`) and values (:func:`value_problems`). With ``allow_nonfinite`` the
+    value problems are logged as a warning instead (to inspect a broken checkpoint). Raises
+    :class:`CheckpointError` naming ``path``, the first tensors and their count.
+    """
+    dtypes = dtype_problems(sd, model_sd)
+    if dtypes:
+        raise CheckpointError(
+            f"{path}: {len(dtypes)} tensor(s) stored with a dtype that would be silently cast "
+            f"({_preview(dtypes, 2)}); re-save the checkpoint from the float model"
+        )
+    indices = index_problems(sd)
+    if indices:
+        raise CheckpointError(
+            f"{path}: {len(indices)} attention-bias index buffer(s) out of range "
+            f"({_preview(indices, 2)}); the checkpoint is corrupt: re-download it"
+        )
+    nonfinite, negative = value_problems(sd)
+    if not (nonfinite or negative):
+        return
+    parts = []
+    if nonfinite:
+        parts.append(f"{len(nonfinite)} tensor(s) hold NaN/Inf ({_preview(nonfinite)})")
+    if negative:
+        parts.append(f"{len(negative)} BatchNorm running_var tensor(s) hold negative values "
+                     f"({_preview(negative)})")
+    what = "; ".join(parts)
+    if allow_nonfinite:
+        log.warning("%s: %s; loaded anyway (allow_nonfinite): outputs will be NaN", path, what)
+        return
+    raise CheckpointError(
+        f"{path}: {what}; the weights are corrupt or diverged: re-download or re-export them "
+        "(the Python API loads them anyway with create_model(..., allow_nonfinite=True), for "
+        "inspection)"
+    )
+
+
+def load_weights(
+    model: LSNet,
+    path: str | Path,
+    variant: str | None = None,
+    *,
+    allow_nonfinite: bool = False,
+) -> CheckpointInfo:
     """Load a checkpoint into ``model`` strictly (after unwrapping and bias-table resizing).
 
     Raises :class:`CheckpointError` with the missing / unexpected / mis-shaped keys and the
-    variant the file appears to hold when it does not fit.
+    variant the file appears to hold when it does not fit, and for a damaged file (zip CRC
+    mismatch, silently cast dtypes, out-of-range index buffers, NaN/Inf or negative running
+    variances; see the module docstring). ``allow_nonfinite=True`` loads NaN/Inf and negative
+    variances anyway, with a warning (outputs will be NaN): for inspecting a broken file only.
     """
     sd, wrapper = read_checkpoint(path)
     model_sd = model.state_dict()
+    check_state_dict(sd, model_sd, path, allow_nonfinite=allow_nonfinite)
     try:
         sd, resized = adapt_state_dict(sd, model_sd, model.attn_resolution)
     except CheckpointError as e:

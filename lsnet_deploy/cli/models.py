@@ -11,6 +11,7 @@ from rich.table import Table
 
 from ..api import OFFICIAL
 from ..describe import model_info, variant_table
+from ..preprocess import Preprocess, list_images, probe_image
 from ._common import (
     DEFAULT_VARIANT,
     ImgSizeOpt,
@@ -61,6 +62,8 @@ def info_cmd(
     test_model: TestModelOpt = None,
 ) -> None:
     """Architecture summary, parameter/MAC counts, input spec and the fused-vs-unfused check."""
+    if images is not None:
+        list_images(images)  # a missing folder or a file fails before any model is built
     result = model_info(choose_model(model, test_model), weights or OFFICIAL,
                         img_size=img_size, images=images, max_images=max_images)
     if as_json:
@@ -106,6 +109,9 @@ def predict_cmd(
     from .. import api
 
     variant = choose_model(model, test_model)
+    pre = Preprocess.for_size(img_size)
+    for image in images:  # paths and headers first: a bad image fails before any model is built
+        probe_image(image, pre)
     net = api.create_model(variant, weights or OFFICIAL, img_size=img_size, reparameterize=True)
     preds = api.predict(net, list(images), top_k=top_k)
     source = net.weights_source
