@@ -69,6 +69,11 @@ class ValidationFailedError(LsnetDeployError):
     artifacts: list[object] = []
 
 
+class ArtifactError(LsnetDeployError):
+    """An artifact or its sidecar that cannot be trusted: a sidecar that is malformed, or whose
+    sha256 or input description does not match the file next to it."""
+
+
 class BenchmarkError(LsnetDeployError):
     """A benchmark that cannot run (model fails to load or run, bad result file)."""
 

@@ -8,6 +8,7 @@ must reach a mean cosine of ``min_cosine``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -15,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from .errors import UnsupportedOptionError
 from .spec import IOSpec
 
 __all__ = [
@@ -22,6 +24,7 @@ __all__ = [
     "FP32_ATOL",
     "Runner",
     "ValidationReport",
+    "check_min_cosine",
     "comparable_outputs",
     "compare_logits",
     "run_artifact",
@@ -35,6 +38,24 @@ FP32_ATOL = 1e-3
 """fp32 artifacts: max |artifact - PyTorch| on O(1) logits."""
 
 DEFAULT_MIN_COSINE = {"int8": 0.98, "w8a8": 0.98, "fp16": 0.999}
+
+
+def check_min_cosine(value: float | None, what: str = "--min-cosine") -> float | None:
+    """``value`` when it is a usable reduced-precision gate: ``None`` (the precision's
+    default, :data:`DEFAULT_MIN_COSINE`) or a mean logit cosine in ``[0, 1]``; ``0`` turns
+    the gate off (to report a raw fidelity), a value above 1 or below 0 (or NaN) would make
+    the gate meaningless and is refused before any work.
+
+    Raises:
+        UnsupportedOptionError: ``what`` out of range or not a number.
+    """
+    if value is None:
+        return None
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not math.isfinite(value) or not 0.0 <= value <= 1.0):
+        raise UnsupportedOptionError(f"{what} must be a mean cosine in [0, 1] (e.g. 0.98; 0 "
+                                     f"turns the gate off), got {value!r}")
+    return float(value)
 """Default fidelity gates (mean logit cosine vs PyTorch) per reduced precision."""
 
 

@@ -16,6 +16,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from .errors import ArtifactError, first_line
 from .spec import IOSpec
 
 __all__ = [
@@ -121,8 +122,29 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
 
 
 def read_sidecar(artifact: Path) -> dict[str, Any] | None:
-    """The sidecar of ``artifact`` if it exists."""
+    """The sidecar of ``artifact`` as a dict if it exists (``None`` otherwise), as written:
+    only its JSON is checked here (:func:`lsnet_deploy.sidecar.load_sidecar` checks its
+    fields and :func:`lsnet_deploy.sidecar.verify_sidecar` that it describes the artifact).
+
+    Raises:
+        ArtifactError: the sidecar cannot be read, is not JSON (or is nested too deeply to
+            be a sidecar) or is not a JSON object.
+    """
     p = sidecar_path(artifact)
     if not p.is_file():
         return None
-    return dict(json.loads(p.read_text()))
+    redo = "re-export the artifact, or delete the sidecar to use the metadata embedded in it"
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise ArtifactError(f"{p}: cannot read the sidecar ({first_line(e, 80)}); {redo}") from None
+    except RecursionError:
+        raise ArtifactError(f"{p}: the sidecar's JSON is nested too deeply to be a sidecar; "
+                            f"{redo}") from None
+    except ValueError as e:  # JSONDecodeError, or an integer too long to convert
+        raise ArtifactError(f"{p}: the sidecar is not valid JSON ({first_line(e, 80)}); "
+                            f"{redo}") from None
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{p}: the sidecar must be a JSON object, not "
+                            f"{type(data).__name__}; {redo}")
+    return data

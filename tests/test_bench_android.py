@@ -29,6 +29,7 @@ from lsnet_deploy.bench.android import (
     run_android_bench,
 )
 from lsnet_deploy.bench.schema import BenchResult
+from lsnet_deploy.checkpoint import file_sha256
 from lsnet_deploy.errors import BenchmarkError, DeviceError
 from lsnet_deploy.metadata import sidecar_path
 
@@ -72,9 +73,11 @@ def make_model(folder: Path, name: str, variant: str | None = "lsnet_t",
     path = folder / name
     path.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(64))
     if variant is not None:
-        meta = {"variant": variant, "precision": precision,
-                "input_shape": input_shape or [1, 224, 224, 3]}
-        sidecar_path(path).write_text(json.dumps({"precision": precision, "metadata": meta}))
+        shape = input_shape or [1, 224, 224, 3]
+        meta = {"variant": variant, "precision": precision, "img_size": shape[1:3],
+                "layout": "NHWC", "input_shape": shape, "dynamic_batch": shape[0] == "batch"}
+        sidecar_path(path).write_text(json.dumps({"precision": precision, "metadata": meta,
+                                                  "sha256": file_sha256(path)}))
     return path
 
 

@@ -32,6 +32,7 @@ from lsnet_deploy.bench.output import markdown_report, write_report_folder
 from lsnet_deploy.bench.runtimes import Target, artifact_targets, open_session
 from lsnet_deploy.bench.schema import SCHEMA, BenchReport, BenchResult, load_report
 from lsnet_deploy.bench.timing import summarize
+from lsnet_deploy.checkpoint import file_sha256
 from lsnet_deploy.errors import BenchmarkError
 from lsnet_deploy.metadata import sidecar_path
 
@@ -178,7 +179,8 @@ def test_batch_and_dynamic_dimensions(tmp_path: Path) -> None:
 def test_sidecar_labels_an_lsnet_artifact(tmp_path: Path) -> None:
     path = foreign_onnx(tmp_path / "lsnet_t_224_int8.onnx")
     sidecar_path(path).write_text(json.dumps({
-        "precision": "int8", "metadata": {"variant": "lsnet_t"},
+        "precision": "int8", "sha256": file_sha256(path),
+        "metadata": {"variant": "lsnet_t", "img_size": [224, 224]},
         "validation": {"mean_cosine": 0.9771}}))
     info = describe_artifact(path)
     assert (info.model, info.precision, info.from_sidecar, info.mean_cosine) == (
@@ -345,8 +347,11 @@ def test_schema_errors_name_the_problem(tmp_path: Path) -> None:
     with pytest.raises(BenchmarkError, match=r"results\[0\]: missing key\(s\) median_ms"):
         BenchReport.from_dict({"results": [{"model": "m", "runtime": "r", "precision": "p"}]})
     with pytest.raises(BenchmarkError, match="median_ms must be a number"):
-        BenchResult.from_dict({"model": "m", "runtime": "r", "precision": "p",
+        BenchResult.from_dict({"model": "m", "runtime": "onnxruntime", "precision": "fp32",
                                "median_ms": "fast"})
+    with pytest.raises(BenchmarkError, match="unknown runtime 'r'"):
+        BenchResult.from_dict({"model": "m", "runtime": "r", "precision": "fp32",
+                               "median_ms": 1.0})
     bad = tmp_path / "r.json"
     bad.write_text("{not json")
     with pytest.raises(BenchmarkError, match="not readable JSON"):

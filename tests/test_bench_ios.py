@@ -26,6 +26,7 @@ from lsnet_deploy.bench.ios import (
 from lsnet_deploy.bench.schema import BenchReport, BenchResult
 from lsnet_deploy.errors import BenchmarkError, OutputError, UnsupportedOptionError
 from lsnet_deploy.metadata import sidecar_path
+from lsnet_deploy.sidecar import artifact_sha256
 
 DATA = Path(__file__).parent / "data" / "ios"
 SAMPLE_LOG = DATA / "xcodebuild_test.log"
@@ -37,12 +38,15 @@ EXPECTED_SWIFT = {"CPU_ONLY": "cpuOnly", "CPU_AND_GPU": "cpuAndGPU",
 
 def make_mlpackage(folder: Path, name: str = "lsnet_t_fp16.mlpackage",
                    sidecar: dict | None = None) -> Path:
-    """A stand-in ``.mlpackage`` folder with an lsnet-deploy sidecar next to it."""
+    """A stand-in ``.mlpackage`` folder with an lsnet-deploy sidecar next to it (``sidecar``:
+    its ``metadata``; the package's digest is added, so the sidecar is trusted)."""
     pkg = folder / name
     (pkg / "Data").mkdir(parents=True)
     (pkg / "Manifest.json").write_text("{}")
     if sidecar is not None:
-        sidecar_path(pkg).write_text(json.dumps(sidecar))
+        record = {"precision": sidecar.get("precision"), "sha256": artifact_sha256(pkg),
+                  "metadata": {"img_size": [224, 224], **sidecar}}
+        sidecar_path(pkg).write_text(json.dumps(record))
     return pkg
 
 

@@ -56,7 +56,9 @@ class Claim:
 
 def find_result_files(paths: list[Path] | None = None) -> list[Path]:
     """Result files: each path is a ``results.json``-style file or a folder searched
-    recursively for ``results.json``; default: everything under ``export/bench/``."""
+    recursively for ``results.json``, skipping hidden entries (names starting with ``"."``:
+    the temporary folder of a report being written, an export's staging folders); default:
+    everything under ``export/bench/``."""
     if not paths:
         root = default_export_dir() / "bench"
         paths = [root] if root.is_dir() else []
@@ -64,7 +66,7 @@ def find_result_files(paths: list[Path] | None = None) -> list[Path]:
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            files += sorted(f for f in p.rglob(JSON) if not any(
+            files += sorted(f for f in p.rglob(JSON) if f.is_file() and not any(
                 part.startswith(".") for part in f.relative_to(p).parts))
         elif p.is_file():
             files.append(p)

@@ -77,7 +77,11 @@ def pytorch_targets(model: Any, fused: Any, variant: str) -> list[Target]:
 def artifact_targets(path: Path, compute_units: tuple[str, ...] = ("ALL",)) -> list[Target]:
     """Targets of one artifact file (one per accelerator for formats that have them)."""
     info = describe_artifact(path)
-    notes = f"cosine vs PyTorch {info.mean_cosine:.4f}" if info.mean_cosine is not None else None
+    notes = "; ".join(filter(None, [
+        f"cosine vs PyTorch {info.mean_cosine:.4f}" if info.mean_cosine is not None else None,
+        "failed its validation gate at export" if info.failed_gate else None,
+        f"sidecar ignored ({info.ignored_sidecar})" if info.ignored_sidecar else None,
+    ])) or None
     exp = get_exporter(info.fmt)
     if exp.capabilities.accelerators:
         return [Target(info.model, exp.runtime, info.precision, artifact=Path(path),

@@ -211,7 +211,8 @@ ALL_UNITS = "CPU_ONLY,CPU_AND_GPU,CPU_AND_NE,ALL"
 @bench_app.command("host")
 def host_cmd(
     artifacts: Annotated[list[Path] | None, typer.Argument(
-        help=".onnx / .tflite / .mlpackage / .pte files (any model, LSNet or not).",
+        help=".onnx / .tflite / .mlpackage / .pte files (any model, LSNet or not), or folders "
+        "of them (hidden entries skipped). A sidecar labels a file only if its sha256 matches.",
         show_default=False)] = None,
     model: Annotated[list[Variant] | None, typer.Option(
         "--model", "-m", help="LSNet variant exported on the fly (repeatable): PyTorch unfused "
@@ -290,7 +291,8 @@ def coreml_cmd(
 @bench_app.command("android")
 def android_cmd(
     tflite: Annotated[list[Path], typer.Option(
-        "--tflite", help=".tflite model to run on the phone (repeatable).", show_default=False)],
+        "--tflite", help=".tflite model to run on the phone (repeatable; a folder: the .tflite "
+        "files under it, hidden entries skipped).", show_default=False)],
     serial: Annotated[str | None, typer.Option(
         "--serial", "-s", help="adb serial of the phone (default: the only one attached).")
     ] = None,

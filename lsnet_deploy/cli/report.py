@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from ..errors import OutputError
 from ._common import JsonOpt, emit_json, out
 
 __all__ = ["report_cmd"]
@@ -23,7 +24,9 @@ def report_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """The paper's claims (params, GMACs, GPU throughput, top-1) beside lsnet-deploy's
-    measurements (latency per runtime, precision and device)."""
+    measurements (latency per runtime, precision and device). Every result file is checked
+    field by field (a malformed or implausible one is an error naming the file, the record
+    and the field); hidden entries of a folder are skipped."""
     from ..bench.claims import (
         PAPER_NOTE,
         build_claims,
@@ -38,7 +41,11 @@ def report_cmd(
     claims = build_claims(results)
     page = claims_markdown(claims, results, files)
     if output is not None:
-        write_text_atomic(output, page)
+        try:
+            write_text_atomic(output, page)
+        except OSError as e:
+            raise OutputError(f"cannot write {output}: {e.strerror or e}; choose another "
+                              "--output") from None
     if as_json:
         emit_json({"note": PAPER_NOTE, "claims": [asdict(c) for c in claims],
                    "results": [r.to_dict() for r in results],

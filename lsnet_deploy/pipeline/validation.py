@@ -1,23 +1,38 @@
 """Re-validating an artifact exported earlier: the artifact-vs-PyTorch comparison of the
-export, run again from what the artifact says about itself (sidecar or embedded metadata)."""
+export, run again from what the artifact says about itself (sidecar or embedded metadata).
+
+Nothing the artifact says is taken on trust (see :mod:`lsnet_deploy.sidecar`): the sidecar's
+structure, its sha256 against the artifact and its metadata against the embedded one are
+checked, then the input the metadata describes against the input the artifact really takes,
+all before any model is built. Gates are range-checked up front (:func:`check_min_cosine`).
+"""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..checkpoint import file_sha256
-from ..errors import CheckpointError, OutputError, UnsupportedOptionError
-from ..exporters import exporter_for_path, exporters
-from ..fidelity import comparable_outputs, compare_logits, run_artifact
-from ..metadata import from_native, read_sidecar
+from ..errors import (
+    ArtifactError,
+    CheckpointError,
+    OutputError,
+    UnsupportedOptionError,
+)
+from ..exporters import Exporter, exporter_for_path, exporters
+from ..fidelity import check_min_cosine, comparable_outputs, compare_logits, run_artifact
+from ..metadata import from_native
 from ..preprocess import Preprocess, list_images, load_files
+from ..sidecar import REDO, Sidecar, check_metadata, load_sidecar, verify_sidecar
 from ..spec import IOSpec
 from .images import split_images
 
 __all__ = ["spec_from_metadata", "validate"]
+
+log = logging.getLogger(__name__)
 
 
 def validate(
@@ -35,53 +50,134 @@ def validate(
     metadata embedded in the artifact). ``weights`` defaults to what the artifact was exported
     from (the same file if it still exists with the same sha256, the official checkpoint, or
     the same synthetic random weights). ``images``: a folder (default: the held-out
-    calibration photos). ``compute_units``: the accelerator of formats that have them (CoreML
-    on macOS: ``ALL``, ``CPU_ONLY``, ``CPU_AND_GPU``, ``CPU_AND_NE``); formats that cannot run
-    here are re-checked structurally. Returns ``{"artifact", "passed", "validation", ...}``.
+    calibration photos). ``min_cosine``: the gate of reduced precisions, in [0, 1] (default:
+    the sidecar's, else the precision's). ``compute_units``: the accelerator of formats that
+    have them (CoreML on macOS: ``ALL``, ``CPU_ONLY``, ``CPU_AND_GPU``, ``CPU_AND_NE``);
+    formats that cannot run here are re-checked structurally. Returns ``{"artifact",
+    "passed", "validation", ...}``.
+
+    Raises:
+        ArtifactError: a malformed sidecar or embedded metadata, a sidecar whose sha256 or
+            metadata does not match the artifact, or metadata describing another input than
+            the artifact takes (all before any work is done).
+        UnsupportedOptionError: ``min_cosine`` outside [0, 1], a folder that is not an
+            artifact, an artifact without metadata.
     """
     from ..api import create_model
 
+    check_min_cosine(min_cosine)
     path = Path(artifact)
     if not path.exists():
         raise OutputError(f"artifact not found: {path}")
-    exp = exporter_for_path(path)
+    exp = _exporter(path)
     if compute_units is not None and compute_units not in exp.capabilities.accelerators:
         having = [e.name for e in exporters() if e.capabilities.accelerators]
         raise UnsupportedOptionError(f"--compute-units applies to {', '.join(having)} "
                                      f"artifacts, not {exp.name}")
-    sidecar = read_sidecar(path)
-    meta = sidecar["metadata"] if sidecar else from_native(exp.read_metadata(path))
-    if "variant" not in meta:
-        raise UnsupportedOptionError(f"{path} has no lsnet-deploy metadata and no sidecar")
+    # 1. what the artifact says about itself, checked against the artifact
+    sidecar, meta, source, todo = _described(path, exp)
     variant, spec = str(meta["variant"]), spec_from_metadata(meta)
     precision = str(meta.get("precision", "fp32"))
-    details = (sidecar or {}).get("export", {})
+    details = sidecar.export if sidecar is not None else {}
+    if min_cosine is None and sidecar is not None:
+        min_cosine = _sidecar_gate(sidecar.export.get("min_cosine"), sidecar.path.name)
     if not exp.can_run():
         structural = exp.structural_validation(path, spec, precision, details)  # type: ignore[arg-type]
         return {"artifact": str(path), "variant": variant, "precision": precision,
                 "passed": bool(structural["passed"]), "validation": structural}
+    _check_real_input(exp, path, spec, source, todo)
+    # 2. the reference and the images
     source_weights = _source_weights(meta) if weights is ... else weights
     reference = create_model(variant, source_weights, img_size=spec.img_size)  # type: ignore[arg-type]
-    pre = Preprocess(img_size=reference.img_size)
-    if images is not None:
-        val, source = load_files(list_images(images), pre, source=str(images)).tensors, str(images)
-    else:
-        split = split_images(pre, need_calib=False)
-        val, source = split.val, split.val_source
-    if min_cosine is None and sidecar:
-        min_cosine = details.get("min_cosine")
+    val, images_from = _held_out(images, Preprocess(img_size=reference.img_size))
+    # 3. run and compare
     outputs = run_artifact(exp.runner(path, threads, accelerator=compute_units), val, spec)
     with torch.no_grad():
-        outputs, expected = comparable_outputs(outputs, reference(val), exp.output_kind(details))
-    report = compare_logits(outputs, expected, precision, source, min_cosine)
+        logits = reference(val)
+    if tuple(outputs.shape) != tuple(logits.shape):
+        raise ArtifactError(f"{path.name}: it returns {tuple(outputs.shape)} where the model "
+                            f"{source} describes returns {tuple(logits.shape)}; {todo}")
+    outputs, expected = comparable_outputs(outputs, logits, exp.output_kind(details))
+    report = compare_logits(outputs, expected, precision, images_from, min_cosine)
     return {"artifact": str(path), "variant": variant, "precision": precision,
             "passed": report.passed,
             "validation": {**report.to_dict(), **exp.validation_facts(),
                            "summary": report.summary()}}
 
 
+def _described(path: Path, exp: Exporter) -> tuple[Sidecar | None, dict[str, Any], str, str]:
+    """``(sidecar, metadata, where it comes from, what to do if it is wrong)``: the sidecar,
+    verified against the artifact, or else the artifact's embedded metadata, checked."""
+    sidecar = load_sidecar(path)
+    if sidecar is not None:
+        verify_sidecar(path, sidecar, exp)
+        return sidecar, sidecar.metadata, sidecar.path.name, REDO
+    meta = from_native(exp.read_metadata(path))
+    if "variant" not in meta:
+        raise UnsupportedOptionError(f"{path} has no lsnet-deploy metadata and no sidecar")
+    check_metadata(meta, f"{path.name}: embedded metadata")
+    return None, meta, "its embedded metadata", "re-export the artifact"
+
+
+def _held_out(images: Path | None, pre: Preprocess) -> tuple[torch.Tensor, str]:
+    """The validation images ``(N, 3, H, W)`` and where they come from: ``images`` (a
+    folder), else the held-out calibration photos."""
+    if images is not None:
+        return load_files(list_images(images), pre, source=str(images)).tensors, str(images)
+    split = split_images(pre, need_calib=False)
+    return split.val, split.val_source
+
+
+def _exporter(path: Path) -> Exporter:
+    """The format of ``path``; a plain folder is refused (validate checks one artifact)."""
+    try:
+        return exporter_for_path(path)
+    except UnsupportedOptionError:
+        if path.is_dir():
+            raise UnsupportedOptionError(
+                f"{path} is a folder, not an artifact; pass one artifact file in it") from None
+        raise
+
+
+def _sidecar_gate(gate: Any, side: str) -> float | None:
+    """The sidecar's ``export.min_cosine``, refused when it is outside [0, 1] (an edited
+    sidecar must not make the gate meaningless)."""
+    try:
+        return check_min_cosine(gate, f"{side}: export.min_cosine")
+    except UnsupportedOptionError as e:
+        raise ArtifactError(f"{e}; the sidecar was edited: {REDO}, or pass --min-cosine") from None
+
+
+def _check_real_input(exp: Exporter, path: Path, spec: IOSpec, source: str, todo: str) -> None:
+    """Compare the input ``spec`` describes (from ``source``) with the input the artifact
+    really takes, read by loading it as the benchmark does (formats that cannot be loaded
+    for timing here, e.g. CoreML off macOS, were checked against their embedded metadata).
+    A file that does not load is left to the runner, which says why."""
+    if not exp.can_bench():
+        return
+    try:
+        session = exp.bench_session(path, 1, None)
+    except Exception as e:  # noqa: BLE001 - the runner reports what is wrong with the file
+        log.debug("input of %s not read: %s", path, e)
+        return
+    try:
+        real = list(session.input_shape)
+    finally:
+        session.close()
+    described = list(spec.input_shape)
+    # the dimensions must be the same; their order may be the format's own convention (Core ML
+    # reports an image input as [1, 3, H, W] whatever the metadata's layout says)
+    same = len(real) == len(described) and sorted(real[1:]) == sorted(described[1:]) and (
+        spec.batch is None or real[0] == spec.batch)
+    if not same:
+        shown = ["batch" if d is None else d for d in described]
+        raise ArtifactError(f"{path.name}: {source} describes the input {shown} but the "
+                            f"artifact takes {real}; {todo}")
+
+
 def spec_from_metadata(meta: dict[str, Any]) -> IOSpec:
-    """The IO spec an artifact's metadata describes."""
+    """The IO spec an artifact's metadata describes (checked first with
+    :func:`lsnet_deploy.sidecar.check_metadata`)."""
     h, w = meta["img_size"]
     shape = meta.get("input_shape", [1])
     return IOSpec(

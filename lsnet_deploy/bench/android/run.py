@@ -31,8 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import BenchmarkError, DeviceError, LsnetDeployError
-from ...metadata import read_sidecar
-from ..artifacts import describe_artifact
+from ..artifacts import ArtifactInfo, describe_artifact, expand_artifacts
 from ..environment import collect_environment, mark_busy
 from ..schema import BenchReport, BenchResult
 from .adb import Adb
@@ -64,15 +63,11 @@ class _Model:
     remote: str
 
 
-def _input_shape(path: Path) -> list[int] | None:
-    """The input shape from the sidecar (``metadata.input_shape``), else from the file."""
-    try:
-        sidecar = read_sidecar(path) or {}
-    except (OSError, ValueError):
-        sidecar = {}
-    shape = (sidecar.get("metadata") or {}).get("input_shape") or sidecar.get("input_shape")
-    if isinstance(shape, list) and shape:
-        return [d if isinstance(d, int) else 1 for d in shape]  # dynamic batch: runs with 1
+def _input_shape(path: Path, info: ArtifactInfo) -> list[int] | None:
+    """The input shape from the sidecar (``metadata.input_shape``) when it is trusted (see
+    :func:`~lsnet_deploy.bench.artifacts.describe_artifact`), else from the file."""
+    if info.input_shape:
+        return [d if isinstance(d, int) else 1 for d in info.input_shape]  # dynamic batch: 1
     try:
         from ...exporters.tflite_flatbuffer import io_details
 
@@ -83,11 +78,13 @@ def _input_shape(path: Path) -> list[int] | None:
 
 
 def _prepare_models(models: list[Path]) -> list[_Model]:
-    """Check every model locally (a ``.tflite`` file that exists) and label it."""
+    """Check every model locally (a ``.tflite`` file that exists; a folder: the ``.tflite``
+    files under it, hidden entries skipped) and label it."""
     if not models:
         raise BenchmarkError("no model given: pass one or more .tflite files")
     out = []
-    for index, given in enumerate(models):
+    given_paths = [Path(m).expanduser() for m in models]
+    for index, given in enumerate(expand_artifacts(given_paths, (".tflite",))):
         path = Path(given).expanduser()
         if path.suffix.lower() != ".tflite":
             raise BenchmarkError(
@@ -96,7 +93,7 @@ def _prepare_models(models: list[Path]) -> list[_Model]:
         if not path.is_file():
             raise BenchmarkError(f"{path}: no such model file")
         info = describe_artifact(path)
-        shape = _input_shape(path)
+        shape = _input_shape(path, info)
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", path.stem)[:60] or "model"
         remote = f"{DEVICE_DIR}/lsnet_deploy_{index}_{safe}.tflite"
         out.append(_Model(path, info.model, info.precision, shape[0] if shape else 1, shape,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 from pathlib import Path
 from typing import Any
@@ -16,9 +15,10 @@ from ...errors import BenchmarkError, UnsupportedOptionError
 from ..schema import (
     PLATFORMS,
     RUNTIMES,
-    SOURCES,
     BenchReport,
     BenchResult,
+    latency_problem,
+    loads_json,
     relabel_host_results,
 )
 from .vocabulary import (
@@ -54,7 +54,7 @@ def parse_results(text: str, where: str) -> list[BenchResult]:
             f"{where}: empty file; expected the LSNET_BENCH_RESULT lines of the iOS harness, "
             "JSON lines or a result JSON"
         )
-    whole = _whole_json(stripped)
+    whole = _whole_json(stripped, where)
     if whole is not None:
         results = _from_json_value(whole, where)
     elif _RESULT_LINE.search(text):
@@ -110,7 +110,8 @@ def manual_result(
 
     Args:
         model: model label (``lsnet_t``); device: the phone (``"iPhone 15 Pro"``).
-        median_ms: median latency of one prediction in milliseconds (> 0).
+        median_ms: median latency of one prediction in milliseconds (> 0, at most
+            :data:`~lsnet_deploy.bench.schema.MAX_MS`: the check of imported numbers).
         precision: one of :data:`PRECISIONS`; runtime: one of
             :data:`~lsnet_deploy.bench.schema.RUNTIMES`; platform: one of
             :data:`~lsnet_deploy.bench.schema.PLATFORMS`.
@@ -123,10 +124,10 @@ def manual_result(
     """
     model = nonblank_name(model, "--model")
     device = nonblank_name(device, "--device")
-    if (isinstance(median_ms, bool) or not isinstance(median_ms, (int, float))
-            or not math.isfinite(median_ms) or median_ms <= 0):
+    problem = latency_problem(median_ms)
+    if problem:
         raise UnsupportedOptionError(
-            f"--median-ms must be a positive number of milliseconds, got {median_ms!r}"
+            f"--median-ms {problem}: a positive number of milliseconds, got {median_ms!r}"
         )
     check_choice(precision, PRECISIONS, "--precision")
     check_choice(runtime, RUNTIMES, "--runtime")
@@ -156,12 +157,12 @@ def manual_result(
 
 # -- parsing -----------------------------------------------------------------------------------
 
-def _whole_json(text: str) -> Any:
+def _whole_json(text: str, where: str) -> Any:
     """The whole text as JSON when it is an object or an array, else ``None``."""
     if text[0] not in "{[":
         return None
     try:
-        return json.loads(text)
+        return loads_json(text, where)
     except json.JSONDecodeError:
         return None
 
@@ -173,8 +174,6 @@ def _from_json_value(data: Any, where: str) -> list[BenchResult]:
         for r in results:  # host results of another machine keep that machine's record
             if r.platform in ("host", "macos") and report.environment:
                 r.device_info.setdefault("environment", report.environment)
-        for i, result in enumerate(results):
-            _check_vocabulary(result, f"{where}: results[{i}]")
         return results
     if isinstance(data, dict):
         return [_result(data, where)]
@@ -193,11 +192,15 @@ def _from_marked_lines(text: str, where: str) -> list[BenchResult]:
         at = f"{where}:{lineno}"
         try:
             data, _ = decoder.raw_decode(line, match.end())
+        except RecursionError:
+            raise BenchmarkError(f"{at}: JSON nested too deeply to be a result") from None
         except json.JSONDecodeError as e:
             raise BenchmarkError(
                 f"{at}: malformed {RESULT_MARKER} line ({e.msg}, column {e.colno}); copy the "
                 "whole line from the console again"
             ) from None
+        except ValueError as e:  # e.g. an integer too long to convert
+            raise BenchmarkError(f"{at}: not a usable {RESULT_MARKER} line ({e})"[:200]) from None
         results.append(_result(data, at))
     return results
 
@@ -209,7 +212,7 @@ def _from_json_lines(text: str, where: str) -> list[BenchResult]:
             continue
         at = f"{where}:{lineno}"
         try:
-            data = json.loads(line)
+            data = loads_json(line, at)
         except json.JSONDecodeError:
             raise BenchmarkError(
                 f"{at}: no {RESULT_MARKER} line in the file and this line is not JSON either; "
@@ -221,18 +224,10 @@ def _from_json_lines(text: str, where: str) -> list[BenchResult]:
 
 
 def _result(data: Any, where: str) -> BenchResult:
-    result = BenchResult.from_dict(data, where)
-    _check_vocabulary(result, where)
-    return result
-
-
-def _check_vocabulary(result: BenchResult, where: str) -> None:
-    for key, allowed in (("runtime", RUNTIMES), ("platform", PLATFORMS), ("source", SOURCES)):
-        value = getattr(result, key)
-        if value not in allowed:
-            raise BenchmarkError(
-                f"{where}: unknown {key} {value!r} (known: {', '.join(allowed)})"
-            )
+    """One result, checked like every result read from a file
+    (:meth:`~lsnet_deploy.bench.schema.BenchResult.from_dict`: types, vocabulary, finite and
+    plausible numbers)."""
+    return BenchResult.from_dict(data, where)
 
 
 def _drop_repeats(results: list[BenchResult], where: str) -> list[BenchResult]:

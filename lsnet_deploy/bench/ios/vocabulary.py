@@ -8,6 +8,7 @@ from typing import Any
 
 from ...errors import UnsupportedOptionError
 from ..runtimes import COMPUTE_UNITS as RUNTIME_COMPUTE_UNITS
+from ..schema import PRECISIONS as RESULT_PRECISIONS
 
 __all__ = [
     "COMPUTE_UNITS",
@@ -31,8 +32,8 @@ SWIFT_COMPUTE_UNITS = {
 }
 """lsnet-deploy's compute-unit name -> the ``MLComputeUnits`` case in Swift."""
 
-PRECISIONS = ("fp32", "fp16", "int8", "w8a8", "unknown")
-"""Precision labels of a result."""
+PRECISIONS = RESULT_PRECISIONS
+"""Precision labels of a result (:data:`lsnet_deploy.bench.schema.PRECISIONS`)."""
 
 RESULT_MARKER = "LSNET_BENCH_RESULT"
 """Prefix of a result line printed by the harness (then whitespace and a JSON object)."""
