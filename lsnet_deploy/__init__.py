@@ -4,14 +4,20 @@ Public API (the CLI's verbs): :func:`create_model`, :func:`reparameterize`, :fun
 :func:`export`, :func:`validate`, :func:`quant_report`, :func:`list_variants`; building blocks: :class:`LSNet`, :class:`IOSpec`, :class:`Preprocess`,
 :func:`count_macs`, :func:`count_params`, :func:`load_weights`. Errors derive from
 :class:`LsnetDeployError`.
+
+The names are imported on first use (PEP 562), so ``import lsnet_deploy`` and the command
+line start without loading PyTorch until they need it.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
-from .api import Prediction, WeightsSource, create_model, list_variants, predict
-from .checkpoint import load_weights
 from .errors import (
+    ArtifactError,
+    BenchmarkError,
     CheckpointError,
     ExportError,
     ImageError,
@@ -24,15 +30,45 @@ from .errors import (
     ValidationFailedError,
     WeightsUnavailableError,
 )
-from .flops import MacReport, count_macs, count_params
-from .lsnet import LSNet
-from .pipeline import Artifact, export, quant_report, validate
-from .preprocess import Preprocess
-from .reparam import ReparamReport, reparameterize
-from .spec import IOSpec
+
+if TYPE_CHECKING:
+    from .api import Prediction, WeightsSource, create_model, list_variants, predict
+    from .checkpoint import load_weights
+    from .flops import MacReport, count_macs, count_params
+    from .lsnet import LSNet
+    from .pipeline import Artifact, export, quant_report, validate
+    from .preprocess import Preprocess
+    from .reparam import ReparamReport, reparameterize
+    from .spec import IOSpec
+
+_LAZY = {
+    "Prediction": "api", "WeightsSource": "api", "create_model": "api",
+    "list_variants": "api", "predict": "api", "load_weights": "checkpoint",
+    "MacReport": "flops", "count_macs": "flops", "count_params": "flops", "LSNet": "lsnet",
+    "Artifact": "pipeline", "export": "pipeline", "quant_report": "pipeline",
+    "validate": "pipeline", "Preprocess": "preprocess", "ReparamReport": "reparam",
+    "reparameterize": "reparam", "IOSpec": "spec",
+}
+"""Public name -> the submodule that defines it (imported on first access)."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lsnet_deploy' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "Artifact",
+    "ArtifactError",
+    "BenchmarkError",
     "CheckpointError",
     "ExportError",
     "IOSpec",

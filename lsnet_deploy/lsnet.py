@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import InputShapeError, UnknownVariantError
+from .limits import check_img_size
 from .ska import SKA, is_fx_tracing
 
 __all__ = [
@@ -452,6 +453,7 @@ class LSNet(nn.Module):
     ) -> None:
         super().__init__()
         self.img_size = to_hw(img_size)
+        check_img_size(self.img_size)  # before any allocation: bounded work
         self.num_classes = num_classes
         self.embed_dim = tuple(embed_dim)
         self.depth = tuple(depth)

@@ -3,6 +3,7 @@ before any model is built."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -81,6 +82,10 @@ def test_refusals_happen_before_any_work(tmp_path: Path) -> None:
     sidecar_path(job.dest).write_text("{}")  # a sidecar alone also blocks
     with pytest.raises(OutputError, match="already exists; pass --force"):
         _plan(tmp_path)
+    # --force replaces only lsnet-deploy's own files: a sidecar naming the artifact
+    with pytest.raises(OutputError, match="not an lsnet-deploy artifact"):
+        _plan(tmp_path, force=True)
+    sidecar_path(job.dest).write_text(json.dumps({"artifact": job.dest.name}))
     assert _plan(tmp_path, force=True)[0].dest == job.dest
 
 

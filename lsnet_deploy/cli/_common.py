@@ -7,11 +7,15 @@ and library code only, never the root (:mod:`.app`).
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import io
 import json
 import logging
+import os
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -61,6 +65,7 @@ __all__ = [
     "out",
     "setup_logging",
     "status_progress",
+    "stdout_to_stderr",
     "tiny_variants",
 ]
 
@@ -148,6 +153,38 @@ ValOpt = Annotated[Path | None, typer.Option("--val", help="Validation image fol
 
 
 # -- output --------------------------------------------------------------------------------------
+
+def _flush_native_stdio() -> None:
+    """Flush the C library's stdio buffers (native code's ``printf`` output)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None).fflush(None)
+
+
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """For the block (a command's work): whatever the libraries print on stdout, from Python
+    (``print``) or native code (file descriptor 1), goes to stderr, so stdout carries only
+    lsnet-deploy's own output (the table, the ``--json`` object), printed after the block.
+    Where ``sys.stdout`` is not file descriptor 1 (an in-process test capture) only the
+    Python level is redirected."""
+    saved = sys.stdout
+    saved.flush()
+    fd_saved: int | None = None
+    with contextlib.suppress(OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        if saved.fileno() == 1:
+            _flush_native_stdio()
+            fd_saved = os.dup(1)
+            os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    try:
+        yield
+    finally:
+        sys.stdout = saved
+        if fd_saved is not None:
+            _flush_native_stdio()
+            os.dup2(fd_saved, 1)
+            os.close(fd_saved)
+
 
 def emit_json(obj: dict[str, Any]) -> None:
     """Print ``obj`` as the one JSON object of ``--json`` on stdout."""

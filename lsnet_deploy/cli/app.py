@@ -4,12 +4,18 @@ and the exit code of :data:`EXIT_CODES`.
 
 Human output goes to stdout, logs and progress to stderr; ``--json`` prints exactly one JSON
 object on stdout. Set ``LSNET_DEPLOY_DEBUG=1`` to see the traceback of an error.
+
+SIGTERM is handled like Ctrl-C (clean-up runs, partial benchmark results are kept) and exits
+143; Ctrl-C exits 130. Both print one "interrupted" line.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -17,6 +23,7 @@ from rich.markup import escape
 
 from .._version import __version__
 from ..errors import (
+    ArtifactError,
     BenchmarkError,
     CheckpointError,
     DeviceError,
@@ -49,6 +56,7 @@ EXIT_CODES: dict[type[LsnetDeployError], int] = {
     ValidationFailedError: 9,
     DeviceError: 11,
     BenchmarkError: 10,
+    ArtifactError: 12,
 }
 """Exit code per error class (first match in MRO order); other LsnetDeployErrors exit 1."""
 
@@ -96,9 +104,53 @@ def _exit_code(exc: LsnetDeployError) -> int:
     return 1
 
 
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread on SIGTERM: the same unwinding as Ctrl-C (every ``finally``
+    and clean-up runs), exit code 143."""
+
+
+_signal_seen: list[int] = []
+"""The signals received while a command runs (typer turns the interrupt into a bare exit code,
+so the handlers record which one it was)."""
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    _signal_seen.append(signum)
+    if signum == signal.SIGTERM:
+        raise Terminated()
+    raise KeyboardInterrupt()
+
+
+def debug_enabled() -> bool:
+    """``LSNET_DEPLOY_DEBUG`` set to 1 / true / yes / on (not merely set: ``0`` is off)."""
+    return os.environ.get("LSNET_DEPLOY_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _interrupted() -> None:
+    """Print the one "interrupted" line and exit 130 (Ctrl-C) or 143 (SIGTERM)."""
+    term = signal.SIGTERM in _signal_seen
+    err.print("interrupted" + (" (SIGTERM)" if term else ""), highlight=False)
+    sys.exit(143 if term else 130)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: runs the app, maps known errors to one line + exit code."""
-    debug = bool(os.environ.get("LSNET_DEPLOY_DEBUG"))
+    """Console-script entry point: runs the app, maps known errors to one line + exit code.
+    Always ends with :class:`SystemExit`; the signal handlers it installs for the run are
+    restored afterwards."""
+    _signal_seen.clear()
+    saved = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            saved[sig] = signal.signal(sig, _on_signal)
+    try:
+        _run(argv)
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def _run(argv: list[str] | None) -> None:
+    debug = debug_enabled()
     try:
         rc = app(args=argv, standalone_mode=False)
     except LsnetDeployError as e:
@@ -107,9 +159,10 @@ def main(argv: list[str] | None = None) -> None:
         err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
         sys.exit(_exit_code(e))
     except (KeyboardInterrupt, typer.Abort):
-        err.print("interrupted")
-        sys.exit(130)
+        _interrupted()
     except typer.Exit as e:
+        if _signal_seen:
+            _interrupted()
         sys.exit(e.exit_code)
     except typer.TyperException as e:  # usage errors (bad option values, missing arguments)
         show = getattr(e, "show", None)
@@ -127,4 +180,6 @@ def main(argv: list[str] | None = None) -> None:
             highlight=False,
         )
         sys.exit(1)
+    if _signal_seen:  # typer returned the interrupt as exit code 130
+        _interrupted()
     sys.exit(rc if isinstance(rc, int) else 0)

@@ -35,6 +35,7 @@ from ._common import (
     emit_json,
     out,
     status_progress,
+    stdout_to_stderr,
 )
 
 __all__ = ["export_cmd", "quant_report_cmd", "validate_cmd"]
@@ -131,7 +132,7 @@ def export_cmd(
         force=force)
     status, say = status_progress()
     failed: ValidationFailedError | None = None
-    with status:
+    with stdout_to_stderr(), status:
         try:
             artifacts = run_export(request, progress=say)
         except ValidationFailedError as e:
@@ -167,7 +168,7 @@ def validate_cmd(
     """Re-run the artifact-vs-PyTorch comparison of an exported artifact (CoreML packages:
     on macOS; elsewhere they are re-checked structurally)."""
     status, say = status_progress()
-    with status:
+    with stdout_to_stderr(), status:
         say(f"validating {artifact.name}")
         result = validate(artifact, weights=weights if weights else ..., images=images,
                           min_cosine=min_cosine,
@@ -198,7 +199,7 @@ def quant_report_cmd(
     and compare the logits with PyTorch."""
     variant = choose_model(model, test_model)
     status, say = status_progress()
-    with status:
+    with stdout_to_stderr(), status:
         rep = quant_report(variant, weights=weights or OFFICIAL, img_size=img_size,
                            calib=calib, calib_size=calib_size, calib_method=calib_method.value,
                            val=val, progress=say, format=fmt.value)

@@ -76,6 +76,9 @@ class Capabilities:
     """Whether image input is on when the user does not say (CoreML: yes)."""
     int8_exclude: bool = True
     """Supports keeping op groups in float (``--int8-exclude``)."""
+    int8_exclude_nodes: bool = False
+    """``--int8-exclude`` also takes single node names of the exported graph (else op groups
+    only, checked when the export is planned)."""
     calibrated: tuple[Precision, ...] = ("int8",)
     """Precisions that calibrate on images (CoreML's 8-bit *weights* need none, W8A8 does)."""
     accelerators: tuple[str, ...] = ()
@@ -129,6 +132,12 @@ class FormatOptions:
         """Whether the export itself needs the held-out reference (``ExportData.reference``),
         e.g. to validate a companion file (ONNX's ``.ort``) before publishing."""
         return False
+
+    def companion_names(self, artifact_name: str) -> tuple[str, ...]:
+        """Names of the files published next to the artifact ``artifact_name`` with these
+        options (``ExportResult.companions``; ONNX ``--ort``: the ``.ort`` and its operator
+        config); the plan checks them like the artifact itself."""
+        return ()
 
     def name_parts(self, precision: Precision, num_classes: int) -> NameParts:
         """Name parts for non-default choices (none by default)."""

@@ -86,6 +86,14 @@ class OnnxOptions(FormatOptions):
         held-out reference."""
         return bool(self.ort)
 
+    def companion_names(self, artifact_name: str) -> tuple[str, ...]:
+        if not self.ort:
+            return ()
+        from .onnx_mobile import ort_files
+
+        files = ort_files(Path(artifact_name))
+        return (files.model.name, files.config.name)
+
 
 def _ort(options: ExportOptions) -> bool:
     fmt = options.format
@@ -165,7 +173,7 @@ class OnnxExporter(Exporter):
     tools = ("onnx", "onnxruntime", "onnxscript", "onnxslim")
     capabilities = Capabilities(
         precisions=("fp32", "int8"), dynamic_batch=True, image_input=True, layouts=("NCHW",),
-        bench_precisions=("fp32", "int8"), sensitivity=True,
+        bench_precisions=("fp32", "int8"), sensitivity=True, int8_exclude_nodes=True,
     )
     options_type = OnnxOptions
 

@@ -1,18 +1,22 @@
 """The export pipeline shared by every format, as numbered steps (:func:`run_export`).
 
 1. plan: every option checked, every default filled in, every artifact named (nothing built);
-2. check the output folder;
+2. prepare the output folders: writable, what interrupted exports left there completed or
+   removed (:mod:`~lsnet_deploy.pipeline.staging`), destinations checked again;
 3. build (or take) the reference model: the unfused model is the truth;
 4. load the calibration and held-out photos; the reference logits on the held-out ones;
 5. reparameterize a copy, recording the fused-vs-unfused difference;
-6. publish each artifact (export to a temp folder, embed metadata, validate, rename, sidecar);
+6. publish each artifact (export to a staging folder, embed metadata, validate, sidecar, then
+   publish artifact, companions and sidecar together);
 7. summarize: a failed validation raises :class:`~lsnet_deploy.errors.ValidationFailedError`
    after every artifact has been written and recorded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,13 +27,13 @@ import torch
 from ..errors import OutputError, ValidationFailedError
 from ..exporters import CalibrationSet, ExportData, ReferenceSet
 from ..lsnet import LSNet
-from ..paths import default_export_dir
 from ..preprocess import Preprocess
 from ..reparam import is_reparameterized, reparameterize
 from .images import ImageSplit, split_images
-from .plan import ExportJob, plan
+from .plan import ExportJob, check_destinations, plan
 from .publish import Artifact, Progress, Provenance, publish
 from .request import ExportRequest
+from .staging import STAGING_MARK, output_error, recover
 
 __all__ = ["export", "run_export"]
 
@@ -88,9 +92,16 @@ def run_export(request: ExportRequest, progress: Progress | None = None) -> list
     say = progress or (lambda _msg: None)
     # 1. Plan: options checked, artifacts named, existing ones refused, before any work
     jobs = plan(request)
-    # 2. The output folder
-    _check_writable(Path(request.output_dir) if request.output_dir is not None
-                    else default_export_dir())
+    # 2. The output folders: writable, interrupted exports recovered, destinations re-checked
+    created = _prepare_folders(jobs)
+    try:
+        return _run_jobs(request, jobs, say)
+    except BaseException:
+        _remove_empty(created)  # an early failure leaves no empty <variant>/ folder
+        raise
+
+
+def _run_jobs(request: ExportRequest, jobs: list[ExportJob], say: Progress) -> list[Artifact]:
     # 3. The reference model (unfused: the truth)
     reference = _reference_model(request)
     # 4. Photos: calibration where a job calibrates, held-out validation, reference logits
@@ -113,13 +124,33 @@ def run_export(request: ExportRequest, progress: Progress | None = None) -> list
     return artifacts
 
 
-def _check_writable(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
-            pass
-    except OSError as e:
-        raise OutputError(f"output folder {folder} is not writable: {e.strerror or e}") from e
+def _prepare_folders(jobs: list[ExportJob]) -> list[Path]:
+    """Create the jobs' folders, check they are writable, complete or remove what interrupted
+    exports left there (:func:`~lsnet_deploy.pipeline.staging.recover`), and check the
+    destinations again (a recovered publication may have written one). Returns the folders
+    this call created, deepest first."""
+    created: list[Path] = []
+    for folder in dict.fromkeys(j.dest.parent for j in jobs):
+        missing = [p for p in (folder, *folder.parents) if not os.path.lexists(p)]
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            created += [p for p in missing if p not in created]
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=f"{STAGING_MARK}write-test-"):
+                pass
+        except FileExistsError as e:
+            raise OutputError(f"cannot use the output folder {folder}: a file is in its "
+                              "place; remove it or choose another --output-dir") from e
+        except OSError as e:
+            raise output_error(e, folder) from e
+        recover(folder)
+    check_destinations(jobs)
+    return created
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:  # deepest first
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only if empty
 
 
 def _reference_model(request: ExportRequest) -> LSNet:

@@ -10,20 +10,25 @@ it is unit-tested in milliseconds.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import OutputError, UnknownVariantError, UnsupportedOptionError
 from ..exporters import PRECISIONS, Exporter, ExportOptions, FormatOptions, get_exporter
-from ..fidelity import DEFAULT_MIN_COSINE
+from ..fidelity import DEFAULT_MIN_COSINE, check_min_cosine
+from ..limits import check_img_size
 from ..lsnet import VARIANTS, LSNet, to_hw
 from ..metadata import sidecar_path
 from ..paths import default_export_dir
+from ..quantize.groups import GROUPS
 from ..spec import IOSpec
 from .request import ExportRequest
+from .staging import replaceable
 
-__all__ = ["CALIB_METHODS", "ExportJob", "ModelFacts", "artifact_name", "model_facts", "plan"]
+__all__ = ["CALIB_METHODS", "ExportJob", "ModelFacts", "artifact_name", "check_destinations",
+           "model_facts", "plan"]
 
 CALIB_METHODS = ("minmax", "percentile")
 
@@ -49,6 +54,16 @@ class ExportJob:
     dest: Path
     calibrate: bool
     needs_reference: bool
+    force: bool = False
+    """Replace an existing artifact of lsnet-deploy's (never a foreign file or folder)."""
+    companions: tuple[str, ...] = ()
+    """Names of the files published next to ``dest`` (in its folder)."""
+
+    @property
+    def outputs(self) -> list[Path]:
+        """Every path the job publishes: the companions, the artifact, its sidecar."""
+        folder = self.dest.parent
+        return [*(folder / c for c in self.companions), self.dest, sidecar_path(self.dest)]
 
     @property
     def exporter(self) -> Exporter:
@@ -68,8 +83,9 @@ def model_facts(request: ExportRequest) -> ModelFacts:
     if model not in VARIANTS:
         known = ", ".join(n for n, c in VARIANTS.items() if c.official)
         raise UnknownVariantError(f"unknown variant {model!r}; known: {known}")
-    size = request.img_size if request.img_size is not None else 224
-    return ModelFacts(model, to_hw(size), VARIANTS[model].num_classes)
+    size = to_hw(request.img_size if request.img_size is not None else 224)
+    check_img_size(size)
+    return ModelFacts(model, size, VARIANTS[model].num_classes)
 
 
 def plan(request: ExportRequest, facts: ModelFacts | None = None) -> list[ExportJob]:
@@ -94,11 +110,30 @@ def plan(request: ExportRequest, facts: ModelFacts | None = None) -> list[Export
     if any(j.calibrate for j in jobs) and request.calib_method not in CALIB_METHODS:
         raise UnsupportedOptionError(
             f"--calib-method {request.calib_method!r}; use minmax or percentile")
-    if not request.force:
-        for job in jobs:
-            if job.dest.exists() or sidecar_path(job.dest).exists():
-                raise OutputError(f"{job.dest} already exists; pass --force to overwrite it")
+    check_destinations(jobs)
     return jobs
+
+
+def check_destinations(jobs: list[ExportJob]) -> None:
+    """Refuse a job whose outputs exist without ``force``, or (with ``force``) are not
+    lsnet-deploy's own artifact files (a folder, a symlink, a file without our sidecar).
+
+    Raises:
+        OutputError: with the path and what to do.
+    """
+    for job in jobs:
+        for path in job.outputs:
+            if not os.path.lexists(path):
+                continue
+            if not job.force:
+                if not path.exists():
+                    raise OutputError(f"{path} is a dangling symbolic link; remove it or "
+                                      "choose another --output-dir")
+                raise OutputError(f"{path} already exists; pass --force to overwrite it")
+            why = replaceable(path, job.dest)
+            if why:
+                raise OutputError(f"--force replaces only lsnet-deploy's own artifacts: {why}; "
+                                  "move it away first")
 
 
 def _precision(request: ExportRequest, exporters: list[Exporter]) -> str:
@@ -119,6 +154,7 @@ def _check_common(request: ExportRequest, precision: str) -> None:
     if request.precision == "fp32" and request.min_cosine is not None:
         raise UnsupportedOptionError("--min-cosine gates reduced precision; fp32 is gated by "
                                      "max |diff| <= 1e-3")
+    check_min_cosine(request.min_cosine)
 
 
 def _check_capabilities(request: ExportRequest, exp: Exporter, precision: str) -> None:
@@ -132,6 +168,12 @@ def _check_capabilities(request: ExportRequest, exp: Exporter, precision: str) -
         raise UnsupportedOptionError(f"{exp.name} export does not support --image-input")
     if request.int8_exclude and not caps.int8_exclude:
         raise UnsupportedOptionError(f"{exp.name} export does not support --int8-exclude")
+    if request.int8_exclude and not caps.int8_exclude_nodes:
+        unknown = [g for g in request.int8_exclude if g != "auto" and g not in GROUPS]
+        if unknown:
+            raise UnsupportedOptionError(
+                f"unknown op group(s) {', '.join(unknown)} for {exp.name} INT8 (it takes "
+                f"groups, not node names); groups: {', '.join(GROUPS)}")
     if request.layout is not None and request.layout.upper() not in caps.layouts:
         raise UnsupportedOptionError(f"{exp.name} export supports layouts "
                                      f"{', '.join(caps.layouts)}, not {request.layout}")
@@ -194,7 +236,8 @@ def _job(request: ExportRequest, exp: Exporter, precision: str, fmt: FormatOptio
     return ExportJob(exp.name, facts.variant, spec, options, out_root / facts.variant / name,
                      calibrate=precision in caps.calibrated,
                      needs_reference=(auto or precision == "w8a8"
-                                      or fmt.needs_reference(options.precision)))
+                                      or fmt.needs_reference(options.precision)),
+                     force=request.force, companions=fmt.companion_names(name))
 
 
 def artifact_name(

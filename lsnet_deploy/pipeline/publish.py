@@ -1,18 +1,19 @@
 """Publishing one planned artifact: the only step of an export with side effects.
 
-``publish(job, fused, data, provenance)``: export into a temp folder next to the destination,
-embed the metadata natively, validate the artifact in its real runtime against the unfused
-PyTorch model (or structurally where it cannot run), then rename it into place and write the
-JSON sidecar. Any error or interrupt before the rename leaves nothing behind; a failed
-validation keeps the artifact and marks its sidecar ``"status": "failed"``.
+``publish(job, fused, data, provenance)``: export into a staging folder next to the
+destination (:mod:`~lsnet_deploy.pipeline.staging`; the converters' temporary files go there
+too), embed the metadata natively, validate the artifact in its real runtime against the
+unfused PyTorch model (or structurally where it cannot run), write its JSON sidecar beside it,
+then publish the artifact, its companions and its sidecar together. Any error or interrupt
+before publishing leaves nothing behind (a disk that fills up while the sidecar is written
+included); a failed validation keeps the artifact and marks its sidecar
+``"status": "failed"``. File-system errors at the output location (disk full, permissions, a
+file in the way) are :class:`~lsnet_deploy.errors.OutputError`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,14 +21,16 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import file_sha256
+from ..errors import ExportError, LsnetDeployError, OutputError
 from ..exporters import ExportData, Exporter, ExportResult, ExportTask, tool_names
 from ..exporters.ranks import rank_histogram
 from ..fidelity import comparable_outputs, compare_logits, run_artifact
 from ..metadata import build_metadata, sidecar_path, to_native, write_json_atomic
+from ..sidecar import artifact_sha256
 from .plan import ExportJob
+from .staging import Staging, is_output_oserror, output_error, stage
 
-__all__ = ["Artifact", "Progress", "Provenance", "publish"]
+__all__ = ["Artifact", "Progress", "Provenance", "artifact_sha256", "publish"]
 
 log = logging.getLogger(__name__)
 
@@ -69,53 +72,66 @@ class Provenance:
 def publish(job: ExportJob, fused: torch.nn.Module, data: ExportData, provenance: Provenance,
             say: Progress) -> Artifact:
     """Write, validate and publish one artifact (see the module docstring)."""
-    exp, options, dest = job.exporter, job.options, job.dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    tmp = tmp_dir / dest.name
+    dest = job.dest
     try:
-        say(f"exporting {dest.name}")
+        with stage(dest) as staging:
+            return _publish(job, fused, data, provenance, say, staging)
+    except OutputError:
+        raise
+    except (OSError, LsnetDeployError) as e:
+        cause = is_output_oserror(e)  # e.g. a converter that failed on a full disk
+        if cause is not None:
+            raise output_error(cause, dest.parent) from e
+        raise
+
+
+def _publish(job: ExportJob, fused: torch.nn.Module, data: ExportData, provenance: Provenance,
+             say: Progress, staging: Staging) -> Artifact:
+    exp, options, dest = job.exporter, job.options, job.dest
+    tmp = staging.new / dest.name
+    say(f"exporting {dest.name}")
+    with staging.temp_files_here():
         result = exp.export(fused, job.spec, tmp, ExportTask(options, data))
-        info = dict(result.details)
-        ranks = rank_histogram(tmp)  # read from the file: what an NPU compiler sees
-        if ranks is not None:
-            info["tensor_ranks"] = ranks
-        if options.precision != "fp32":
-            info["min_cosine"] = options.min_cosine
-        meta = _metadata(job, provenance, result)
-        exp.embed_metadata(tmp, to_native(meta))
+    info = dict(result.details)
+    ranks = rank_histogram(tmp)  # read from the file: what an NPU compiler sees
+    if ranks is not None:
+        info["tensor_ranks"] = ranks
+    if options.precision != "fp32":
+        info["min_cosine"] = options.min_cosine
+    meta = _metadata(job, provenance, result)
+    exp.embed_metadata(tmp, to_native(meta))
+    with staging.temp_files_here():
         validation = _validate(exp, job, tmp, info, provenance, say)
-        passed = bool(validation["passed"])
-        size = _size(tmp)
-        digest = file_sha256(tmp) if tmp.is_file() else ""
-        sidecar = {
-            "artifact": dest.name,
-            "format": exp.name,
-            "precision": options.precision,
-            "status": "passed" if passed else "failed",
-            "size_bytes": size,
-            "sha256": digest,
-            "metadata": meta,
-            "export": info,
-            "reparameterization": provenance.reparam,
-            "validation": validation,
-        }
-        companions = [dest.parent / c.name for c in result.companions]
-        if companions:
-            sidecar["companions"] = [c.name for c in companions]
-        for src, target in zip(result.companions, companions, strict=True):
-            if target.exists() or target.is_symlink():
-                _remove(target)
-            os.replace(src, target)
-        if dest.exists() or dest.is_symlink():
-            _remove(dest)
-        os.replace(tmp, dest)
-        write_json_atomic(sidecar_path(dest), sidecar)
-        log.info("%s: %s", dest.name, validation["summary"])
-        return Artifact(dest, exp.name, options.precision, size, digest, validation,
-                        passed, meta, info)
-    finally:  # on any error or interrupt nothing half-written stays behind
-        _remove(tmp_dir)
+    passed = bool(validation["passed"])
+    size = _size(tmp)
+    digest = artifact_sha256(tmp)
+    sidecar = {
+        "artifact": dest.name,
+        "format": exp.name,
+        "precision": options.precision,
+        "status": "passed" if passed else "failed",
+        "size_bytes": size,
+        "sha256": digest,
+        "metadata": meta,
+        "export": info,
+        "reparameterization": provenance.reparam,
+        "validation": validation,
+    }
+    names = []
+    for companion in result.companions:
+        if companion.parent != staging.new:
+            raise ExportError(f"{exp.name} wrote the companion file {companion} outside its "
+                              "staging folder (a bug: please report it)")
+        names.append(companion.name)
+    if names:
+        sidecar["companions"] = names
+    side = sidecar_path(tmp)
+    write_json_atomic(side, sidecar)
+    # everything is written: publish all of it or nothing
+    staging.commit([*names, dest.name, side.name], force=job.force)
+    log.info("%s: %s", dest.name, validation["summary"])
+    return Artifact(dest, exp.name, options.precision, size, digest, validation,
+                    passed, meta, info)
 
 
 def _metadata(job: ExportJob, provenance: Provenance, result: ExportResult) -> dict[str, Any]:
@@ -147,9 +163,3 @@ def _size(path: Path) -> int:
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     return path.stat().st_size
 
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
