@@ -18,7 +18,9 @@ from lsnet_deploy.errors import BenchmarkError, UnsupportedOptionError
 from lsnet_deploy.exporters.executorch import (
     METADATA_METHOD,
     ExecutorchExporter,
+    _quantizer,
 )
+from lsnet_deploy.exporters.ranks import max_rank
 from lsnet_deploy.metadata import from_native, read_sidecar
 from lsnet_deploy.paths import calibration_dir
 from lsnet_deploy.pipeline import export, validate
@@ -131,6 +133,53 @@ def test_options_it_does_not_support_are_refused(tiny_ckpt: Path, tmp_path: Path
                dynamic_batch=True)
 
 
+class _Slices(torch.nn.Module):
+    """A conv whose output is sliced along channels and the halves multiplied (both quantized
+    ops, so each slice output is observed): the pattern of SKA's tap slices."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return y[:, :4] * y[:, 4:]
+
+
+def test_int8_slices_keep_their_input_quantization() -> None:
+    """XNNPACK's quantized slice needs equal input and output quantization parameters, else
+    the program builds but does not load (executorch 1.4's XNNPACKQuantizer gives a slice its
+    own observer); the exporter's quantizer shares them, and the program loads and runs."""
+    from executorch.exir import to_edge_transform_and_lower
+    from executorch.runtime import Runtime
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from lsnet_deploy.exporters.executorch import _partitioner
+
+    model, x = _Slices().eval(), torch.randn(1, 3, 16, 16)
+    with torch.no_grad():
+        prepared = prepare_pt2e(torch.export.export(model, (x,)).module(), _quantizer())
+        for _ in range(4):
+            prepared(torch.randn(1, 3, 16, 16))
+        converted = convert_pt2e(prepared)
+    slices = [n for n in converted.graph.nodes if n.target == torch.ops.aten.slice.Tensor]
+    assert len(slices) == 2
+    for node in slices:
+        dq, [q] = node.args[0], list(node.users)
+        assert "dequantize" in str(dq.target) and "quantize" in str(q.target)
+        assert dq.args[1:3] == q.args[1:3]  # scale, zero point
+    with torch.no_grad():
+        edge = to_edge_transform_and_lower(torch.export.export(converted, (x,)),
+                                           partitioner=[_partitioner(True)])
+    data = bytes(edge.to_executorch().buffer)
+    program = Runtime.get().load_program(data)  # both must outlive the method
+    [got] = program.load_method("forward").execute([x])
+    with torch.no_grad():
+        expected = model(x)
+    assert got.shape == expected.shape
+    assert torch.nn.functional.cosine_similarity(got.flatten(), expected.flatten(), 0) > 0.98
+
+
 @pytest.mark.slow
 def test_int8_with_image_input(tiny_ckpt: Path, tmp_path: Path) -> None:
     [art] = export(TINY, "executorch", weights=tiny_ckpt, img_size=TINY_SIZE,
@@ -140,6 +189,9 @@ def test_int8_with_image_input(tiny_ckpt: Path, tmp_path: Path) -> None:
     info = art.export_info["int8"]
     assert "XNNPACKQuantizer" in info["quantizer"] and info["calibration_images"] > 0
     assert ExecutorchExporter().precision_of(art.path) == "int8"
+    # the portable form (no GroupNorm op, no rank-5 tensor), as for fp32
+    assert "aten.native_group_norm.default" not in art.export_info["non_delegated_ops"]
+    assert max_rank(art.path) == 4
     pixels, x = _photo_batch()
     got = ExecutorchExporter().runner(art.path)(pixels)  # uint8 in
     expected = _reference_logits(tiny_ckpt, x)

@@ -1,6 +1,7 @@
 """No tensor of rank > 4 in any exported LSNet graph (phone GPU delegates and NPUs are built
 around 4-D tensors): LSNet-T and -B (S has no block kind they lack) converted to every format, the ranks counted in the
-artifact files themselves."""
+artifact files themselves. ExecuTorch INT8 too: the quantized graph XNNPACK compiles for T and
+B, the ``.pte`` of the tiny model (lowering a real variant in INT8 takes minutes)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,13 @@ import torch
 from conftest import trained_looking
 
 from lsnet_deploy.exporters import ExportData, ExportOptions, ExportTask, get_exporter
+from lsnet_deploy.exporters.base import CalibrationSet
+from lsnet_deploy.exporters.executorch import _quantize
 from lsnet_deploy.exporters.inputs import example_input, graph_model
 from lsnet_deploy.exporters.ranks import max_rank, rank_histogram
+from lsnet_deploy.paths import calibration_dir
 from lsnet_deploy.portable import max_tensor_rank
+from lsnet_deploy.preprocess import Preprocess, load_folder
 from lsnet_deploy.reparam import reparameterize
 from lsnet_deploy.spec import IOSpec
 
@@ -52,3 +57,43 @@ def test_every_tensor_has_rank_at_most_4(fused: torch.nn.Module, fmt: str,
     if fmt == "executorch":  # the delegate's own tensors are those of the lowered graph
         module = graph_model(fused, spec)
         assert max_tensor_rank(module, example_input(spec, 1)) == 4
+
+
+def _int8_task() -> ExportTask:
+    images = load_folder(calibration_dir(), Preprocess.for_size(SIZE), limit=2).tensors
+    return ExportTask(ExportOptions(precision="int8"),
+                      ExportData(calibration=CalibrationSet(images, "calibration")))
+
+
+def _graph_rank(module: torch.nn.Module, example: torch.Tensor) -> int:
+    """:func:`max_tensor_rank` of a converted (Q/DQ) module, which refuses ``eval()``."""
+    program = torch.export.export(module, (example,))
+    vals = [node.meta.get("val") for node in program.graph.nodes]
+    flat = [v for val in vals for v in (val if isinstance(val, (list, tuple)) else [val])]
+    return max(v.dim() for v in flat if isinstance(v, torch.Tensor))
+
+
+@pytest.mark.slow
+def test_executorch_int8_graph_has_rank_at_most_4(fused: torch.nn.Module) -> None:
+    """What XNNPACK compiles for INT8: the quantized portable form (T and B)."""
+    spec = IOSpec(img_size=(SIZE, SIZE))
+    x = example_input(spec, 1)
+    module = graph_model(fused, spec, pad_in_conv=False).eval()
+    quantized, _ = _quantize(module, spec, x, _int8_task())
+    assert _graph_rank(quantized, x) == 4
+
+
+@pytest.mark.slow
+def test_executorch_int8_pte_has_rank_at_most_4(tmp_path: Path) -> None:
+    """The INT8 ``.pte`` itself, on the tiny model (SKA, GroupNorm and attention blocks)."""
+    model = trained_looking("test_lsnet", img_size=SIZE, seed=3)
+    reparameterize(model, None)
+    out = tmp_path / "tiny_int8.pte"
+    spec = IOSpec(img_size=(SIZE, SIZE))
+    exp = get_exporter("executorch")
+    exp.export(model, spec, out, _int8_task())
+    ranks = rank_histogram(out)
+    assert max_rank(out) <= 4, ranks
+    assert ranks is not None and ranks.get("4", 0) > 20, ranks
+    # and the runtime loads and runs it (the rank-4 INT8 program used not to load)
+    assert exp.runner(out)(example_input(spec, 1).numpy()).shape == (1, 10)

@@ -7,17 +7,23 @@ runs. The input is static: ``(B, 3, H, W)`` NCHW float32 normalized images, or u
 RGB pixels with ``--image-input`` (normalized inside the graph); the output is ``(B, classes)``
 float32 logits.
 
-* fp32: the fused model is exported with ``torch.export`` and lowered with the
-  ``XnnpackPartitioner``: every subgraph XNNPACK supports becomes a delegate blob.
-* int8: PT2E static quantization (torchao's ``prepare_pt2e`` / ``convert_pt2e``) with the
-  ``XNNPACKQuantizer`` (symmetric per-channel int8 weights, int8 activations), calibrated on
-  the calibration photos at the static batch, then lowered like fp32.
+* fp32: the fused model in its portable form (:mod:`lsnet_deploy.portable`: no tensor of
+  rank > 4, SKA's zero padding as a ``pad`` op) is exported with ``torch.export`` and lowered
+  with the ``XnnpackPartitioner``: every subgraph XNNPACK supports becomes a delegate blob.
+* int8: the same portable form, PT2E static quantization (torchao's ``prepare_pt2e`` /
+  ``convert_pt2e``) with the ``XNNPACKQuantizer`` (symmetric per-channel int8 weights, int8
+  activations), calibrated on the calibration photos at the static batch, then lowered like
+  fp32 (without XNNPACK's ``pad``, :func:`_partitioner`). Two additions to the stock
+  quantizer: slices share their input's quantization parameters, as XNNPACK's quantized slice
+  requires (:func:`_share_slice_qparams`; without it the program does not load), and the
+  written-out GroupNorm stays float, as the canonical model's ``native_group_norm`` always did
+  (:data:`_FLOAT_MODULES`).
 
-What is delegated: convolutions, linear layers, element-wise ops, pooling, softmax (and their
-quantized forms). What XNNPACK does not take (on LSNet: ``native_group_norm``, the rank-4
-``matmul``'s ``expand_copy``, ``select``/``unbind``, ``split``, ``sum(dim)``, ``amax``) runs on
-ExecuTorch's portable CPU kernels: correct, slower. The export details count both
-(``delegated_subgraphs``, ``non_delegated_ops``).
+What is delegated: convolutions, linear layers, element-wise ops, slices, pooling, softmax (and
+their quantized forms). What XNNPACK does not take (on LSNet's portable form: the GroupNorm's
+``mean`` over axes 1 and 3, the rank-4 ``matmul``'s ``expand_copy``, the attention's
+``split``; in INT8 also the ``pad``) runs on ExecuTorch's portable CPU kernels: correct,
+slower. The export details count both (``delegated_subgraphs``, ``non_delegated_ops``).
 
 Native metadata: an extra *constant method* ``lsnet_deploy_metadata`` (an execution plan
 without inputs or instructions that returns one string EValue, the JSON of the metadata dict),
@@ -58,6 +64,7 @@ from ..errors import (
     UnsupportedOptionError,
     first_line,
 )
+from ..portable import GroupNormRank4
 from ..spec import IOSpec
 from .base import Capabilities, Exporter, ExportResult, ExportTask, Runner
 from .inputs import batched, calibration_inputs, example_input, graph_model
@@ -71,7 +78,7 @@ METADATA_METHOD = "lsnet_deploy_metadata"
 """Name of the constant method that holds the metadata JSON."""
 
 QUANTIZER = ("PT2E (torchao) + XNNPACKQuantizer, symmetric per-channel int8 weights, "
-             "int8 activations")
+             "int8 activations; slices keep their input's quantization, GroupNorm in float")
 
 _SCALAR_TYPES = {0: np.uint8, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.int64,
                  5: np.float16, 6: np.float32, 7: np.float64, 11: np.bool_}
@@ -142,22 +149,90 @@ def _lower(module: torch.nn.Module, example: torch.Tensor,
     summary = delegation_summary(edge)
     return summary, bytes(edge.to_executorch().buffer)
 
-def _quantize(module: torch.nn.Module, spec: IOSpec, example: torch.Tensor,
-              task: ExportTask) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """PT2E INT8 of ``module``, calibrated on ``task``'s photos in the artifact's input format
-    (batches of ``example.shape[0]``); returns the converted (Q/DQ) module and its facts."""
+def _share_slice_qparams(graph: torch.fx.GraphModule) -> None:
+    """Give every ``aten.slice.Tensor`` whose input is quantized its input's quantization
+    parameters (a :class:`SharedQuantizationSpec`), as ``propagate_annotation`` does for the
+    other data-movement ops, then propagate again to the views after them.
+
+    Why: XNNPACK's static slice requires equal input and output quantization parameters, and
+    executorch 1.4's ``XNNPACKQuantizer`` shares them only for ``slice_copy`` (the edge op
+    name, which it never sees before ``to_edge``), not for ``aten.slice.Tensor``. With the
+    stock quantizer, the portable form's tap slices of SKA's (quantized) kernels,
+    ``w[:, k : k + 1]``, each get their own observer, and the program builds but does not load
+    ("Failed to create static slice node ... xnn_status_invalid_parameter"). Upstream fix:
+    pytorch/executorch#21568. (With the GroupNorm float, :data:`_FLOAT_MODULES`, those slices
+    take float kernels; this keeps every slice of a quantized tensor loadable.)"""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer_utils import (
+        propagate_annotation,
+    )
+    from torchao.quantization.pt2e.quantizer import (
+        QuantizationAnnotation,
+        SharedQuantizationSpec,
+    )
+    from torchao.quantization.pt2e.quantizer.quantizer import Q_ANNOTATION_KEY
+
+    for node in graph.graph.nodes:  # topological order: chained slices share in turn
+        if node.op != "call_function" or node.target != torch.ops.aten.slice.Tensor:
+            continue
+        prev = node.args[0]
+        if not isinstance(prev, torch.fx.Node):
+            continue
+        annotation = prev.meta.get(Q_ANNOTATION_KEY)
+        if annotation is None or annotation.output_qspec is None:
+            continue
+        own = node.meta.get(Q_ANNOTATION_KEY)
+        if own is not None and own._annotated:
+            continue
+        shared = SharedQuantizationSpec(prev)
+        node.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(
+            input_qspec_map={prev: shared}, output_qspec=shared, _annotated=True)
+    propagate_annotation(graph)
+
+
+_FLOAT_MODULES = frozenset({f"{GroupNormRank4.__module__}.{GroupNormRank4.__qualname__}"})
+"""Modules whose ops stay float in INT8: the portable form's GroupNorm, written out as
+element-wise ops the quantizer would otherwise quantize one by one (its variance included),
+where the canonical model's ``native_group_norm`` was never quantized. Quantized, it costs
+~0.002 of mean logit cosine on the tiny model (0.9865 vs 0.9886)."""
+
+
+def _quantized_node(node: torch.fx.Node) -> bool:
+    """The quantizer's filter: ``False`` for the nodes of a :data:`_FLOAT_MODULES` module."""
+    stack = node.meta.get("nn_module_stack") or {}
+    return not any((t if isinstance(t, str) else f"{t.__module__}.{t.__qualname__}")
+                   in _FLOAT_MODULES for _, t in stack.values())
+
+
+def _quantizer() -> Any:
+    """executorch's ``XNNPACKQuantizer`` (symmetric per-channel int8 weights, int8
+    activations) whose slices keep their input's quantization (:func:`_share_slice_qparams`),
+    with the GroupNorm kept in float (:data:`_FLOAT_MODULES`)."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
     )
+
+    class _Quantizer(XNNPACKQuantizer):
+        def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+            model = super().annotate(model)
+            _share_slice_qparams(model)
+            return model
+
+    quantizer = _Quantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    return quantizer.set_filter_function(_quantized_node)
+
+
+def _quantize(module: torch.nn.Module, spec: IOSpec, example: torch.Tensor,
+              task: ExportTask) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """PT2E INT8 of ``module``, calibrated on ``task``'s photos in the artifact's input format
+    (batches of ``example.shape[0]``); returns the converted (Q/DQ) module and its facts."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     calibration = task.data.calibration
     assert calibration is not None  # checked by the caller
     images = [torch.from_numpy(x) for x in calibration_inputs(calibration.images, spec)]
     batches = batched(images, int(example.shape[0]))
-    quantizer = XNNPACKQuantizer().set_global(
-        get_symmetric_quantization_config(is_per_channel=True))
+    quantizer = _quantizer()
     with torch.no_grad():
         graph = torch.export.export(module, (example,)).module()
         prepared = prepare_pt2e(graph, quantizer)  # type: ignore[arg-type]
@@ -317,11 +392,9 @@ class ExecutorchExporter(Exporter):
                 f"not {options.precision}")
         if options.precision == "int8":
             _check_int8(task)
-        # INT8 keeps the canonical fused model: the XNNPACK-quantized portable form builds
-        # but does not load in executorch 1.4 ("Failed to load method forward"); see
-        # docs/decisions.md. fp32 is rank <= 4 (SKA's zero padding as a pad op).
-        int8 = options.precision == "int8"
-        module = graph_model(model, spec, pad_in_conv=False, portable=not int8).eval()
+        # the portable form (rank <= 4, SKA's zero padding as a pad op) for fp32 and INT8;
+        # INT8's quantizer (_quantizer) keeps it loadable by XNNPACK in executorch 1.4
+        module = graph_model(model, spec, pad_in_conv=False).eval()
         example = example_input(spec, options.batch)
         details: dict[str, Any] = {"converter": "torch.export + executorch "
                                                 "to_edge_transform_and_lower",

@@ -16,13 +16,13 @@ from ..spec import IOSpec
 __all__ = ["batched", "calibration_inputs", "example_input", "graph_model"]
 
 
-def graph_model(model: torch.nn.Module, spec: IOSpec, pad_in_conv: bool = True,
-                portable: bool = True) -> torch.nn.Module:
+def graph_model(model: torch.nn.Module, spec: IOSpec, pad_in_conv: bool = True
+                ) -> torch.nn.Module:
     """The module to export: the network in its portable form (rank <= 4, no GroupNorm or
     BatchNorm ops; with ``pad_in_conv`` SKA's padding inside a conv, no Pad op; a
-    channels-last form is kept as it is; ``portable=False`` keeps the canonical fused
-    model), wrapped with in-graph normalization for image input."""
-    if portable and not is_channels_last_form(model):
+    channels-last form is kept as it is), wrapped with in-graph normalization for image
+    input."""
+    if not is_channels_last_form(model):
         model = to_portable_form(model, pad_in_conv)
     if spec.value_range == "0..255":
         return ImageInput(model, spec.mean, spec.std).eval()
