@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .errors import UnsupportedOptionError
+from .progress import Say, counted
 from .spec import IOSpec
 
 __all__ = [
@@ -132,12 +133,16 @@ def comparable_outputs(outputs: np.ndarray, logits: torch.Tensor,
     return np.where(floor & (ref <= shifted), ref, shifted), ref
 
 
-def run_artifact(runner: Runner, images: torch.Tensor, spec: IOSpec) -> np.ndarray:
+def run_artifact(runner: Runner, images: torch.Tensor, spec: IOSpec,
+                 progress: Say | None = None) -> np.ndarray:
     """Logits of the artifact on normalized ``images`` ``(N, 3, H, W)``, batched as the
-    artifact allows (its static batch, padding the last chunk; chunks of 8 for dynamic)."""
+    artifact allows (its static batch, padding the last chunk; chunks of 8 for dynamic);
+    ``progress`` gets a "validating" step per chunk."""
     batch = spec.batch or 8
     outs = []
-    for start in range(0, images.shape[0], batch):
+    starts = range(0, images.shape[0], batch)
+    for start in counted(progress, "validating", starts,
+                         lambda s: f"images {s + 1}-{min(s + batch, images.shape[0])}"):
         chunk = images[start : start + batch]
         n = chunk.shape[0]
         if spec.batch and n < spec.batch:

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import io
 import json
 import logging
 import os
 import sys
+import tempfile
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from enum import Enum
@@ -23,8 +26,15 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.status import Status
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from ..api import list_variants
 from ..errors import UnsupportedOptionError
@@ -34,6 +44,7 @@ from ..exporters.coreml_checks import IOS_SPEC_VERSION
 from ..exporters.tflite import IO_TYPES
 from ..pipeline import sensitivity_formats
 from ..pipeline.plan import CALIB_METHODS
+from ..progress import Step
 
 __all__ = [
     "DEFAULT_CALIB_METHOD",
@@ -64,8 +75,9 @@ __all__ = [
     "new_progress",
     "out",
     "setup_logging",
-    "status_progress",
-    "stdout_to_stderr",
+    "quiet_command",
+    "quiet_work",
+    "WorkProgress",
     "tiny_variants",
 ]
 
@@ -160,46 +172,138 @@ def _flush_native_stdio() -> None:
         ctypes.CDLL(None).fflush(None)
 
 
-@contextlib.contextmanager
-def stdout_to_stderr() -> Iterator[None]:
-    """For the block (a command's work): whatever the libraries print on stdout, from Python
-    (``print``) or native code (file descriptor 1), goes to stderr, so stdout carries only
-    lsnet-deploy's own output (the table, the ``--json`` object), printed after the block.
-    Where ``sys.stdout`` is not file descriptor 1 (an in-process test capture) only the
-    Python level is redirected."""
-    saved = sys.stdout
-    saved.flush()
-    fd_saved: int | None = None
+_verbose = [False]
+"""``--verbose`` of the running command (set by :func:`setup_logging`)."""
+
+
+def _fd_of(stream: Any) -> int | None:
     with contextlib.suppress(OSError, ValueError, AttributeError, io.UnsupportedOperation):
-        if saved.fileno() == 1:
-            _flush_native_stdio()
-            fd_saved = os.dup(1)
-            os.dup2(2, 1)
-    sys.stdout = sys.stderr
+        return int(stream.fileno())
+    return None
+
+
+@contextlib.contextmanager
+def _redirect_fd(fd: int, target_fd: int) -> Iterator[Any]:
+    """File descriptor ``fd`` points to ``target_fd`` for the block; yields a text stream on
+    what ``fd`` was before (lsnet-deploy's own output keeps going there)."""
+    _flush_native_stdio()
+    saved = os.dup(fd)
+    stream = os.fdopen(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="replace")
+    os.dup2(target_fd, fd)
     try:
-        yield
+        yield stream
     finally:
-        sys.stdout = saved
-        if fd_saved is not None:
-            _flush_native_stdio()
-            os.dup2(fd_saved, 1)
-            os.close(fd_saved)
+        _flush_native_stdio()
+        stream.flush()
+        os.dup2(saved, fd)
+        os.close(saved)
+        stream.close()
+
+
+@contextlib.contextmanager
+def quiet_work() -> Iterator[None]:
+    """For a command's work: stdout carries only lsnet-deploy's own output (tables, the
+    ``--json`` object) and, unless ``--verbose``, stderr only lsnet-deploy's own lines (log,
+    progress). What the libraries print meanwhile (Python ``print``, warnings, their logging,
+    native code on file descriptors 1 and 2: absl, oneDNN, XNNPACK, coremltools' progress bars)
+    goes to a hidden capture, or with ``--verbose`` to stderr. Where ``sys.stdout`` /
+    ``sys.stderr`` are not the process's file descriptors (an in-process test capture), only
+    the Python level is redirected."""
+    verbose = _verbose[0]
+    saved_out, saved_err = sys.stdout, sys.stderr
+    saved_files = (out._file, err._file)  # type: ignore[attr-defined]
+    saved_out.flush()
+    saved_err.flush()
+    with contextlib.ExitStack() as stack:
+        capture = stack.enter_context(tempfile.TemporaryFile(
+            "w+", encoding="utf-8", errors="replace"))
+        sink_fd = 2 if verbose else capture.fileno()
+        real_out, real_err = saved_out, saved_err
+        if _fd_of(saved_out) == 1:
+            real_out = stack.enter_context(_redirect_fd(1, sink_fd))
+        if not verbose and _fd_of(saved_err) == 2:
+            real_err = stack.enter_context(_redirect_fd(2, capture.fileno()))
+        out.file, err.file = real_out, real_err
+        sys.stdout = saved_err if verbose else capture
+        sys.stderr = saved_err if verbose else capture
+        try:
+            yield
+        except BaseException:
+            capture.flush()
+            if not verbose and capture.tell() > 0:
+                log.debug("the libraries' output was hidden; --verbose shows it")
+            raise
+        finally:
+            sys.stdout, sys.stderr = saved_out, saved_err
+            out.file, err.file = saved_files
+
+
+def quiet_command(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A command whose body runs in :func:`quiet_work` (its signature is kept for typer)."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with quiet_work():
+            return fn(*args, **kwargs)
+
+    return run
 
 
 def emit_json(obj: dict[str, Any]) -> None:
-    """Print ``obj`` as the one JSON object of ``--json`` on stdout."""
-    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+    """Print ``obj`` as the one JSON object of ``--json`` on stdout (the real one, also inside
+    :func:`quiet_work`)."""
+    stream = out.file
+    stream.write(json.dumps(obj, indent=2, default=str) + "\n")
+    stream.flush()
 
 
-def status_progress() -> tuple[Status, Callable[[str], None]]:
-    """A rich status line on stderr and the callback that updates it."""
-    status = err.status("starting", spinner="dots")
+class WorkProgress:
+    """The progress callback of the long commands (:mod:`lsnet_deploy.progress`), drawn on
+    stderr: a spinner with the phase, and for a counted phase (a
+    :class:`~lsnet_deploy.progress.Step`) a bar with ``k/n``, the elapsed time and an ETA.
+    On a stderr that is not a terminal each phase is one log line instead. Use as a context
+    manager; :meth:`summary` gives the wall time."""
 
-    def say(msg: str) -> None:
-        status.update(escape(msg))
-        log.debug(msg)
+    def __init__(self) -> None:
+        self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                            MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"),
+                            TimeRemainingColumn(), console=err, transient=True,
+                            disable=not err.is_terminal)
+        self.task: Any = None
+        self.phase: str | None = None
+        self.said = ""
+        self.started = time.monotonic()
 
-    return status, say
+    def __enter__(self) -> WorkProgress:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.__exit__(*exc)  # type: ignore[arg-type]
+
+    def __call__(self, message: str) -> None:
+        log.debug("%s", message)
+        step = message if isinstance(message, Step) else None
+        phase = step.phase if step is not None else str(message)
+        if phase != self.phase:  # a new phase: a new task, so the ETA is its own
+            self.phase = phase
+            if self.task is not None:
+                self.bar.remove_task(self.task)
+            self.task = self.bar.add_task(escape(phase), total=step.total if step else None)
+            if not err.is_terminal and not self.said.startswith(phase):
+                log.info("%s", f"{phase}: {step.total} steps" if step else phase)
+            if step is None:
+                self.said = phase
+        if step is not None:
+            self.bar.update(self.task, total=step.total, completed=step.index - 1,
+                            description=escape(f"{step.phase} {step.index}/{step.total}: "
+                                               f"{step.item}"))
+
+    def summary(self) -> str:
+        """``"done in 1 min 23 s"``."""
+        seconds = time.monotonic() - self.started
+        minutes, rest = divmod(int(round(seconds)), 60)
+        return f"done in {minutes} min {rest} s" if minutes else f"done in {seconds:.1f} s"
 
 
 def new_progress() -> Progress:
@@ -234,15 +338,28 @@ _CHATTY = ("torch.onnx", "torch._export", "torch.export", "onnxscript", "onnx_ir
            "root")
 
 
+class _ConsoleHandler(logging.Handler):
+    """lsnet-deploy's log records as lines on the ``err`` console (above a live progress bar,
+    on the real stderr inside :func:`quiet_work`)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            err.print(escape(self.format(record)), highlight=False, soft_wrap=True)
+        except Exception:  # pragma: no cover - logging must never raise
+            self.handleError(record)
+
+
 def setup_logging(verbose: bool) -> None:
     """Our log lines on stderr (``lsnet-deploy: ...``), debug with ``verbose``; without it the
-    converters' warnings and chatty loggers are quietened (our own lines say what matters)."""
+    converters' warnings and chatty loggers are quietened (our own lines say what matters),
+    and :func:`quiet_work` hides what the libraries print."""
+    _verbose[0] = verbose
     if not verbose:
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", category=UserWarning, module="torch")
         for name in _CHATTY:
             logging.getLogger(name).setLevel(logging.ERROR)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _ConsoleHandler()
     handler.setFormatter(logging.Formatter("lsnet-deploy: %(message)s"))
     log.handlers[:] = [handler]
     log.setLevel(logging.DEBUG if verbose else logging.INFO)

@@ -39,7 +39,7 @@ from ..errors import (
     WeightsUnavailableError,
 )
 from . import bench, export, models, report
-from ._common import err, out, setup_logging
+from ._common import err, out, quiet_command, setup_logging
 
 __all__ = ["EXIT_CODES", "app", "main"]
 
@@ -87,14 +87,14 @@ def _main(
     setup_logging(verbose)
 
 
-app.command("models")(models.models_cmd)
-app.command("info")(models.info_cmd)
-app.command("export")(export.export_cmd)
-app.command("validate")(export.validate_cmd)
-app.command("quant-report")(export.quant_report_cmd)
-app.command("predict")(models.predict_cmd)
+app.command("models")(quiet_command(models.models_cmd))
+app.command("info")(quiet_command(models.info_cmd))
+app.command("export")(quiet_command(export.export_cmd))
+app.command("validate")(quiet_command(export.validate_cmd))
+app.command("quant-report")(quiet_command(export.quant_report_cmd))
+app.command("predict")(quiet_command(models.predict_cmd))
 app.add_typer(bench.bench_app, name="bench")
-app.command("report")(report.report_cmd)
+app.command("report")(quiet_command(report.report_cmd))
 
 
 def _exit_code(exc: LsnetDeployError) -> int:

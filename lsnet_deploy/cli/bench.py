@@ -34,6 +34,7 @@ from ._common import (
     err,
     new_progress,
     out,
+    quiet_command,
 )
 
 __all__ = ["bench_app"]
@@ -209,6 +210,7 @@ ALL_UNITS = "CPU_ONLY,CPU_AND_GPU,CPU_AND_NE,ALL"
 
 
 @bench_app.command("host")
+@quiet_command
 def host_cmd(
     artifacts: Annotated[list[Path] | None, typer.Argument(
         help=".onnx / .tflite / .mlpackage / .pte files (any model, LSNet or not), or folders "
@@ -260,6 +262,7 @@ def host_cmd(
 
 
 @bench_app.command("coreml")
+@quiet_command
 def coreml_cmd(
     packages: Annotated[list[Path], typer.Argument(help=".mlpackage files.")],
     compute_units: CoremlUnitsOpt = ALL_UNITS,
@@ -289,6 +292,7 @@ def coreml_cmd(
 
 
 @bench_app.command("android")
+@quiet_command
 def android_cmd(
     tflite: Annotated[list[Path], typer.Option(
         "--tflite", help=".tflite model to run on the phone (repeatable; a folder: the .tflite "
@@ -331,6 +335,7 @@ def android_cmd(
 
 
 @bench_app.command("ios-harness")
+@quiet_command
 def ios_harness_cmd(
     package: Annotated[Path, typer.Argument(help="The .mlpackage to benchmark on the iPhone.")],
     output_dir: Annotated[Path | None, typer.Option(
@@ -361,6 +366,7 @@ def ios_harness_cmd(
 
 
 @bench_app.command("import")
+@quiet_command
 def import_cmd(
     files: Annotated[list[Path] | None, typer.Argument(
         help="Result files: harness console logs, JSON lines, or result JSON.",

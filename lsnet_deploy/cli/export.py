@@ -31,11 +31,11 @@ from ._common import (
     TestModelOpt,
     ValOpt,
     WeightsOpt,
+    WorkProgress,
     choose_model,
     emit_json,
+    log,
     out,
-    status_progress,
-    stdout_to_stderr,
 )
 
 __all__ = ["export_cmd", "quant_report_cmd", "validate_cmd"]
@@ -130,13 +130,13 @@ def export_cmd(
         ios=int(ios.value) if ios else None, classifier=classifier, ort=ort or None,
         output_dir=output_dir,
         force=force)
-    status, say = status_progress()
     failed: ValidationFailedError | None = None
-    with stdout_to_stderr(), status:
+    with WorkProgress() as say:
         try:
             artifacts = run_export(request, progress=say)
         except ValidationFailedError as e:
             failed, artifacts = e, list(e.artifacts)  # type: ignore[arg-type]
+    log.info("%s", say.summary())
     if as_json:
         emit_json({"model": variant, "artifacts": [_artifact_json(a) for a in artifacts]})
     else:
@@ -167,12 +167,13 @@ def validate_cmd(
 ) -> None:
     """Re-run the artifact-vs-PyTorch comparison of an exported artifact (CoreML packages:
     on macOS; elsewhere they are re-checked structurally)."""
-    status, say = status_progress()
-    with stdout_to_stderr(), status:
+    with WorkProgress() as say:
         say(f"validating {artifact.name}")
         result = validate(artifact, weights=weights if weights else ..., images=images,
                           min_cosine=min_cosine,
-                          compute_units=compute_units.value if compute_units else None)
+                          compute_units=compute_units.value if compute_units else None,
+                          progress=say)
+    log.info("%s", say.summary())
     if as_json:
         emit_json(result)
     else:
@@ -198,11 +199,11 @@ def quant_report_cmd(
     """INT8 sensitivity per op group: quantize one group at a time, and all but one group,
     and compare the logits with PyTorch."""
     variant = choose_model(model, test_model)
-    status, say = status_progress()
-    with stdout_to_stderr(), status:
+    with WorkProgress() as say:
         rep = quant_report(variant, weights=weights or OFFICIAL, img_size=img_size,
                            calib=calib, calib_size=calib_size, calib_method=calib_method.value,
                            val=val, progress=say, format=fmt.value)
+    log.info("%s", say.summary())
     if as_json:
         emit_json(rep)
         return

@@ -29,6 +29,7 @@ import torch
 
 from ..errors import UnsupportedOptionError
 from ..fidelity import Runner
+from ..progress import Say
 from ..spec import IOSpec
 from .session import Session
 
@@ -212,10 +213,12 @@ class ExportData:
 
 @dataclass(frozen=True)
 class ExportTask:
-    """What an exporter is asked to do: the options and the data they need."""
+    """What an exporter is asked to do: the options, the data they need, and where to report
+    the progress of long steps (calibration, the auto mixed-precision search)."""
 
     options: ExportOptions
     data: ExportData = field(default_factory=ExportData)
+    progress: Say | None = None
 
 
 @dataclass(frozen=True)

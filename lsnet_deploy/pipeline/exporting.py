@@ -28,6 +28,7 @@ from ..errors import OutputError, ValidationFailedError
 from ..exporters import CalibrationSet, ExportData, ReferenceSet
 from ..lsnet import LSNet
 from ..preprocess import Preprocess
+from ..progress import counted
 from ..reparam import is_reparameterized, reparameterize
 from .images import ImageSplit, split_images
 from .plan import ExportJob, check_destinations, plan
@@ -118,7 +119,8 @@ def _run_jobs(request: ExportRequest, jobs: list[ExportJob], say: Progress) -> l
                             ref_logits)
     # 6. Publish each artifact
     artifacts = [publish(job, fused, _data(job, request, images, ref_logits), provenance, say)
-                 for job in jobs]
+                 for job in counted(say if len(jobs) > 1 else None, "artifacts", jobs,
+                                    lambda j: j.dest.name)]
     # 7. Summarize
     _raise_on_failures(artifacts, request.precision or jobs[0].options.precision)
     return artifacts

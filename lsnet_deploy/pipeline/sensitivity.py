@@ -70,8 +70,7 @@ def quant_report(
         probe = exp.sensitivity_probe(fused, reference.img_size, reference.num_classes,
                                       calibration, held_out, Path(tmp))
         fp32_rep = compare_logits(probe.fp32_logits, ref_logits, "fp32", images.val_source)
-        baseline, rows = sensitivity(probe.setup, probe.base,
-                                     progress=lambda g: say(f"quantizing group {g}"))
+        baseline, rows = sensitivity(probe.setup, probe.base, progress=say)
     return {
         "variant": variant,
         "format": format,

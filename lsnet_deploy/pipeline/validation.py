@@ -23,9 +23,15 @@ from ..errors import (
     UnsupportedOptionError,
 )
 from ..exporters import Exporter, exporter_for_path, exporters
-from ..fidelity import check_min_cosine, comparable_outputs, compare_logits, run_artifact
+from ..fidelity import (
+    check_min_cosine,
+    comparable_outputs,
+    compare_logits,
+    run_artifact,
+)
 from ..metadata import from_native
 from ..preprocess import Preprocess, list_images, load_files
+from ..progress import Say
 from ..sidecar import REDO, Sidecar, check_metadata, load_sidecar, verify_sidecar
 from ..spec import IOSpec
 from .images import split_images
@@ -43,6 +49,7 @@ def validate(
     min_cosine: float | None = None,
     threads: int | None = None,
     compute_units: str | None = None,
+    progress: Say | None = None,
 ) -> dict[str, Any]:
     """Re-run the artifact-vs-PyTorch comparison for an artifact exported earlier.
 
@@ -53,7 +60,8 @@ def validate(
     calibration photos). ``min_cosine``: the gate of reduced precisions, in [0, 1] (default:
     the sidecar's, else the precision's). ``compute_units``: the accelerator of formats that
     have them (CoreML on macOS: ``ALL``, ``CPU_ONLY``, ``CPU_AND_GPU``, ``CPU_AND_NE``);
-    formats that cannot run here are re-checked structurally. Returns ``{"artifact",
+    formats that cannot run here are re-checked structurally. ``progress``: see
+    :mod:`lsnet_deploy.progress`. Returns ``{"artifact",
     "passed", "validation", ...}``.
 
     Raises:
@@ -91,7 +99,8 @@ def validate(
     reference = create_model(variant, source_weights, img_size=spec.img_size)  # type: ignore[arg-type]
     val, images_from = _held_out(images, Preprocess(img_size=reference.img_size))
     # 3. run and compare
-    outputs = run_artifact(exp.runner(path, threads, accelerator=compute_units), val, spec)
+    outputs = run_artifact(exp.runner(path, threads, accelerator=compute_units), val, spec,
+                           progress)
     with torch.no_grad():
         logits = reference(val)
     if tuple(outputs.shape) != tuple(logits.shape):

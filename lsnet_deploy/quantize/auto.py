@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..fidelity import compare_logits
+from ..progress import Say, counted
 from .groups import COMPUTE_GROUPS, GROUPS
 
 __all__ = [
@@ -89,7 +90,7 @@ def measure(setup: QuantSetup, config: Any) -> tuple[float, float]:
 def sensitivity(
     setup: QuantSetup,
     base: Any,
-    progress: Callable[[str], None] | None = None,
+    progress: Say | None = None,
     baseline: tuple[float, float] | None = None,
 ) -> tuple[dict[str, float], list[GroupSensitivity]]:
     """Full-INT8 baseline and the per-group ``only`` / ``without`` measurements (``baseline``:
@@ -97,9 +98,8 @@ def sensitivity(
     full_cos, full_top1 = baseline if baseline is not None else measure(setup, base)
     counts = setup.group_sizes
     rows = []
-    for g in [g for g in GROUPS if counts.get(g)]:
-        if progress:
-            progress(g)
+    groups = [g for g in GROUPS if counts.get(g)]
+    for g in counted(progress, "INT8 sensitivity", groups, lambda g: f"group {g}"):
         only = measure(setup, replace(base, only=(g,)))
         without = measure(setup, replace(base, exclude=(*base.exclude, g)))
         rows.append(GroupSensitivity(g, counts[g], only[0], without[0], only[1], without[1]))
@@ -110,7 +110,7 @@ def auto_exclude(
     setup: QuantSetup,
     min_cosine: float,
     base: Any,
-    progress: Callable[[str], None] | None = None,
+    progress: Say | None = None,
 ) -> tuple[tuple[str, ...], dict[str, Any]]:
     """Greedy mixed precision: keep groups in float (cheap ones first, each tier most damaging
     first) until the mean cosine reaches ``min_cosine``. Returns ``(excluded groups, report)``.
@@ -129,7 +129,8 @@ def auto_exclude(
     baseline, rows = sensitivity(setup, base, progress, (start_cos, start_top1))
     cosine = baseline["full_int8_cosine"]
     ranked = sorted(rows, key=lambda r: (r.group in COMPUTE_GROUPS, r.only_cosine))
-    for row in ranked:
+    for row in counted(progress, "mixed precision", ranked,
+                       lambda r: f"keeping {r.group} in float"):
         if cosine >= min_cosine:
             break
         if row.group in exclude:
