@@ -24,6 +24,7 @@ from lsnet_deploy.errors import (
     ValidationFailedError,
 )
 from lsnet_deploy.exporters.onnx import OnnxExporter
+from lsnet_deploy.labels import imagenet_classes
 from lsnet_deploy.metadata import from_native, read_sidecar
 from lsnet_deploy.paths import calibration_dir
 from lsnet_deploy.pipeline import export, quant_report, validate
@@ -339,6 +340,10 @@ def test_real_variant_fp32_and_int8(make_checkpoint, tmp_path: Path) -> None:  #
     for b in (1, 3, 8):
         got = _ort(fp32.path, images[:b].numpy())
         assert np.abs(got - expected[:b]).max() <= 1e-3
+    # the ImageNet class names next to the artifact, in class order, named in the sidecar
+    labels = fp32.path.with_name(fp32.path.name + ".labels.txt")
+    assert labels.read_text().splitlines() == list(imagenet_classes())
+    assert read_sidecar(fp32.path)["labels_file"] == labels.name  # type: ignore[index]
     # 0.892 with today's packages (onnx 1.23.2, onnxruntime 1.32.0, numpy 2.3.5), for the code
     # before and after the architecture split alike; it was above 0.9 before: issue 13's work
     [int8] = export("lsnet_t", "onnx", weights=ckpt, output_dir=tmp_path, precision="int8",

@@ -100,3 +100,15 @@ def test_planning_all_formats_takes_milliseconds(tmp_path: Path) -> None:
 def test_request_build_rejects_unknown_keywords() -> None:
     with pytest.raises(TypeError):
         ExportRequest.build("lsnet_t", "onnx", opsett=18)
+
+
+def test_imagenet_artifacts_get_a_labels_file_next_to_them(tmp_path: Path) -> None:
+    """A 1000-class model's artifact, in every format, is published with
+    ``<artifact>.labels.txt`` (checked like the artifact when planning); the tiny 10-class
+    model's has none."""
+    for job in _plan(tmp_path, fmt="all"):
+        assert job.labels_file == f"{job.dest.name}.labels.txt"
+        assert job.labels_file in job.companions
+        assert job.dest.parent / job.labels_file in job.outputs
+    [tiny] = plan(ExportRequest.build("test_lsnet", "onnx", img_size=96, output_dir=tmp_path))
+    assert tiny.labels_file is None and tiny.companions == ()

@@ -31,6 +31,10 @@ __all__ = ["CALIB_METHODS", "ExportJob", "ModelFacts", "artifact_name", "check_d
            "model_facts", "plan"]
 
 CALIB_METHODS = ("minmax", "percentile")
+LABELS_SUFFIX = ".labels.txt"
+"""A labels file is named after its artifact: ``lsnet_t_224_fp32.onnx.labels.txt``."""
+LABELED_CLASSES = 1000
+"""Models with this many classes are ImageNet-1K classifiers: their labels file is written."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,11 @@ class ExportJob:
     force: bool = False
     """Replace an existing artifact of lsnet-deploy's (never a foreign file or folder)."""
     companions: tuple[str, ...] = ()
-    """Names of the files published next to ``dest`` (in its folder)."""
+    """Names of the files published next to ``dest`` (in its folder), the format's own and
+    :attr:`labels_file`."""
+    labels_file: str | None = None
+    """``<artifact name>.labels.txt``: the class names, one per line in class order, for
+    models with known class names (ImageNet-1K); ``None`` otherwise."""
 
     @property
     def outputs(self) -> list[Path]:
@@ -233,11 +241,13 @@ def _job(request: ExportRequest, exp: Exporter, precision: str, fmt: FormatOptio
         mixed=bool(options.int8_exclude) or options.int8_auto,
         default_layout=caps.layouts[0], io=parts.io,
         default_image_input=caps.default_image_input, extra=parts.extra)
+    labels = (f"{name}{LABELS_SUFFIX}",) if facts.num_classes == LABELED_CLASSES else ()
     return ExportJob(exp.name, facts.variant, spec, options, out_root / facts.variant / name,
                      calibrate=precision in caps.calibrated,
                      needs_reference=(auto or precision == "w8a8"
                                       or fmt.needs_reference(options.precision)),
-                     force=request.force, companions=fmt.companion_names(name))
+                     force=request.force, companions=(*fmt.companion_names(name), *labels),
+                     labels_file=labels[0] if labels else None)
 
 
 def artifact_name(

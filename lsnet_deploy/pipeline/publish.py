@@ -14,7 +14,6 @@ file in the way) are :class:`~lsnet_deploy.errors.OutputError`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,14 @@ from ..errors import ExportError, LsnetDeployError, OutputError
 from ..exporters import ExportData, Exporter, ExportResult, ExportTask, tool_names
 from ..exporters.ranks import rank_histogram
 from ..fidelity import comparable_outputs, compare_logits, run_artifact
-from ..metadata import build_metadata, sidecar_path, to_native, write_json_atomic
+from ..metadata import (
+    build_metadata,
+    sidecar_path,
+    to_native,
+    write_json_atomic,
+    write_text_atomic,
+)
+from ..progress import Say
 from ..sidecar import artifact_sha256
 from .plan import ExportJob
 from .staging import Staging, is_output_oserror, output_error, stage
@@ -34,7 +40,8 @@ __all__ = ["Artifact", "Progress", "Provenance", "artifact_sha256", "publish"]
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str], None]
+Progress = Say
+"""The progress callback (:mod:`lsnet_deploy.progress`)."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +98,7 @@ def _publish(job: ExportJob, fused: torch.nn.Module, data: ExportData, provenanc
     tmp = staging.new / dest.name
     say(f"exporting {dest.name}")
     with staging.temp_files_here():
-        result = exp.export(fused, job.spec, tmp, ExportTask(options, data))
+        result = exp.export(fused, job.spec, tmp, ExportTask(options, data, say))
     info = dict(result.details)
     ranks = rank_histogram(tmp)  # read from the file: what an NPU compiler sees
     if ranks is not None:
@@ -123,6 +130,12 @@ def _publish(job: ExportJob, fused: torch.nn.Module, data: ExportData, provenanc
             raise ExportError(f"{exp.name} wrote the companion file {companion} outside its "
                               "staging folder (a bug: please report it)")
         names.append(companion.name)
+    if job.labels_file is not None:  # the class names next to the artifact, for every format
+        from ..labels import imagenet_classes
+
+        write_text_atomic(staging.new / job.labels_file, "\n".join(imagenet_classes()) + "\n")
+        names.append(job.labels_file)
+        sidecar["labels_file"] = job.labels_file
     if names:
         sidecar["companions"] = names
     side = sidecar_path(tmp)
@@ -151,8 +164,8 @@ def _validate(exp: Exporter, job: ExportJob, path: Path, info: dict[str, Any],
         return exp.structural_validation(path, job.spec, job.options.precision, info)
     say(f"validating {path.name} on {provenance.val_images.shape[0]} images")
     outputs, expected = comparable_outputs(
-        run_artifact(exp.runner(path), provenance.val_images, job.spec), provenance.val_logits,
-        exp.output_kind(info))
+        run_artifact(exp.runner(path), provenance.val_images, job.spec, say),
+        provenance.val_logits, exp.output_kind(info))
     report = compare_logits(outputs, expected, job.options.precision, provenance.val_source,
                             job.options.min_cosine)
     return {**report.to_dict(), **exp.validation_facts(), "summary": report.summary()}
