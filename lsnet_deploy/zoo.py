@@ -41,6 +41,9 @@ class ZooEntry:
     num_classes: int
     license: str
     paper: dict[str, Any]
+    counts: dict[str, int] | None = None
+    """Parameters and MACs at ``input_size`` (:func:`lsnet_deploy.describe.variant_counts`),
+    kept in the manifest so listing the variants builds no model."""
 
 
 @lru_cache(maxsize=1)
@@ -67,6 +70,7 @@ def zoo() -> dict[str, ZooEntry]:
             num_classes=int(d["num_classes"]),
             license=d["license"],
             paper=dict(d.get("paper", {})),
+            counts={k: int(v) for k, v in d["counts"].items()} if d.get("counts") else None,
         )
     return out
 

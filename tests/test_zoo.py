@@ -79,3 +79,20 @@ def test_sha256_mismatch_removes_the_download(monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(CheckpointError, match="does not match the manifest"):
         fetch_checkpoint("lsnet_t")
     assert cached_checkpoint("lsnet_t") is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["lsnet_t", "lsnet_s_distill", "lsnet_b"])
+def test_manifest_counts_are_the_counted_ones(variant: str) -> None:
+    """``models`` reads parameters and MACs from the manifest (no model built): they must be
+    what building and fusing the variant gives (the other variants share these blocks)."""
+    from lsnet_deploy.describe import variant_counts
+
+    assert zoo_entry(variant).counts == variant_counts(variant)
+
+
+def test_every_manifest_entry_has_its_counts() -> None:
+    for name, entry in zoo().items():
+        assert entry.counts is not None and set(entry.counts) == {
+            "params", "params_fused", "macs", "macs_paper_convention"}, name
+        assert entry.counts["params_fused"] < entry.counts["params"]
