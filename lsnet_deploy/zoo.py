@@ -10,6 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
+import threading
+import urllib.parse
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -91,6 +94,39 @@ def cached_checkpoint(variant: str) -> Path | None:
     return path if path.is_file() and path.stat().st_size > 0 else None
 
 
+PROBE_TIMEOUT_S = 3.0
+"""How long :func:`hub_unreachable` waits for the Hub's address and a TCP connection."""
+_PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
+               "all_proxy")
+
+
+def hub_unreachable(endpoint: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
+    """Why the Hub at ``endpoint`` cannot be reached, found in at most ``timeout`` seconds
+    (DNS lookup and a TCP connection to its HTTPS port), or ``None`` when it can, or when a
+    proxy is configured (the download then goes through it, and only it can tell). One fast
+    check instead of the Hub client's retries with back-off (half a minute offline)."""
+    if any(os.environ.get(v) for v in _PROXY_VARS):
+        return None
+    url = urllib.parse.urlsplit(endpoint)
+    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme != "http" else 80)
+    result: list[str | None] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                result.append(None)
+        except OSError as e:
+            result.append(f"{host} is unreachable ({e.strerror or type(e).__name__}); no "
+                          "network?")
+
+    worker = threading.Thread(target=probe, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if not result:
+        return f"{host} did not answer within {timeout:.0f} s; no network?"
+    return result[0]
+
+
 def fetch_checkpoint(variant: str) -> Path:
     """Return the official checkpoint of ``variant``, downloading it once if needed.
 
@@ -111,10 +147,17 @@ def fetch_checkpoint(variant: str) -> Path:
         target_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise WeightsUnavailableError(f"cannot create {target_dir}: {e}; {hint}") from e
+    if os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0"):
+        raise WeightsUnavailableError(f"{entry.filename} is not cached and HF_HUB_OFFLINE is "
+                                      f"set; {hint}")
     try:
-        from huggingface_hub import hf_hub_download
+        from huggingface_hub import constants, hf_hub_download
     except ImportError as e:  # pragma: no cover - core dependency
         raise WeightsUnavailableError(f"huggingface_hub is not installed; {hint}") from e
+    unreachable = hub_unreachable(constants.ENDPOINT)
+    if unreachable:
+        raise WeightsUnavailableError(f"cannot download {entry.filename}: {unreachable}; "
+                                      f"{hint}")
     log.info("downloading %s from Hugging Face (%s) to %s", entry.filename, entry.repo_id, target_dir)
     try:
         path = Path(

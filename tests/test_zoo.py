@@ -37,6 +37,46 @@ def test_offline_is_a_clear_error() -> None:
         create_model("lsnet_t", "official")
 
 
+def _online(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As if the Hub were reachable (the downloads themselves are faked)."""
+    import lsnet_deploy.zoo as zoo_mod
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(zoo_mod, "hub_unreachable", lambda *a, **k: None)
+
+
+def test_no_network_is_found_fast_and_said_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+    import time
+
+    import huggingface_hub
+
+    import lsnet_deploy.zoo as zoo_mod
+
+    for var in ("HF_HUB_OFFLINE", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy",
+                "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    start = time.monotonic()  # TEST-NET-1: never answers
+    assert "no network?" in (zoo_mod.hub_unreachable("https://192.0.2.1", timeout=0.5) or "")
+    assert time.monotonic() - start < 3
+    with socket.socket() as server:  # a listening port: reachable
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        assert zoo_mod.hub_unreachable(f"http://127.0.0.1:{server.getsockname()[1]}") is None
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")  # only the proxy can tell
+    assert zoo_mod.hub_unreachable("https://192.0.2.1", timeout=0.5) is None
+    monkeypatch.delenv("HTTPS_PROXY")
+
+    def never(**_: object) -> str:
+        raise AssertionError("no download is attempted without a network")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", never)
+    monkeypatch.setattr(zoo_mod, "hub_unreachable", lambda *a, **k: "huggingface.co is "
+                        "unreachable (Name or service not known); no network?")
+    with pytest.raises(WeightsUnavailableError, match="no network.*--weights random"):
+        fetch_checkpoint("lsnet_t")
+
+
 def test_download_goes_through_hf_hub_and_is_cached(
     monkeypatch: pytest.MonkeyPatch, make_checkpoint
 ) -> None:  # type: ignore[no-untyped-def]
@@ -52,6 +92,7 @@ def test_download_goes_through_hf_hub_and_is_cached(
         return str(target)
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    _online(monkeypatch)
     path = fetch_checkpoint("lsnet_t")
     assert calls == [{"repo_id": "jameslahm/lsnet", "filename": "lsnet_t.pth"}]
     assert cached_checkpoint("lsnet_t") == path
@@ -76,6 +117,7 @@ def test_sha256_mismatch_removes_the_download(monkeypatch: pytest.MonkeyPatch) -
     entry = dataclasses.replace(zoo_entry("lsnet_t"), sha256="0" * 64)
     monkeypatch.setattr(zoo_mod, "zoo_entry", lambda v: entry)
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    _online(monkeypatch)
     with pytest.raises(CheckpointError, match="does not match the manifest"):
         fetch_checkpoint("lsnet_t")
     assert cached_checkpoint("lsnet_t") is None
