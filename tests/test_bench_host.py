@@ -485,6 +485,23 @@ def test_cli_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0 and "No benchmark results found" in out
 
 
+def test_cli_report_keeps_the_caveats_and_pipes_as_markdown(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Synthetic weights and a busy machine stay visible next to the numbers they qualify,
+    and piped (not a terminal) the page is the Markdown itself, one table row per line."""
+    results = [BenchResult("lsnet_t", "litert", "fp32", 1, 1, 4.58, p90_ms=4.66, runs=50,
+                           notes="RANDOM weights; cosine vs PyTorch 1.0000")]
+    env = {"cpu": "Test CPU", "cores": 2, "busy": True,
+           "timestamp": "2026-11-25T00:00:00+00:00"}
+    write_report_folder(BenchReport(results, env), tmp_path / "r", chart=False)
+    code, out, err = run_main(["report", str(tmp_path)], capsys)
+    assert code == 0, err
+    [fastest] = [line for line in out.splitlines() if line.startswith("| lsnet_t |")]
+    assert "4.58 ms" in fastest and "[RANDOM weights; machine was BUSY]" in fastest
+    [row] = [line for line in out.splitlines() if line.startswith("| host: Test CPU")]
+    assert row.endswith("| RANDOM weights; cosine vs PyTorch 1.0000; machine was BUSY |")
+
+
 # -- acceptance: one command, LSNet-T in every host runtime -----------------------------------
 
 @pytest.mark.slow

@@ -127,3 +127,23 @@ def test_console_script_end_to_end(tmp_path: Path) -> None:
     debug = subprocess.run([str(exe), "info", "--weights", str(bad)], capture_output=True,
                            text=True, env={**env, "LSNET_DEPLOY_DEBUG": "1"})
     assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_tables_degrade_to_markdown_when_piped(capsys: pytest.CaptureFixture[str]) -> None:
+    """Not a terminal: every row on one line, names never broken across lines."""
+    code, out, _ = run_main(["models"], capsys)
+    assert code == 0
+    rows = [line for line in out.splitlines() if line.startswith("| lsnet_")]
+    assert [r.split("|")[1].strip() for r in rows] == [
+        "lsnet_t", "lsnet_t_distill", "lsnet_s", "lsnet_s_distill", "lsnet_b", "lsnet_b_distill"]
+    assert "| variant | params M | fused M | GMACs |" in out
+
+
+def test_help_is_plain_and_fast_to_read(capsys: pytest.CaptureFixture[str]) -> None:
+    """Plain help (no box drawing, no <bool> on flags), choices whole, the default bench
+    command's flags pointed to."""
+    code, out, _ = run_main(["quant-report", "--help"], capsys)
+    assert code == 0 and "<bool>" not in out and "╭" not in out
+    assert "lsnet_s_distill" in out and "--calib-size" in out and "onnx|tflite" in out
+    code, out, _ = run_main(["bench", "--help"], capsys)
+    assert code == 0 and "bench host --help" in out

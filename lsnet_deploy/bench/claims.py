@@ -13,7 +13,7 @@ counts) and any number of benchmark result files (our latencies, host or phone):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -84,11 +84,30 @@ def collect_results(files: list[Path]) -> list[BenchResult]:
     for n, f in enumerate(files):
         report = relabel_host_results(load_report(f))
         stamp = str(report.environment.get("timestamp", ""))
-        dated += [(stamp, n, r) for r in report.results]
+        busy = bool(report.environment.get("busy"))
+        dated += [(stamp, n, with_note(r, BUSY_NOTE) if busy else r) for r in report.results]
     latest: dict[tuple[Any, ...], tuple[str, int, BenchResult]] = {}
     for item in sorted(dated, key=lambda t: (t[0], t[1])):
         latest[item[2].key] = item
     return [r for _, _, r in sorted(latest.values(), key=lambda t: (t[0], t[1]))]
+
+
+BUSY_NOTE = "machine was BUSY"
+"""The caveat of a result measured on a loaded machine (its file's ``environment.busy``)."""
+_CAVEATS = ("RANDOM weights", BUSY_NOTE)
+
+
+def with_note(r: BenchResult, note: str) -> BenchResult:
+    """``r`` with ``note`` added to its notes (once)."""
+    if r.notes and note in r.notes:
+        return r
+    return replace(r, notes=f"{r.notes}; {note}" if r.notes else note)
+
+
+def caveats(r: BenchResult) -> str:
+    """The caveats among ``r``'s notes that a reader of a latency must see (synthetic weights,
+    a busy machine), ``""`` if none."""
+    return "; ".join(c for c in _CAVEATS if r.notes and c in r.notes)
 
 
 def _size_of(model: str) -> str | None:
@@ -151,7 +170,8 @@ def _fastest_cell(r: BenchResult | None) -> str:
     if r is None:
         return "not measured"
     where = f" on {r.device}" if r.device != "host" else ""
-    return f"{r.median_ms:.2f} ms ({_config(r)}{where})"
+    warn = f" [{caveats(r)}]" if caveats(r) else ""
+    return f"{r.median_ms:.2f} ms ({_config(r)}{where}){warn}"
 
 
 def claims_markdown(claims: list[Claim], results: list[BenchResult],
@@ -186,13 +206,15 @@ def claims_markdown(claims: list[Claim], results: list[BenchResult],
             r.device, r.platform, r.runtime, r.precision, str(r.accelerator),
             r.threads or 0, r.batch, _size_of(r.model) is None, r.model))
         lines += ["| device | runtime | precision | threads / units | batch | model | median ms "
-                  "| p90 ms | img/s | source |", "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| p90 ms | img/s | source | notes |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in ordered:
             unit = r.accelerator or ("-" if r.threads is None else str(r.threads))
             lines.append(
                 f"| {r.device} | {r.runtime} | {r.precision} | {unit} | {r.batch} | {r.model} | "
                 f"{_num(r.median_ms, '.2f')} | {_num(r.p90_ms, '.2f')} | "
-                f"{_num(r.throughput_img_s, '.1f')} | {r.source} |")
+                f"{_num(r.throughput_img_s, '.1f')} | {r.source} | "
+                f"{(r.notes or '-').replace('|', '/')} |")
     if sources:
         lines += ["", "Result files: " + ", ".join(f"`{s}`" for s in sources)]
     return "\n".join(lines) + "\n"

@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -35,6 +36,8 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Table
+from rich.text import Text
 
 from ..api import list_variants
 from ..errors import UnsupportedOptionError
@@ -74,6 +77,7 @@ __all__ = [
     "log",
     "new_progress",
     "out",
+    "print_table",
     "setup_logging",
     "quiet_command",
     "quiet_work",
@@ -159,7 +163,8 @@ CalibOpt = Annotated[Path | None, typer.Option("--calib", help="Calibration imag
                                                "(default: calibration/).")]
 CalibSizeOpt = Annotated[int | None, typer.Option("--calib-size", min=1,
                                                   help="Use at most N calibration images.")]
-CalibMethodOpt = Annotated[CalibMethod, typer.Option("--calib-method")]
+CalibMethodOpt = Annotated[CalibMethod, typer.Option(
+    "--calib-method", help="INT8 activation ranges: minmax, or percentile (ONNX only).")]
 ValOpt = Annotated[Path | None, typer.Option("--val", help="Validation image folder (default: "
                                              "every 4th image of the calibration folder).")]
 
@@ -249,12 +254,38 @@ def quiet_command(fn: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
+def print_table(table: Table) -> None:
+    """A rich table on a terminal; piped or redirected, the same table as Markdown (title,
+    header, one row per line, nothing cut or wrapped to a width)."""
+    if out.is_terminal:
+        out.print(table)
+        return
+
+    def cell(value: object) -> str:
+        text = value.plain if isinstance(value, Text) else str(value)
+        return Text.from_markup(text).plain.replace("|", "/").replace("\n", " ")
+
+    lines = [cell(table.title), ""] if table.title else []
+    columns = table.columns
+    lines += ["| " + " | ".join(cell(c.header) for c in columns) + " |",
+              "|" + "---|" * len(columns)]
+    rows = zip(*(list(c.cells) for c in columns), strict=True)
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    if table.caption:
+        lines += ["", cell(table.caption)]
+    out.file.write("\n".join(lines) + "\n")
+
+
 def emit_json(obj: dict[str, Any]) -> None:
     """Print ``obj`` as the one JSON object of ``--json`` on stdout (the real one, also inside
     :func:`quiet_work`)."""
     stream = out.file
     stream.write(json.dumps(obj, indent=2, default=str) + "\n")
     stream.flush()
+
+
+QUIET_PHASE_S = 5.0
+"""Off a terminal, a phase is announced only once it has run this long."""
 
 
 class WorkProgress:
@@ -272,6 +303,7 @@ class WorkProgress:
         self.task: Any = None
         self.phase: str | None = None
         self.said = ""
+        self.timer: threading.Timer | None = None
         self.started = time.monotonic()
 
     def __enter__(self) -> WorkProgress:
@@ -279,6 +311,8 @@ class WorkProgress:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
         self.bar.__exit__(*exc)  # type: ignore[arg-type]
 
     def __call__(self, message: str) -> None:
@@ -291,13 +325,22 @@ class WorkProgress:
                 self.bar.remove_task(self.task)
             self.task = self.bar.add_task(escape(phase), total=step.total if step else None)
             if not err.is_terminal and not self.said.startswith(phase):
-                log.info("%s", f"{phase}: {step.total} steps" if step else phase)
+                self._later(f"{phase}: {step.total} steps" if step else phase)
             if step is None:
                 self.said = phase
         if step is not None:
             self.bar.update(self.task, total=step.total, completed=step.index - 1,
                             description=escape(f"{step.phase} {step.index}/{step.total}: "
                                                f"{step.item}"))
+
+    def _later(self, line: str) -> None:
+        """Off a terminal: log ``line`` if its phase is still running after
+        :data:`QUIET_PHASE_S` (a quick command stays silent, a long one says what it does)."""
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = threading.Timer(QUIET_PHASE_S, log.info, args=("%s", line))
+        self.timer.daemon = True
+        self.timer.start()
 
     def summary(self) -> str:
         """``"done in 1 min 23 s"``."""

@@ -34,6 +34,7 @@ from ._common import (
     err,
     new_progress,
     out,
+    print_table,
     quiet_command,
 )
 
@@ -53,7 +54,11 @@ bench_app = typer.Typer(
     cls=_DefaultHostGroup,
     help="Benchmark latency: on this machine (default; 'bench --model lsnet_t' or "
     "'bench FILE...'), CoreML on macOS, an Android phone over adb, an iPhone (harness + import).",
+    epilog="'bench' without a command is 'bench host': its options (--model, --weights, "
+    "--runtime, --threads, --runs, --warmup, --throughput, --output-dir, --json, ...) are "
+    "listed by 'lsnet-deploy bench host --help'.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 
@@ -146,7 +151,7 @@ def _print_results(report: Any) -> None:
                          overflow="fold", min_width=min(widest, 28))
     for r in rows:
         table.add_row(*(escape(r[i]) for i in keep))
-    out.print(table)
+    print_table(table)
 
 
 def _finish(report: Any, output_dir: Path | None, as_json: bool, imported: bool = False,

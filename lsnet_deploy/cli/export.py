@@ -36,6 +36,7 @@ from ._common import (
     emit_json,
     log,
     out,
+    print_table,
 )
 
 __all__ = ["export_cmd", "quant_report_cmd", "validate_cmd"]
@@ -73,8 +74,8 @@ IoOpt = Annotated[IoType | None, typer.Option(
     "--io", help="TFLite INT8 output (and tensor input) type: float32 (default), or the "
     "raw quantized forms uint8 / int8 (their quantization parameters are in the sidecar).")]
 MinCosineOpt = Annotated[float | None, typer.Option(
-    "--min-cosine", help="INT8/fp16 gate: mean logit cosine vs PyTorch (default 0.98 "
-    "for INT8, 0.999 for fp16).")]
+    "--min-cosine", help="INT8/fp16 gate: mean logit cosine vs PyTorch, in [0, 1] (default "
+    "0.98 for INT8, 0.999 for fp16; 0 turns the gate off).")]
 Int8ExcludeOpt = Annotated[list[str] | None, typer.Option(
     "--int8-exclude", help="Op group or node kept in float (repeatable), or 'auto'.")]
 OutputDirOpt = Annotated[Path | None, typer.Option("--output-dir", "-o", help="Default: export/.")]
@@ -159,14 +160,17 @@ def validate_cmd(
     weights: WeightsOpt = None,
     images: Annotated[Path | None, typer.Option("--images", help="Image folder (default: the "
                                                 "held-out calibration photos).")] = None,
-    min_cosine: Annotated[float | None, typer.Option("--min-cosine")] = None,
+    min_cosine: Annotated[float | None, typer.Option(
+        "--min-cosine", help="Gate of a reduced precision, in [0, 1] (default: the one the "
+        "artifact was exported with).")] = None,
     compute_units: Annotated[ComputeUnits | None, typer.Option(
         "--compute-units", help="CoreML on macOS: the compute units to run on (default ALL).")
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Re-run the artifact-vs-PyTorch comparison of an exported artifact (CoreML packages:
-    on macOS; elsewhere they are re-checked structurally)."""
+    """Re-run the artifact-vs-PyTorch comparison of an exported artifact, after checking its
+    sidecar against it (CoreML packages: in Core ML on macOS, in the reference executor
+    elsewhere)."""
     with WorkProgress() as say:
         say(f"validating {artifact.name}")
         result = validate(artifact, weights=weights if weights else ..., images=images,
@@ -186,10 +190,10 @@ def quant_report_cmd(
     model: ModelOpt = DEFAULT_VARIANT,
     weights: WeightsOpt = None,
     img_size: ImgSizeOpt = 224,
-    calib: Annotated[Path | None, typer.Option("--calib")] = None,
-    calib_size: Annotated[int | None, typer.Option("--calib-size", min=1)] = None,
+    calib: CalibOpt = None,
+    calib_size: CalibSizeOpt = None,
     calib_method: CalibMethodOpt = DEFAULT_CALIB_METHOD,
-    val: Annotated[Path | None, typer.Option("--val")] = None,
+    val: ValOpt = None,
     fmt: Annotated[SensitivityFormat, typer.Option(
         "--format", "-f", help="onnx (ONNX Runtime QDQ) or tflite (PT2E, measured on the "
         "fake-quantized model).")] = DEFAULT_SENSITIVITY_FORMAT,
@@ -223,6 +227,6 @@ def _print_quant_report(variant: str, rep: dict[str, Any]) -> None:
     for g in sorted(rep["groups"], key=lambda r: r["only_cosine"]):
         t.add_row(g["group"], str(g["nodes"]), f"{g['only_cosine']:.5f}",
                   f"{g['without_cosine']:.5f}", g["description"])
-    out.print(t)
+    print_table(t)
     out.print("keep groups in float with: lsnet-deploy export --int8 --int8-exclude GROUP "
               f"(repeatable) --format {rep['format']}, or --int8-exclude auto")

@@ -22,6 +22,7 @@ from ._common import (
     choose_model,
     emit_json,
     out,
+    print_table,
 )
 
 __all__ = ["info_cmd", "models_cmd", "predict_cmd"]
@@ -43,7 +44,7 @@ def models_cmd(as_json: JsonOpt = False) -> None:
             f"{r['paper_params_m']} / {r['paper_gmacs']} / {r['paper_top1']}",
             "cached" if r["cached"] else "-",
         )
-    out.print(table)
+    print_table(table)
     out.print("GMACs: convs, linears, attention matmuls and SKA counted as a dw 3x3 "
               "(docs/benchmarks.md); weights: '-' = not downloaded yet")
 
@@ -80,7 +81,7 @@ def _print_info(r: dict[str, Any]) -> None:
         t.add_column(col)
     for s in r["stages"]:
         t.add_row(str(s["stage"]), str(s["channels"]), str(s["blocks"]), s["grid"], s["mixers"])
-    out.print(t)
+    print_table(t)
     out.print(f"params: {r['params'] / 1e6:.3f} M unfused, {r['params_fused'] / 1e6:.3f} M fused;"
               f" MACs: {r['macs'] / 1e9:.3f} G ({r['macs_paper_convention'] / 1e9:.3f} G paper "
               "convention)")

@@ -51,8 +51,11 @@ def report_cmd(
                    "results": [r.to_dict() for r in results],
                    "sources": [str(f) for f in files]})
         return
-    from rich.markdown import Markdown
+    if not out.is_terminal:  # piped: the Markdown itself, never squeezed to a width
+        out.file.write(page)
+    else:
+        from rich.markdown import Markdown
 
-    out.print(Markdown(page))
+        out.print(Markdown(page))
     if output is not None:
         out.print(f"written: {escape(str(output))}")
