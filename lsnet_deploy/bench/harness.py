@@ -77,6 +77,9 @@ class BenchSettings:
 class ProgressSink(Protocol):
     """Where the loop reports progress (the CLI's rich progress bar)."""
 
+    def plan(self, configurations: int) -> None:
+        """How many configurations the run times (before the first ``begin``)."""
+
     def begin(self, label: str, total: int | None) -> None:
         """A configuration starts; ``total`` calls (``None`` when time-based)."""
 
@@ -181,6 +184,9 @@ def run_benchmarks(targets: list[Target], settings: BenchSettings,
     fails (it goes to ``failures``); Ctrl-C returns the partial report, ``interrupted``."""
     env = environment if environment is not None else settings_environment(settings)
     report = BenchReport([], env)
+    if progress:
+        progress.plan(sum(1 if t.runtime == "coreml" else len(settings.threads)
+                          for t in targets))
     try:
         for target in targets:
             thread_counts: tuple[int | None, ...] = (

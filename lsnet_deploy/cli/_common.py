@@ -352,7 +352,8 @@ class WorkProgress:
 def new_progress() -> Progress:
     """Transient progress bars on stderr."""
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=err, transient=True)
+                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=err,
+                    transient=True, disable=not err.is_terminal)
 
 
 class RichProgress:
@@ -364,8 +365,13 @@ class RichProgress:
         self.overall = progress.add_task("configurations", total=total_configs)
         self.task: Any = None
 
+    def plan(self, configurations: int) -> None:
+        self.progress.update(self.overall, total=configurations)
+
     def begin(self, label: str, total: int | None) -> None:
         self.task = self.progress.add_task(escape(label), total=total)
+        if not err.is_terminal:
+            log.info("timing %s", label)
 
     def step(self) -> None:
         self.progress.advance(self.task)
