@@ -32,6 +32,7 @@ import torch
 from ..deps import require
 from ..errors import BenchmarkError, ExportError, UnsupportedOptionError, first_line
 from ..fidelity import run_artifact
+from ..metadata import io_metadata, tensor_entry
 from ..spec import IOSpec
 from .base import (
     CalibrationSet,
@@ -200,7 +201,7 @@ class OnnxExporter(Exporter):
         companions: tuple[Path, ...] = ()
         if _ort(options):
             meta["ort"], companions = self._export_ort(spec, out, task)
-        return ExportResult(details=meta, companions=companions)
+        return ExportResult(details=meta, metadata=_graph_io(proto), companions=companions)
 
     def _export_ort(self, spec: IOSpec, out: Path, task: ExportTask
                     ) -> tuple[dict[str, Any], tuple[Path, ...]]:
@@ -337,6 +338,25 @@ _ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
 
 _ONNX_QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul",
                    "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"}
+
+
+def _graph_io(proto: Any) -> dict[str, Any]:
+    """The metadata's ``inputs`` / ``outputs`` as the graph declares them (a symbolic first
+    dimension is the dynamic batch, ``"batch"``)."""
+    from onnx import helper
+
+    initializers = {i.name for i in proto.graph.initializer}
+
+    def entry(value: Any) -> dict[str, Any]:
+        tensor = value.type.tensor_type
+        shape: list[int | str] = [
+            d.dim_value if d.HasField("dim_value") else ("batch" if i == 0 else d.dim_param)
+            for i, d in enumerate(tensor.shape.dim)]
+        return tensor_entry(value.name, shape,
+                            helper.tensor_dtype_to_np_dtype(tensor.elem_type).name)
+
+    return io_metadata([entry(v) for v in proto.graph.input if v.name not in initializers],
+                       [entry(v) for v in proto.graph.output])
 
 
 def _mobile_usability(path: Path) -> dict[str, Any]:

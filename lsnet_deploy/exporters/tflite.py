@@ -50,7 +50,7 @@ from ..errors import (
     UnsupportedOptionError,
     first_line,
 )
-from ..metadata import from_native
+from ..metadata import from_native, io_metadata, to_native
 from ..spec import IOSpec
 from .base import (
     CalibrationSet,
@@ -247,7 +247,8 @@ def _boundary(out: Path, spec: IOSpec, options: ExportOptions) -> dict[str, Any]
     fmt = options.format if isinstance(options.format, TfliteOptions) else TfliteOptions()
     classifier = fmt.is_classifier(spec.num_classes)
     extra: dict[str, Any] = {"classifier": classifier, "standard_metadata": STANDARD_METADATA_NAME,
-                             "labels_file": LABELS_FILE}
+                             "labels_file": LABELS_FILE,
+                             "output_kind": "probabilities" if classifier else "logits"}
     if options.precision == "int8":
         io = fmt.io_type
         in_type = "int8" if spec.value_range == "0..255" else io  # an image input stays uint8
@@ -314,8 +315,8 @@ class TfliteExporter(Exporter):
         if bad:
             raise ExportError(f"the TFLite graph has non-builtin ops ({', '.join(bad)}); the "
                               "stock runtime cannot run it")
-        io_info = io_details(out)
-        extra.update({"inputs": io_info["inputs"], "outputs": io_info["outputs"]})
+        io_info = io_details(out)  # the boundary as the file declares it: the one input dtype
+        extra.update(io_metadata(io_info["inputs"], io_info["outputs"]))
         meta.update({"op_histogram": hist, "transposes": hist.get("TRANSPOSE", 0),
                      "builtin_only": True, **io_info, "gpu": _gpu_verdict(out)})
         return ExportResult(details=meta, metadata=extra)
@@ -361,14 +362,17 @@ class TfliteExporter(Exporter):
 
     def embed_metadata(self, path: Path, metadata: dict[str, str]) -> None:
         """lsnet-deploy's JSON entry, and the standard TFLite Metadata derived from it (when
-        ``metadata`` describes an lsnet-deploy artifact)."""
-        embed_metadata(path, metadata)
+        ``metadata`` describes an lsnet-deploy artifact). The entry is one JSON object of
+        the decoded values (``"img_size": [224, 224]``), not of the native strings."""
         meta = from_native(metadata)
+        embed_metadata(path, meta)
         if "img_size" in meta and meta.get("standard_metadata") == STANDARD_METADATA_NAME:
             write_standard_metadata(path, standard_metadata(meta, bool(meta.get("classifier"))))
 
     def read_metadata(self, path: Path) -> dict[str, str]:
-        return {k: str(v) for k, v in read_metadata(path).items()}
+        """The entry as native strings; files written before it held decoded values stored
+        the strings themselves, which are read as they are."""
+        return to_native(read_metadata(path))
 
     def runner(self, path: Path, threads: int | None = None,
                accelerator: str | None = None) -> Runner:

@@ -4,7 +4,9 @@
   ``CUSTOM:<name>`` and TensorFlow (Flex / SELECT_TF_OPS) ops as ``FLEX:<name>``;
 * :func:`non_builtin_ops`: the custom / Flex ops of a model (the stock runtime has none);
 * :func:`embed_metadata` / :func:`read_metadata`: a JSON object stored as the model metadata
-  entry ``lsnet_deploy`` (TFLite's ``Model.metadata``; any TFLite runtime ignores it);
+  entry ``lsnet_deploy`` (TFLite's ``Model.metadata``; any TFLite runtime ignores it); its
+  values are plain JSON (``"img_size": [224, 224]``; files of lsnet-deploy before metadata
+  schema 2 stored JSON-encoded strings there, ``"img_size": "[224, 224]"``);
 * :func:`fold_transpose_pairs`: remove TRANSPOSE pairs that cancel (the converter leaves
   some in quantized graphs, where Q/DQ ops separated them while it folded transposes);
 * :func:`constant_precision`: a model's precision judged by its weights;
@@ -148,7 +150,7 @@ def _name(value: Any) -> str:
 
 
 def read_metadata(path: Path) -> dict[str, Any]:
-    """The JSON stored by :func:`embed_metadata` (``{}`` if there is none)."""
+    """The JSON object stored by :func:`embed_metadata`, as stored (``{}`` if there is none)."""
     model = _read(path)
     for entry in model.metadata or []:
         if _name(entry.name) == METADATA_NAME:
