@@ -49,7 +49,6 @@ from torch import nn
 
 from .._version import __version__
 from ..errors import BenchmarkError, ExportError, UnsupportedOptionError, first_line
-from ..metadata import io_metadata, tensor_entry
 from ..portable import to_portable_form
 from ..spec import IOSpec
 from .base import (
@@ -68,8 +67,10 @@ from .coreml_checks import (
     check_class_labels,
     expected_class_labels,
     mil_summary,
+    package_io,
     probability_floor,
     structural_checks,
+    structural_summary,
 )
 from .coreml_checks import require_coremltools as _require
 from .session import Session, random_input
@@ -240,7 +241,7 @@ class CoremlExporter(Exporter):
         mlmodel.version = __version__
         mlmodel.save(str(out))
         summary = mil_summary(mlmodel.get_spec())
-        features = _features(mlmodel.get_spec().description, options.batch)
+        features = package_io(mlmodel.get_spec().description, options.batch)
         return ExportResult(details={
             "converter": "coremltools", "ios": ios, "classifier": classifier,
             "compute_precision": "fp32" if options.precision == "fp32" else "fp16",
@@ -357,7 +358,7 @@ class CoremlExporter(Exporter):
             result["fake_quant_fidelity"] = fake
             result["passed"] = all(result["checks"].values())
         return {"mode": "structural", **result, "gate": "all structural checks",
-                "summary": _structural_summary(result, fake)}
+                "summary": structural_summary(result, fake)}
 
     def runner(self, path: Path, threads: int | None = None,
                accelerator: str | None = None) -> Runner:
@@ -430,50 +431,6 @@ def _convert(ct: Any, source: Any, inputs: list[Any], precision: str, ios: int,
     return mlmodel
 
 
-_ARRAY_DTYPES = {"FLOAT32": "float32", "FLOAT16": "float16", "DOUBLE": "float64",
-                 "INT32": "int32", "INT8": "int8"}
-_FEATURE_DTYPES = {"stringType": "string", "dictionaryType": "dictionary"}
-
-
-def _features(description: Any, batch: int) -> dict[str, Any]:
-    """The metadata's ``inputs`` / ``outputs`` as the package declares them: an ``imageType``
-    is 8-bit RGB pixels ``[batch, 3, H, W]`` (``uint8``), a multi-array has its own data type
-    (an fp16 program of iOS 16+ takes and returns ``float16`` arrays) and shape; the
-    classifier's label is a ``string`` and its probabilities a ``dictionary`` (label ->
-    probability), both of shape ``[]``."""
-    from coremltools.proto import FeatureTypes_pb2
-
-    array_types = FeatureTypes_pb2.ArrayFeatureType.ArrayDataType
-
-    def entry(feature: Any) -> dict[str, Any]:
-        kind = feature.type.WhichOneof("Type")
-        if kind == "imageType":
-            image = feature.type.imageType
-            return tensor_entry(feature.name, [batch, 3, int(image.height), int(image.width)],
-                                "uint8")
-        if kind == "multiArrayType":
-            array = feature.type.multiArrayType
-            name = array_types.Name(array.dataType)
-            return tensor_entry(feature.name, [int(s) for s in array.shape],
-                                _ARRAY_DTYPES.get(name, name.lower()))
-        return tensor_entry(feature.name, [], _FEATURE_DTYPES.get(kind, str(kind)))
-
-    return io_metadata([entry(f) for f in description.input],
-                       [entry(f) for f in description.output])
-
-
-def _structural_summary(result: dict[str, Any], fake: dict[str, Any] | None) -> str:
-    failed = [k for k, ok in result["checks"].items() if not ok]
-    status = "PASS" if result["passed"] else "FAIL"
-    return (f"{status} structural checks ({len(result['checks'])}: reload, spec "
-            f"version {result['details']['spec_version']}, I/O, weights "
-            f"{result['details']['weight_dtypes']}, max rank "
-            f"{result['details']['max_rank']}, metadata)"
-            + (f"; failed: {', '.join(failed)}" if failed else "")
-            + (f"; W8A8 fake-quant mean cosine {fake['mean_cosine']:.5f} "
-               f"({fake['gate']})" if fake else "")
-            + "; structural record only (the numeric validation runs the package: Core ML "
-            "on macOS, the reference executor elsewhere)")
 
 
 def _load(path: Path, unit: str) -> Any:

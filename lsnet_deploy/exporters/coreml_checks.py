@@ -1,7 +1,8 @@
 """What can be checked in a Core ML ML Program without running it (any OS): the MIL program's
 op histogram, tensor ranks, weight dtypes and class labels (:func:`mil_summary`,
-:func:`class_labels`), and the structural checks of an exported package against its IO spec
-(:func:`structural_checks`).
+:func:`class_labels`), the inputs and outputs the package declares (:func:`package_io`), and
+the structural checks of an exported package against its IO spec (:func:`structural_checks`,
+:func:`structural_summary`).
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from typing import Any
 
 from ..deps import require
 from ..errors import ValidationFailedError
+from ..metadata import io_metadata, tensor_entry
 from ..spec import IOSpec
 
 __all__ = ["IOS_SPEC_VERSION", "check_class_labels", "class_labels", "expected_class_labels",
-           "mil_summary", "probability_floor", "require_coremltools", "structural_checks"]
+           "mil_summary", "package_io", "probability_floor", "require_coremltools",
+           "structural_checks", "structural_summary"]
 
 IOS_SPEC_VERSION = {16: 7, 17: 8, 18: 9}
 """Minimum deployment target -> Core ML specification version of an ML Program."""
@@ -236,4 +239,48 @@ def structural_checks(path: Path, spec: IOSpec, precision: str, ios: int,
                "outputs": out_names, **summary, "user_defined_metadata_keys": sorted(meta)}
     return {"checks": checks, "details": details, "passed": all(checks.values())}
 
+_ARRAY_DTYPES = {"FLOAT32": "float32", "FLOAT16": "float16", "DOUBLE": "float64",
+                 "INT32": "int32", "INT8": "int8"}
 
+_FEATURE_DTYPES = {"stringType": "string", "dictionaryType": "dictionary"}
+
+
+def package_io(description: Any, batch: int) -> dict[str, Any]:
+    """The metadata's ``inputs`` / ``outputs`` as the package declares them: an ``imageType``
+    is 8-bit RGB pixels ``[batch, 3, H, W]`` (``uint8``), a multi-array has its own data type
+    (an fp16 program of iOS 16+ takes and returns ``float16`` arrays) and shape; the
+    classifier's label is a ``string`` and its probabilities a ``dictionary`` (label ->
+    probability), both of shape ``[]``."""
+    from coremltools.proto import FeatureTypes_pb2
+
+    array_types = FeatureTypes_pb2.ArrayFeatureType.ArrayDataType
+
+    def entry(feature: Any) -> dict[str, Any]:
+        kind = feature.type.WhichOneof("Type")
+        if kind == "imageType":
+            image = feature.type.imageType
+            return tensor_entry(feature.name, [batch, 3, int(image.height), int(image.width)],
+                                "uint8")
+        if kind == "multiArrayType":
+            array = feature.type.multiArrayType
+            name = array_types.Name(array.dataType)
+            return tensor_entry(feature.name, [int(s) for s in array.shape],
+                                _ARRAY_DTYPES.get(name, name.lower()))
+        return tensor_entry(feature.name, [], _FEATURE_DTYPES.get(kind, str(kind)))
+
+    return io_metadata([entry(f) for f in description.input],
+                       [entry(f) for f in description.output])
+
+
+def structural_summary(result: dict[str, Any], fake: dict[str, Any] | None) -> str:
+    failed = [k for k, ok in result["checks"].items() if not ok]
+    status = "PASS" if result["passed"] else "FAIL"
+    return (f"{status} structural checks ({len(result['checks'])}: reload, spec "
+            f"version {result['details']['spec_version']}, I/O, weights "
+            f"{result['details']['weight_dtypes']}, max rank "
+            f"{result['details']['max_rank']}, metadata)"
+            + (f"; failed: {', '.join(failed)}" if failed else "")
+            + (f"; W8A8 fake-quant mean cosine {fake['mean_cosine']:.5f} "
+               f"({fake['gate']})" if fake else "")
+            + "; structural record only (the numeric validation runs the package: Core ML "
+            "on macOS, the reference executor elsewhere)")

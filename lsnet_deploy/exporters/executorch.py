@@ -64,6 +64,7 @@ from ..errors import (
     UnsupportedOptionError,
     first_line,
 )
+from ..metadata import from_native, to_native
 from ..portable import GroupNormRank4
 from ..spec import IOSpec
 from .base import Capabilities, Exporter, ExportResult, ExportTask, Runner
@@ -416,9 +417,10 @@ class ExecutorchExporter(Exporter):
         return ExportResult(details=details)
 
     def embed_metadata(self, path: Path, metadata: dict[str, str]) -> None:
-        """Store ``metadata`` as the constant method :data:`METADATA_METHOD` (JSON string)."""
+        """Store ``metadata`` as the constant method :data:`METADATA_METHOD`: one JSON object
+        of the decoded values (``"img_size": [224, 224]``, not the native strings)."""
         require("executorch", "executorch.exir", what="writing ExecuTorch metadata")
-        _write_metadata(Path(path), json.dumps(metadata, sort_keys=True))
+        _write_metadata(Path(path), json.dumps(from_native(metadata), sort_keys=True))
 
     def read_metadata(self, path: Path) -> dict[str, str]:
         """The metadata method's JSON, read from the file (nothing runs); ``{}`` if none."""
@@ -432,7 +434,9 @@ class ExecutorchExporter(Exporter):
                 data = json.loads(text)
             except json.JSONDecodeError:
                 return {}
-            return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+            # native strings; files of before held the strings themselves, read as they are
+            return to_native({str(k): v for k, v in data.items()}) if isinstance(data, dict) \
+                else {}
         return {}
 
     def runner(self, path: Path, threads: int | None = None,

@@ -33,7 +33,7 @@ from ..metadata import from_native
 from ..preprocess import Preprocess, list_images, load_files
 from ..progress import Say
 from ..sidecar import REDO, Sidecar, check_metadata, load_sidecar, verify_sidecar
-from ..spec import IOSpec
+from ..spec import IOSpec, preprocess_from_recipe
 from .images import split_images
 
 __all__ = ["spec_from_metadata", "validate"]
@@ -97,7 +97,7 @@ def validate(
     # 2. the reference and the images
     source_weights = _source_weights(meta) if weights is ... else weights
     reference = create_model(variant, source_weights, img_size=spec.img_size)  # type: ignore[arg-type]
-    val, images_from = _held_out(images, Preprocess(img_size=reference.img_size))
+    val, images_from = _held_out(images, _preprocess(meta, reference.img_size))
     # 3. run and compare
     outputs = run_artifact(exp.runner(path, threads, accelerator=compute_units), val, spec,
                            progress)
@@ -126,6 +126,18 @@ def _described(path: Path, exp: Exporter) -> tuple[Sidecar | None, dict[str, Any
         raise UnsupportedOptionError(f"{path} has no lsnet-deploy metadata and no sidecar")
     check_metadata(meta, f"{path.name}: embedded metadata")
     return None, meta, "its embedded metadata", "re-export the artifact"
+
+
+def _preprocess(meta: dict[str, Any], img_size: tuple[int, int]) -> Preprocess:
+    """The preprocessing the artifact records (metadata schema 2), else the default one at
+    its size; a recorded recipe lsnet-deploy cannot reproduce is refused."""
+    recipe = meta.get("preprocessing")
+    if not isinstance(recipe, dict):
+        return Preprocess(img_size=img_size)
+    try:
+        return preprocess_from_recipe(recipe)
+    except UnsupportedOptionError as e:
+        raise ArtifactError(f"the artifact's preprocessing: {e}") from None
 
 
 def _held_out(images: Path | None, pre: Preprocess) -> tuple[torch.Tensor, str]:
