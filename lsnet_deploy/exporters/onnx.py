@@ -240,10 +240,12 @@ class OnnxExporter(Exporter):
                     raise UnsupportedOptionError("--int8-exclude auto needs validation images")
                 setup = onnx_setup(pre, groups, spec, calib, reference.images, reference.logits,
                                    self.runner)
-                exclude, auto_report = auto_exclude(setup, options.min_cosine, config)
+                exclude, auto_report = auto_exclude(setup, options.min_cosine, config,
+                                                    task.progress)
                 config = Int8Config(method=calibration.method,
                                     percentile=calibration.percentile, exclude=exclude)
-            info = quantize_int8(pre, out, groups, spec.input_name, calib, config)
+            info = quantize_int8(pre, out, groups, spec.input_name, calib, config,
+                                 task.progress)
             info["calibration_source"] = calibration.source
             info["group_sizes"] = dict(Counter(groups.values()))
             if auto_report is not None:

@@ -351,9 +351,10 @@ class TfliteExporter(Exporter):
             setup = tflite_quant_setup(module, spec, calibration.images, reference.images,
                                        reference.logits)
             exclude, info["auto"] = auto_exclude(setup, options.min_cosine,
-                                                 TfliteInt8Config(exclude=tuple(exclude)))
+                                                 TfliteInt8Config(exclude=tuple(exclude)),
+                                                 task.progress)
         config = TfliteInt8Config(exclude=tuple(exclude))
-        gm, quantizer = quantize_pt2e(module, example, calib, config)
+        gm, quantizer = quantize_pt2e(module, example, calib, config, task.progress)
         info["excluded_groups"] = list(config.exclude)
         info["group_sizes"] = group_counts(gm)
         edge = litert_torch.convert(gm, (example,),

@@ -24,7 +24,7 @@ import ast
 import logging
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +34,7 @@ import torch
 
 from ..errors import ExportError, UnsupportedOptionError
 from ..fidelity import Runner, run_artifact
+from ..progress import Say, counted
 from ..spec import IOSpec
 from .auto import QuantSetup
 from .groups import GROUPS, group_of_scope
@@ -127,10 +128,13 @@ class Int8Config:
 
 
 class _Reader:
-    """CalibrationDataReader over ``(N, ...)`` arrays, one image at a time."""
+    """CalibrationDataReader over ``(N, ...)`` arrays, one image at a time; ``progress`` gets a
+    "calibrating" step per batch ONNX Runtime reads."""
 
-    def __init__(self, input_name: str, batches: Iterable[np.ndarray]) -> None:
-        self._it = iter([{input_name: b} for b in batches])
+    def __init__(self, input_name: str, batches: Sequence[np.ndarray],
+                 progress: Say | None = None) -> None:
+        self._it = counted(progress, "calibrating", [{input_name: b} for b in batches],
+                           lambda _b: "image")
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._it, None)
@@ -171,7 +175,7 @@ def quantize_int8(
     input_name: str,
     calib_inputs: Sequence[np.ndarray],
     config: Int8Config,
-    progress: Callable[[str], None] | None = None,
+    progress: Say | None = None,
 ) -> dict[str, object]:
     """Quantize the pre-processed fp32 graph at ``pre_path`` to ``out_path``.
 
@@ -192,8 +196,6 @@ def quantize_int8(
         )
     exclude = resolve_nodes(groups, config.exclude)
     include = resolve_nodes(groups, config.only) if config.only is not None else None
-    if progress:
-        progress(f"calibrating ({config.method}) on {len(calib_inputs)} images")
     extra: dict[str, object] = {}
     if config.method == "percentile":
         extra["CalibPercentile"] = config.percentile
@@ -201,7 +203,7 @@ def quantize_int8(
         quantize_static(
             str(pre_path),
             str(out_path),
-            _Reader(input_name, calib_inputs),  # type: ignore[arg-type]
+            _Reader(input_name, calib_inputs, progress),  # type: ignore[arg-type]
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             activation_type=QuantType.QUInt8,

@@ -18,7 +18,7 @@ weights, int32 biases), and it leaves the ops of *excluded* op groups
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ import torch
 from torch.fx import GraphModule, Node
 
 from ..errors import UnsupportedOptionError
+from ..progress import Say, counted
 from .groups import GROUPS, group_of_scope
 
 __all__ = ["LsnetQuantizer", "TfliteInt8Config", "node_group", "quantize_pt2e"]
@@ -197,8 +198,9 @@ def LsnetQuantizer(config: TfliteInt8Config | None = None) -> Any:
 def quantize_pt2e(
     module: torch.nn.Module,
     example: torch.Tensor,
-    calibration: Iterable[torch.Tensor],
+    calibration: Sequence[torch.Tensor],
     config: TfliteInt8Config,
+    progress: Say | None = None,
 ) -> tuple[GraphModule, Any]:
     """Export, prepare, calibrate and convert ``module`` (taking ``example``-like inputs).
 
@@ -213,7 +215,7 @@ def quantize_pt2e(
         graph = torch.export.export(module, (example,)).module()
         prepared = prepare_pt2e(graph, quantizer)  # type: ignore[arg-type]
         n = 0
-        for batch in calibration:
+        for batch in counted(progress, "calibrating", calibration, lambda _b: "batch"):
             prepared(batch)
             n += 1
         if n == 0:
