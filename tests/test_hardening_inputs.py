@@ -17,11 +17,12 @@ import numpy as np
 import pytest
 import torch
 from conftest import TINY_SIZE, trained_looking
+from test_cli import run_main
 from PIL import Image
 
 from lsnet_deploy import create_model, predict
 from lsnet_deploy.checkpoint import load_weights
-from lsnet_deploy.cli import EXIT_CODES, main
+from lsnet_deploy.cli import EXIT_CODES
 from lsnet_deploy.errors import CheckpointError, ImageError, UnsupportedOptionError
 from lsnet_deploy.lsnet import build_lsnet
 from lsnet_deploy.paths import calibration_dir
@@ -72,16 +73,6 @@ def _refused(path: Path, *needles: str) -> str:
 
 def _first(sd: dict[str, torch.Tensor], suffix: str) -> str:
     return next(k for k in sd if k.endswith(suffix))
-
-
-def run_main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = 0
-    try:
-        main(argv)
-    except SystemExit as e:
-        code = int(e.code or 0)
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
 
 
 def _png(path: Path, pixels: np.ndarray, bit_depth: int, colour_type: int) -> Path:
