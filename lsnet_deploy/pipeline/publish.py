@@ -13,7 +13,11 @@ file in the way) are :class:`~lsnet_deploy.errors.OutputError`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
+import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,7 +101,7 @@ def _publish(job: ExportJob, fused: torch.nn.Module, data: ExportData, provenanc
     exp, options, dest = job.exporter, job.options, job.dest
     tmp = staging.new / dest.name
     say(f"exporting {dest.name}")
-    with staging.temp_files_here():
+    with staging.temp_files_here(), _converters_contained():
         result = exp.export(fused, job.spec, tmp, ExportTask(options, data, say))
     info = dict(result.details)
     ranks = rank_histogram(tmp)  # read from the file: what an NPU compiler sees
@@ -145,6 +149,17 @@ def _publish(job: ExportJob, fused: torch.nn.Module, data: ExportData, provenanc
     log.info("%s: %s", dest.name, validation["summary"])
     return Artifact(dest, exp.name, options.precision, size, digest, validation,
                     passed, meta, info)
+
+
+@contextlib.contextmanager
+def _converters_contained() -> Iterator[None]:
+    """While a converter runs: what it prints on stdout goes to stderr (a library must not
+    write on its caller's stdout: the TFLite quantizer prints model sizes there), and the
+    deprecation, future and user warnings of the libraries are not shown."""
+    with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
+        for category in (DeprecationWarning, FutureWarning, UserWarning):
+            warnings.filterwarnings("ignore", category=category)
+        yield
 
 
 def _metadata(job: ExportJob, provenance: Provenance, result: ExportResult) -> dict[str, Any]:
