@@ -215,6 +215,12 @@ def claims_markdown(claims: list[Claim], results: list[BenchResult],
                 f"{_num(r.median_ms, '.2f')} | {_num(r.p90_ms, '.2f')} | "
                 f"{_num(r.throughput_img_s, '.1f')} | {r.source} | "
                 f"{(r.notes or '-').replace('|', '/')} |")
+    from .versus import compare_with_peers, comparisons_markdown
+
+    versus = comparisons_markdown(compare_with_peers(results))
+    if versus:
+        lines += ["", "## LSNet vs peers (same device, runtime, precision, threads)", "",
+                  *versus]
     if sources:
         lines += ["", "Result files: " + ", ".join(f"`{s}`" for s in sources)]
     return "\n".join(lines) + "\n"

@@ -65,8 +65,9 @@ def variant_targets(
     batch: int | None = None,
     say: Callable[[str], None] = lambda _m: None,
 ) -> tuple[list[Target], list[dict[str, Any]]]:
-    """Targets of the default set for one variant, exporting its artifacts into ``folder``,
-    and the exports that failed (``failures`` entries: the other targets still run).
+    """Targets of the default set for one variant (or peer: :mod:`lsnet_deploy.peers`, timed
+    in PyTorch in its deploy form only), exporting its artifacts into ``folder``, and the
+    exports that failed (``failures`` entries: the other targets still run).
 
     ``batch`` > 1: ONNX is exported with a symbolic batch, TFLite with this static batch (the
     LiteRT interpreter cannot resize a static batch).
@@ -79,16 +80,26 @@ def variant_targets(
     if unknown:
         raise BenchmarkError(f"unknown runtime(s) {', '.join(sorted(unknown))}; known: "
                              f"{', '.join(RUNTIME_CHOICES)}")
-    model = create_model(variant, weights, img_size=img_size)
-    fused = copy.deepcopy(model)  # fused once: timed in PyTorch and handed to every export
-    reparameterize(fused, check_inputs=None)
-    source = model.weights_source
-    weights_note = "RANDOM weights" if source.kind == "random" else f"{source.kind} weights"
+    from ..peers import create_peer, peer_names
+
+    is_peer = variant in peer_names()
+    if is_peer:  # built in its deploy form; exported by name, with random weights
+        model = fused = create_peer(variant)
+        weights_note = "RANDOM weights; peer, for latency only"
+        pytorch = [Target(variant, "pytorch-fused", "fp32", module=fused,
+                          img_size=(img_size, img_size))]
+    else:
+        model = create_model(variant, weights, img_size=img_size)
+        fused = copy.deepcopy(model)  # fused once: timed in PyTorch and handed to every export
+        reparameterize(fused, check_inputs=None)
+        source = model.weights_source
+        weights_note = "RANDOM weights" if source.kind == "random" else f"{source.kind} weights"
+        pytorch = pytorch_targets(model, fused, variant)
     targets: list[Target] = []
     failures: list[dict[str, Any]] = []
     for runtime, precision in _chosen_set(runtimes):
         if runtime == "pytorch":
-            targets += pytorch_targets(model, fused, variant)
+            targets += pytorch
             continue
         exp = exporter_for_runtime(runtime)
         assert exp is not None
@@ -99,8 +110,10 @@ def variant_targets(
                                       f"exporting {variant} {f} {p}: {m}")}
         if batch is not None and batch > 1:
             kwargs.update({"dynamic_batch": True} if fmt == "onnx" else {"batch": batch})
+        if is_peer:
+            kwargs.update(weights="random", img_size=img_size)
         try:
-            [artifact] = export(fused, fmt, **kwargs)
+            [artifact] = export(variant if is_peer else fused, fmt, **kwargs)
         except ValidationFailedError as e:  # below its gate: timed anyway, the notes say so
             log.warning("%s %s %s: %s", variant, fmt, precision, e)
             [artifact] = e.artifacts  # type: ignore[assignment]
@@ -126,10 +139,19 @@ def _chosen_set(runtimes: Sequence[str]) -> list[tuple[str, str]]:
     return pairs
 
 
+def _check_peers(peers: Sequence[str]) -> None:
+    """Refuse an unknown peer name before any export."""
+    from ..peers import get_peer
+
+    for name in peers:
+        get_peer(name)
+
+
 def benchmark(
     models: Sequence[str] = (),
     artifacts: Sequence[Path] = (),
     *,
+    peers: Sequence[str] = (),
     weights: str | Path | None = "official",
     settings: BenchSettings | None = None,
     runtimes: Sequence[str] = DEFAULT_RUNTIMES,
@@ -145,6 +167,9 @@ def benchmark(
             (a runtime outside it, e.g. ``executorch``, adds its format's fp32 and INT8).
         artifacts: ``.onnx`` / ``.tflite`` / ``.mlpackage`` files (any model, LSNet or not),
             or folders of them (searched recursively, hidden entries skipped).
+        peers: comparison networks (:func:`lsnet_deploy.peers.peer_names`), exported and
+            timed like ``models`` (random weights) in the same run;
+            :func:`~lsnet_deploy.bench.versus.compare_with_peers` pairs them with LSNet.
         weights: for ``models``: checkpoint path, ``"official"`` or ``"random"``.
         settings: how to time (default: latency mode, 1 thread, 10 warm-up + 50 timed runs).
         compute_units: CoreML compute units for ``.mlpackage`` files (macOS only).
@@ -153,8 +178,10 @@ def benchmark(
         The report (results, environment, failures, interrupted); nothing is written.
     """
     settings = settings or BenchSettings()
-    if not models and not artifacts:
-        raise BenchmarkError("nothing to benchmark: give --model VARIANT and/or artifact files")
+    if not models and not artifacts and not peers:
+        raise BenchmarkError("nothing to benchmark: give --model VARIANT, --peer NAME and/or "
+                             "artifact files")
+    _check_peers(peers)
     for unit in compute_units:
         if unit not in COMPUTE_UNITS:
             raise BenchmarkError(f"unknown compute unit {unit}; known: {', '.join(COMPUTE_UNITS)}")
@@ -171,7 +198,7 @@ def benchmark(
     with tempfile.TemporaryDirectory(prefix="lsnet-bench-") as tmp:
         exported: list[Target] = []
         failures: list[dict[str, Any]] = []
-        for variant in models:
+        for variant in (*models, *peers):
             got, failed = variant_targets(variant, weights, Path(tmp), runtimes=runtimes,
                                           img_size=img_size, batch=settings.batch, say=say)
             exported += got

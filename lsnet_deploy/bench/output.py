@@ -102,6 +102,11 @@ def markdown_report(report: BenchReport) -> str:
     if report.interrupted:
         lines += ["**Interrupted (Ctrl-C): the table holds what was measured before.**", ""]
     lines += _markdown_table(COLUMNS, result_rows(report.results))
+    from .versus import compare_with_peers, comparisons_markdown
+
+    versus = comparisons_markdown(compare_with_peers(report.results))
+    if versus:
+        lines += ["", "## LSNet vs peers", "", *versus]
     if report.failures:
         lines += ["", "Failed (not measured):"]
         lines += [f"- {f.get('model')} / {f.get('runtime')} / {f.get('precision')}"

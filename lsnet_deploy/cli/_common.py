@@ -45,6 +45,7 @@ from ..exporters import format_names
 from ..exporters.coreml import COMPUTE_UNITS
 from ..exporters.coreml_checks import IOS_SPEC_VERSION
 from ..exporters.tflite import IO_TYPES
+from ..peers import peer_names
 from ..pipeline import sensitivity_formats
 from ..pipeline.plan import CALIB_METHODS
 from ..progress import Step
@@ -64,6 +65,7 @@ __all__ = [
     "JsonOpt",
     "Layout",
     "ModelOpt",
+    "PeerName",
     "RichProgress",
     "SensitivityFormat",
     "TestModelOpt",
@@ -101,6 +103,8 @@ def _choices(name: str, values: tuple[str, ...] | list[str]) -> Any:
 
 Variant = _choices("Variant", list_variants())
 """The official LSNet variants (the test configurations are for ``--test-model``)."""
+PeerName = _choices("PeerName", peer_names())
+"""The peer networks timed beside LSNet (:mod:`lsnet_deploy.peers`)."""
 Format = _choices("Format", (*format_names(), "all"))
 """Every registered export format, and ``all``."""
 SensitivityFormat = _choices("SensitivityFormat", sensitivity_formats())

@@ -25,6 +25,7 @@ from ..api import OFFICIAL
 from ..errors import BenchmarkError, UnsupportedOptionError
 from ._common import (
     JsonOpt,
+    PeerName,
     RichProgress,
     TestModelOpt,
     Variant,
@@ -54,7 +55,7 @@ bench_app = typer.Typer(
     cls=_DefaultHostGroup,
     help="Benchmark latency: on this machine (default; 'bench --model lsnet_t' or "
     "'bench FILE...'), CoreML on macOS, an Android phone over adb, an iPhone (harness + import).",
-    epilog="'bench' without a command is 'bench host': its options (--model, --weights, "
+    epilog="'bench' without a command is 'bench host': its options (--model, --peer, --weights, "
     "--runtime, --threads, --runs, --warmup, --throughput, --output-dir, --json, ...) are "
     "listed by 'lsnet-deploy bench host --help'.",
     no_args_is_help=True,
@@ -154,18 +155,40 @@ def _print_results(report: Any) -> None:
     print_table(table)
 
 
+def _print_comparisons(comparisons: list[Any]) -> None:
+    """LSNet vs peers, one row per pair of results of the same configuration."""
+    if not comparisons:
+        return
+    table = Table(title="LSNet vs peers (speed ratio = LSNet ms / peer ms; per MAC = speed "
+                  "ratio / MAC ratio, <= 1: LSNet costs no more per MAC)")
+    for name in ("runtime", "prec.", "thr.", "LSNet", "ms", "peer", "ms", "speed ratio",
+                 "MAC ratio", "per MAC"):
+        table.add_column(name, justify="left" if name in ("runtime", "prec.", "LSNet", "peer")
+                         else "right")
+    for c in comparisons:
+        unit = c.accelerator or ("-" if c.threads is None else str(c.threads))
+        table.add_row(escape(c.runtime), c.precision, unit, escape(c.model), f"{c.model_ms:.2f}",
+                      escape(c.peer), f"{c.peer_ms:.2f}", f"{c.speed_ratio:.2f}",
+                      f"{c.mac_ratio:.2f}", f"{c.per_mac_ratio:.2f}")
+    print_table(table)
+
+
 def _finish(report: Any, output_dir: Path | None, as_json: bool, imported: bool = False,
             note_kept: bool = False) -> None:
     """Write the report folder, print the table or the JSON, and exit like the run went
     (``imported``: the folder may exist and its earlier failures are not this command's;
     ``note_kept``: say what a run cut short kept, and where)."""
     from ..bench.ending import save_report
+    from ..bench.versus import compare_with_peers
 
     ending = save_report(report, output_dir, imported=imported)
+    versus = compare_with_peers(report.results)
     if as_json:
-        emit_json({**report.to_dict(), "report_dir": str(ending.folder)})
+        emit_json({**report.to_dict(), "peer_comparisons": [c.to_dict() for c in versus],
+                   "report_dir": str(ending.folder)})
     else:
         _print_results(report)
+        _print_comparisons(versus)
         out.print(f"report: {escape(str(ending.folder))}")
     env = report.environment
     if env.get("busy"):
@@ -225,6 +248,11 @@ def host_cmd(
         "--model", "-m", help="LSNet variant exported on the fly (repeatable): PyTorch unfused "
         "and fused, ONNX Runtime fp32 and INT8, LiteRT fp32 and INT8.", show_default=False)
     ] = None,
+    peer: Annotated[list[PeerName] | None, typer.Option(
+        "--peer", help="A peer network exported and timed beside LSNet in the same run, with "
+        "the same runtimes and precisions (repeatable; random weights, latency only); the "
+        "report adds LSNet vs peer ratios: ms, ms per GMAC, speed ratio.", show_default=False)
+    ] = None,
     weights: WeightsOpt = None,
     runtime: Annotated[list[str] | None, typer.Option(
         "--runtime", help="With --model: these runtimes (repeatable): pytorch, or the runtime "
@@ -250,20 +278,70 @@ def host_cmd(
     from ..bench.host import DEFAULT_RUNTIMES, benchmark
 
     models = _host_models(model, test_model)
+    peers = [p.value for p in peer or []]
     settings = _settings(threads, batch, warmup, warmup_seconds, runs, min_seconds, throughput)
     _check_output_dir(output_dir)
-    if runtime and not models:
-        raise UnsupportedOptionError("--runtime selects what --model exports; artifact files "
-                                     "run in the runtime of their format")
+    if runtime and not models and not peers:
+        raise UnsupportedOptionError("--runtime selects what --model and --peer export; "
+                                     "artifact files run in the runtime of their format")
     with new_progress() as bar:
         sink = RichProgress(bar, None)
         report = benchmark(
-            models, list(artifacts or []), weights=weights or OFFICIAL, settings=settings,
+            models, list(artifacts or []), peers=peers, weights=weights or OFFICIAL,
+            settings=settings,
             runtimes=tuple(runtime) if runtime else DEFAULT_RUNTIMES,
             compute_units=_units(compute_units), progress=sink,
             say=lambda m: bar.update(sink.overall, description=escape(m)),
         )
     _finish(report, output_dir, as_json)
+
+
+@bench_app.command("profile")
+@quiet_command
+def profile_cmd(
+    model: Annotated[list[Variant] | None, typer.Option(
+        "--model", "-m", help="LSNet variant to profile (repeatable; random weights: timing "
+        "does not depend on them).", show_default=False)] = None,
+    peer: Annotated[list[PeerName] | None, typer.Option(
+        "--peer", help="Peer network to profile beside it (repeatable).", show_default=False)
+    ] = None,
+    precision: Annotated[list[str] | None, typer.Option(
+        "--precision", help="fp32 and/or int8 (repeatable; default fp32).", show_default=False)
+    ] = None,
+    threads: Annotated[int, typer.Option("--threads", min=1, help="Intra-op threads.")] = 1,
+    runs: Annotated[int, typer.Option("--runs", min=1, help="Profiled runs.")] = 50,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Also write the Markdown to this file.")] = None,
+    as_json: JsonOpt = False,
+    test_model: TestModelOpt = None,
+) -> None:
+    """Where the time goes in ONNX Runtime: its profiler's kernel times by LSNet op group
+    (stem, SKA, LKP, attention, FFN, ...) and by op kind, for LSNet and peers."""
+    from ..bench.profile import profile_markdown, profile_onnx
+
+    names = _host_models(model, test_model) + [p.value for p in peer or []]
+    if not names:
+        raise UnsupportedOptionError("nothing to profile: give --model VARIANT and/or "
+                                     "--peer NAME")
+    precisions = precision or ["fp32"]
+    bad = [p for p in precisions if p not in ("fp32", "int8")]
+    if bad:
+        raise UnsupportedOptionError(f"--precision {', '.join(bad)}: profile takes fp32, int8")
+    profiles = []
+    with new_progress() as bar:
+        task = bar.add_task("profiling", total=len(names) * len(precisions))
+        for name in names:
+            for prec in precisions:
+                bar.update(task, description=escape(f"profiling {name} {prec}"))
+                profiles.append(profile_onnx(name, prec, threads=threads, runs=runs))
+                bar.advance(task)
+    text = profile_markdown(profiles)
+    if output is not None:
+        output.write_text(text)
+    if as_json:
+        emit_json({"profiles": [p.to_dict() for p in profiles]})
+    else:
+        out.print(text, markup=False, highlight=False)
 
 
 @bench_app.command("coreml")

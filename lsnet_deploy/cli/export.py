@@ -27,6 +27,7 @@ from ._common import (
     JsonOpt,
     Layout,
     ModelOpt,
+    PeerName,
     SensitivityFormat,
     TestModelOpt,
     ValOpt,
@@ -90,8 +91,16 @@ def _precision(**flags: bool) -> str | None:
     return chosen[0] if chosen else None
 
 
+PeerOpt = Annotated[PeerName | None, typer.Option(
+    "--peer", help="Export a peer network instead of LSNet (random weights: for latency "
+    "comparisons on a phone, e.g. 'bench android'), with the same options and validation.",
+    show_default=False)]
+
+
 def export_cmd(
+    ctx: typer.Context,
     model: ModelOpt = DEFAULT_VARIANT,
+    peer: PeerOpt = None,
     weights: WeightsOpt = None,
     fmt: FormatOpt = DEFAULT_FORMAT,
     int8: Int8Opt = False,
@@ -121,6 +130,13 @@ def export_cmd(
 ) -> None:
     """Export (reparameterized) LSNet and validate every artifact against PyTorch."""
     variant = choose_model(model, test_model)
+    if peer is not None:
+        source = ctx.get_parameter_source("model")  # typer's click: compare by name
+        given = getattr(source, "name", None) == "COMMANDLINE"
+        if given or test_model is not None:
+            raise UnsupportedOptionError("--peer exports a peer network instead of LSNet: "
+                                         "give --peer or --model, not both")
+        variant = peer.value
     request = ExportRequest.build(
         variant, fmt.value, weights=weights or OFFICIAL,
         precision=_precision(int8=int8, fp16=fp16, fp32=fp32, w8a8=w8a8), img_size=img_size,

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from ..api import RANDOM
 from ..errors import OutputError, ValidationFailedError
 from ..exporters import CalibrationSet, ExportData, ReferenceSet
 from ..lsnet import LSNet
@@ -68,7 +69,9 @@ def export(
     """Export an LSNet to one format (or ``"all"``) and validate every artifact.
 
     ``model``: a variant name (built with ``weights``: a checkpoint path, ``"official"`` or
-    ``None``/``"random"``) or an :class:`LSNet` instance. ``precision``, ``image_input``,
+    ``None``/``"random"``) or an :class:`LSNet` instance; or the name of a peer
+    (:mod:`lsnet_deploy.peers`, e.g. ``"mobilenetv3_large"``: random weights only, exported
+    the same way for latency comparisons). ``precision``, ``image_input``,
     ``layout``: ``None`` is the format's default (CoreML: fp16 with image input; TFLite:
     NHWC). ``int8_exclude``: op groups or node names kept in float, ``["auto"]`` to search
     them until ``min_cosine``. Format options: ``opset`` (ONNX), ``io`` (TFLite INT8 boundary
@@ -107,7 +110,7 @@ def _run_jobs(request: ExportRequest, jobs: list[ExportJob], say: Progress) -> l
     reference = _reference_model(request)
     # 4. Photos: calibration where a job calibrates, held-out validation, reference logits
     say("loading images")
-    images = split_images(Preprocess(img_size=reference.img_size), request.calib,
+    images = split_images(Preprocess(img_size=jobs[0].spec.img_size), request.calib,
                           request.val, request.calib_size,
                           need_calib=any(j.calibrate for j in jobs))
     with torch.no_grad():
@@ -155,22 +158,33 @@ def _remove_empty(folders: list[Path]) -> None:
             folder.rmdir()  # only if empty
 
 
-def _reference_model(request: ExportRequest) -> LSNet:
+def _reference_model(request: ExportRequest) -> torch.nn.Module:
+    """The LSNet of the request (built for its size and weights), or a peer network."""
     if isinstance(request.model, LSNet):
         return request.model
+    from ..peers import create_peer, peer_names
+
+    if request.model in peer_names():  # the plan checked that the weights are random
+        return create_peer(request.model)
     from ..api import create_model
 
     size = request.img_size if request.img_size is not None else 224
     return create_model(request.model, request.weights, img_size=size)
 
 
-def _weights_info(model: LSNet) -> dict[str, Any]:
+def _weights_info(model: torch.nn.Module) -> dict[str, Any]:
+    if not isinstance(model, LSNet):  # a peer: random weights
+        return {"kind": RANDOM, "path": None, "sha256": None}
     source = getattr(model, "weights_source", None)
     return {"kind": source.kind, "path": source.path, "sha256": source.sha256} if source else {}
 
 
-def _fused_copy(reference: LSNet, images: ImageSplit) -> tuple[LSNet, dict[str, Any]]:
+def _fused_copy(reference: torch.nn.Module, images: ImageSplit
+                ) -> tuple[torch.nn.Module, dict[str, Any]]:
     fused = copy.deepcopy(reference)
+    if not isinstance(reference, LSNet):
+        return fused, {"max_abs_diff": None,
+                       "note": "peer network, built in its deploy form (BatchNorm folded)"}
     if is_reparameterized(reference):
         return fused, {"max_abs_diff": None, "note": "model was already fused"}
     rep = reparameterize(fused, images.val)

@@ -88,12 +88,20 @@ def model_facts(request: ExportRequest) -> ModelFacts:
                 f"({model.img_size}); build the model for that size")
         return ModelFacts(str(getattr(model, "variant", "lsnet")), model.img_size,
                           model.num_classes)
-    if model not in VARIANTS:
+    from ..peers import PEER_CLASSES, peer_names
+
+    if model not in VARIANTS and model not in peer_names():
         known = ", ".join(n for n, c in VARIANTS.items() if c.official)
-        raise UnknownVariantError(f"unknown variant {model!r}; known: {known}")
+        raise UnknownVariantError(f"unknown variant {model!r}; known: {known} (peers, for "
+                                  f"latency comparisons: {', '.join(peer_names())})")
+    if model in peer_names() and request.weights not in (None, "random"):
+        raise UnsupportedOptionError(
+            f"{model} is a peer for latency comparisons: lsnet-deploy has no trained weights "
+            "for it; use --weights random")
     size = to_hw(request.img_size if request.img_size is not None else 224)
     check_img_size(size)
-    return ModelFacts(model, size, VARIANTS[model].num_classes)
+    classes = VARIANTS[model].num_classes if model in VARIANTS else PEER_CLASSES
+    return ModelFacts(model, size, classes)
 
 
 def plan(request: ExportRequest, facts: ModelFacts | None = None) -> list[ExportJob]:
