@@ -92,7 +92,8 @@ def test_cli_refuses_peer_with_model(capsys: pytest.CaptureFixture[str]) -> None
 
 def test_profile_attributes_every_kernel(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run_main(["bench", "profile", "--test-model", "test_lsnet", "--peer",
-                               "mobilenetv3_large", "--runs", "3", "--json"], capsys)
+                               "mobilenetv3_large", "--runtime", "onnxruntime", "--runs", "3",
+                               "--json"], capsys)
     assert code == 0, err
     mine, peer = json.loads(out)["profiles"]
     groups = {g["name"]: g for g in mine["groups"]}
@@ -122,3 +123,17 @@ def test_bench_lsnet_beside_a_peer(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "## LSNet vs peers" in (tmp_path / "r" / "results.md").read_text()
     code, out, _ = run_main(["report", str(tmp_path / "r")], capsys)
     assert code == 0 and "LSNet vs peers" in out and "per-MAC cost ratio" in out
+
+
+@pytest.mark.slow
+def test_litert_block_profile_adds_up(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_main(["bench", "profile", "--test-model", "test_lsnet", "--runtime",
+                               "litert", "--runs", "5", "--json"], capsys)
+    assert code == 0, err
+    [blocks] = json.loads(out)["litert_blocks"]
+    groups = {g["name"]: g for g in blocks["groups"]}
+    assert {"stem", "lkp", "ska", "ffn", "se", "repvgg_dw", "attention", "downsample"} <= set(
+        groups)
+    assert groups["ffn"]["kernels"] == 7 and groups["ska"]["kernels"] == 2  # test_lsnet blocks
+    assert sum(g["ms"] for g in blocks["groups"]) == pytest.approx(blocks["whole_ms"])
+    assert all(g["ms"] > 0 for n, g in groups.items() if not n.startswith("unaccounted"))

@@ -50,13 +50,20 @@ UNATTRIBUTED = "unattributed"
 
 @dataclass(frozen=True)
 class Share:
-    """The time of one group or op kind: ``ms`` per run, ``share`` of the total (0..1) and
-    the number of kernels."""
+    """The time of one group or op kind: ``ms`` per run, ``share`` of the total (0..1), the
+    number of kernels per run and the multiply-accumulates of its convolutions (G per run;
+    0 for kernels that are not convolutions)."""
 
     name: str
     ms: float
     share: float
     kernels: int
+    gmacs: float = 0.0
+
+    @property
+    def gmac_per_s(self) -> float | None:
+        """Convolution throughput, GMAC/s (``None`` without convolutions)."""
+        return self.gmacs / (self.ms / 1e3) if self.gmacs and self.ms > 0 else None
 
 
 @dataclass
@@ -148,6 +155,20 @@ def _attributor(groups: dict[str, str], graph: Any) -> Callable[[str], str]:
     return attribute
 
 
+def _conv_macs(event: dict[str, Any]) -> int:
+    """Multiply-accumulates of a convolution kernel event (logical NCHW shapes): output
+    elements x (input channels per group x kh x kw); 0 for other ops."""
+    args = event.get("args", {})
+    if "Conv" not in str(args.get("op_name", "")):
+        return 0
+    shapes = [next(iter(s.values())) for s in args.get("input_type_shape", []) if s]
+    outs = [next(iter(s.values())) for s in args.get("output_type_shape", []) if s]
+    weights = next((s for s in shapes[1:] if len(s) == 4), None)
+    if weights is None or not outs:
+        return 0
+    return int(np.prod(outs[0])) * int(np.prod(weights[1:]))
+
+
 def _kind(event: dict[str, Any]) -> str:
     """The op kind of a kernel event: ``Conv`` / ``QLinearConv`` / ``FusedConv`` split by the
     weight shape ``[O, I/groups, kh, kw]``."""
@@ -166,9 +187,10 @@ def _kind(event: dict[str, Any]) -> str:
     return f"{prefix} {kh}x{kw}" if (kh, kw) != (1, 1) else f"{prefix} 1x1"
 
 
-def _shares(times: dict[str, float], counts: Counter[str], runs: int) -> list[Share]:
+def _shares(times: dict[str, float], counts: Counter[str], macs: Counter[str], runs: int
+            ) -> list[Share]:
     total = sum(times.values()) or 1.0
-    return sorted((Share(k, v / runs / 1e3, v / total, counts[k] // runs)
+    return sorted((Share(k, v / runs / 1e3, v / total, counts[k] // runs, macs[k] / runs / 1e9)
                    for k, v in times.items()), key=lambda s: -s.ms)
 
 
@@ -216,17 +238,28 @@ def profile_onnx(name: str, precision: str = "fp32", *, threads: int = 1, runs: 
     by_kind: dict[str, float] = defaultdict(float)
     group_n: Counter[str] = Counter()
     kind_n: Counter[str] = Counter()
+    group_macs: Counter[str] = Counter()
+    kind_macs: Counter[str] = Counter()
     for e in kernels:
         group, kind = attribute(str(e["name"]).removesuffix("_kernel_time")), _kind(e)
         by_group[group] += float(e["dur"])
         by_kind[kind] += float(e["dur"])
         group_n[group] += 1
         kind_n[kind] += 1
+        macs = _conv_macs(e)
+        group_macs[group] += macs
+        kind_macs[kind] += macs
     total = sum(by_kind.values()) / runs / 1e3
     has_scopes = any(g not in (LAYOUT, UNATTRIBUTED) for g in by_group)
     return OpProfile(name, precision, threads, runs, total,
-                     _shares(by_group, group_n, runs) if has_scopes else [],
-                     _shares(by_kind, kind_n, runs))
+                     _shares(by_group, group_n, group_macs, runs) if has_scopes else [],
+                     _shares(by_kind, kind_n, kind_macs, runs))
+
+
+def _row(s: Share) -> str:
+    rate = s.gmac_per_s
+    return (f"| {s.name} | {s.ms:.3f} | {100 * s.share:.1f}% | {s.kernels} | "
+            f"{s.gmacs:.4f} | {'-' if rate is None else f'{rate:.1f}'} |")
 
 
 def profile_markdown(profiles: list[OpProfile], top: int = 12) -> str:
@@ -237,19 +270,18 @@ def profile_markdown(profiles: list[OpProfile], top: int = 12) -> str:
         lines += [f"### {p.model}, ONNX Runtime {p.precision}, {p.threads} thread"
                   f"{'s' * (p.threads != 1)}: {p.total_ms:.2f} ms of kernels per run "
                   f"({p.runs} profiled runs)", ""]
+        header = ["| {} | ms | share | kernels | conv GMAC | conv GMAC/s |",
+                  "|---|---|---|---|---|---|"]
         if p.groups:
-            lines += ["| op group | ms | share | kernels |", "|---|---|---|---|"]
-            lines += [f"| {s.name} | {s.ms:.3f} | {100 * s.share:.1f}% | {s.kernels} |"
-                      for s in p.groups]
+            lines += [header[0].format("op group"), header[1]]
+            lines += [_row(s) for s in p.groups]
             lines.append("")
-        kinds = p.kinds[:top]
         rest = p.kinds[top:]
-        lines += ["| op kind | ms | share | kernels |", "|---|---|---|---|"]
-        lines += [f"| {s.name} | {s.ms:.3f} | {100 * s.share:.1f}% | {s.kernels} |"
-                  for s in kinds]
+        lines += [header[0].format("op kind"), header[1]]
+        lines += [_row(s) for s in p.kinds[:top]]
         if rest:
-            lines.append(f"| (other {len(rest)} kinds) | {sum(s.ms for s in rest):.3f} | "
-                         f"{100 * sum(s.share for s in rest):.1f}% | "
-                         f"{sum(s.kernels for s in rest)} |")
+            lines.append(_row(Share(f"(other {len(rest)} kinds)", sum(s.ms for s in rest),
+                                    sum(s.share for s in rest), sum(s.kernels for s in rest),
+                                    sum(s.gmacs for s in rest))))
         lines.append("")
     return "\n".join(lines)
