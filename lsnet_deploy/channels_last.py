@@ -18,8 +18,8 @@ The rewritten modules compute the same function as the fused ones (float32 reord
 * :class:`LKPChannelsLast`: the 1x1 conv producing the kernels emits its ``9 * G`` channels
   **tap-major** (channel ``k * G + g``, a permutation of the conv's rows fixed at rewrite time)
   instead of group-major (``9 g + k``); :class:`TapMajorGroupNorm` computes GroupNorm's
-  statistics from per-channel spatial means, summing the nine tap slices of each group (4-D
-  slices and adds only), two-pass like PyTorch (mean, then mean of squared deviations).
+  statistics from per-channel spatial means, averaged over each group's nine taps by one
+  constant 1x1 convolution, two-pass like PyTorch (mean, then mean of squared deviations).
 * :func:`ska_channels_last`: ``x`` viewed channels-last as ``(B, H, W * C/G, G)`` (channel
   ``c = r * G + g`` uses weight group ``g = c % G``), padded, nine shifted slices each viewed
   ``(B, H * W, C/G, G)`` times the tap's ``(B, H * W, 1, G)`` weights; rank <= 4 throughout.
@@ -64,6 +64,14 @@ class TapMajorGroupNorm(nn.Module):
     statistics run over its ``K`` taps and all pixels, exactly like ``nn.GroupNorm(G, K * G)``
     on the group-major layout. ``weight``/``bias`` are the GroupNorm affine, permuted to
     tap-major, shaped ``(1, K * G, 1, 1)``.
+
+    The statistics come from per-channel spatial means (``MEAN``), averaged over each group's
+    taps and repeated for every tap by one constant 1x1 convolution (``tap_average``:
+    ``(K*G, K*G, 1, 1)``, ``1/K`` where two channels share a group). Summing nine tap slices and
+    concatenating nine copies instead cost 18 ``SLICE``, 16 ``ADD`` and a 9-input
+    ``CONCATENATION`` per GroupNorm in TFLite; XNNPACK does not take a 9-input concatenation,
+    so each one split the delegate's graph (LSNet-T: 16 partitions, 6 with the convolution;
+    docs/performance.md).
     """
 
     def __init__(self, norm: nn.GroupNorm, perm: torch.Tensor, taps: int) -> None:
@@ -75,21 +83,15 @@ class TapMajorGroupNorm(nn.Module):
         self.eps = float(norm.eps)
         self.register_buffer("weight", norm.weight.detach()[perm].reshape(1, -1, 1, 1).clone())
         self.register_buffer("bias", norm.bias.detach()[perm].reshape(1, -1, 1, 1).clone())
-
-    def _tap_mean(self, t: torch.Tensor) -> torch.Tensor:
-        """``(B, K*G, 1, 1)`` per-channel values -> ``(B, K*G, 1, 1)`` mean over each group's
-        taps, repeated for every tap."""
-        g = self.groups
-        acc = t[:, 0:g]
-        for k in range(1, self.taps):
-            acc = acc + t[:, k * g : (k + 1) * g]
-        acc = acc * (1.0 / self.taps)
-        return torch.cat([acc] * self.taps, dim=1)
+        channels = taps * self.groups
+        group = torch.arange(channels, device=norm.weight.device) % self.groups
+        average = (group[:, None] == group[None, :]).to(norm.weight.dtype) / taps
+        self.register_buffer("tap_average", average.reshape(channels, channels, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = self._tap_mean(x.mean((2, 3), keepdim=True))
+        mean = F.conv2d(x.mean((2, 3), keepdim=True), self.tap_average)
         d = x - mean
-        var = self._tap_mean((d * d).mean((2, 3), keepdim=True))
+        var = F.conv2d((d * d).mean((2, 3), keepdim=True), self.tap_average)
         return d * (torch.rsqrt(var + self.eps) * self.weight) + self.bias
 
 

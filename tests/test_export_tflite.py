@@ -125,6 +125,11 @@ def test_fp32_nhwc_export(tiny_ckpt: Path, out_dir: Path, tiny_images: torch.Ten
     assert not [o for o in ops if o.startswith("CUSTOM")]
     assert ops["TRANSPOSE"] == 0  # the channels-last form converts without layout transposes
     assert ops["DEPTHWISE_CONV_2D"] > 0
+    # XNNPACK takes everything but the attention's products with dynamic weights (and the
+    # input cast), so it splits the graph only there
+    xnn = art.export_info["xnnpack"]
+    assert set(xnn["cpu_ops"]) == {"FULLY_CONNECTED", "CAST"}, xnn
+    assert 1 <= xnn["partitions"] <= 1 + xnn["cpu_ops"]["FULLY_CONNECTED"]
     assert _last_ops(art.path, 1) != ["SOFTMAX"]  # 10 classes: logits (no classifier head)
     assert dict(ops) == art.export_info["op_histogram"]
     it = _interpreter(art.path)

@@ -54,6 +54,12 @@ def test_every_tensor_has_rank_at_most_4(fused: torch.nn.Module, fmt: str,
     ranks = rank_histogram(out)
     assert max_rank(out) <= 4, ranks
     assert ranks is not None and ranks.get("4", 0) > 20, ranks  # the feature maps really are counted
+    if fmt == "tflite":  # a real variant: XNNPACK splits the graph only at the attentions
+        from lsnet_deploy.exporters.tflite_xnnpack import xnnpack_partitions
+
+        xnn = xnnpack_partitions(out)
+        assert set(xnn["cpu_ops"]) <= {"FULLY_CONNECTED"}, xnn  # LSNet-T was 16 partitions
+        assert xnn["partitions"] <= 6, xnn
     if fmt == "executorch":  # the delegate's own tensors are those of the lowered graph
         module = graph_model(fused, spec)
         assert max_tensor_rank(module, example_input(spec, 1)) == 4

@@ -87,6 +87,7 @@ from .tflite_metadata import (
     standard_metadata,
     write_standard_metadata,
 )
+from .tflite_xnnpack import xnnpack_partitions
 
 if TYPE_CHECKING:
     from ..quantize.auto import SensitivityProbe
@@ -318,7 +319,8 @@ class TfliteExporter(Exporter):
         io_info = io_details(out)  # the boundary as the file declares it: the one input dtype
         extra.update(io_metadata(io_info["inputs"], io_info["outputs"]))
         meta.update({"op_histogram": hist, "transposes": hist.get("TRANSPOSE", 0),
-                     "builtin_only": True, **io_info, "gpu": _gpu_verdict(out)})
+                     "builtin_only": True, **io_info, "gpu": _gpu_verdict(out),
+                     "xnnpack": xnnpack_partitions(out)})
         return ExportResult(details=meta, metadata=extra)
 
     def _int8(
