@@ -104,6 +104,20 @@ def test_profile_attributes_every_kernel(capsys: pytest.CaptureFixture[str]) -> 
     assert peer["model"] == "mobilenetv3_large" and peer["groups"] == []
     kinds = {k["name"] for k in peer["kinds"]}
     assert any(k.startswith("conv dw") for k in kinds) and "conv 1x1" in kinds
+    assert groups["ffn"]["gmacs"] > 0 and groups["ska"]["kernels"] > 9
+
+
+def test_int8_profile_follows_the_nhwc_rewrites(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_main(["bench", "profile", "--test-model", "test_lsnet", "--runtime",
+                               "onnxruntime", "--precision", "int8", "--runs", "3", "--json"],
+                              capsys)
+    assert code == 0, err
+    [mine] = json.loads(out)["profiles"]
+    groups = {g["name"]: g for g in mine["groups"]}
+    # int8 kernels are renamed (_token_N) and wrapped in transposes: still traced back
+    assert groups.get("unattributed", {"share": 0.0})["share"] < 0.1, groups
+    assert groups["layout"]["kernels"] > 0 and groups["ffn"]["gmacs"] > 0
+    assert any(k["name"].startswith("int8 conv") and k["gmacs"] > 0 for k in mine["kinds"])
 
 
 @pytest.mark.slow

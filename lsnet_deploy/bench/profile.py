@@ -10,9 +10,10 @@ Runtime's CPU execution provider with all graph optimizations (what ``bench`` ti
 * to an **op group** (:data:`lsnet_deploy.quantize.groups.GROUPS`: stem, downsample,
   repvgg_dw, se, lkp_conv, lkp_groupnorm, ska, attention_proj, attention_core, ffn, residual,
   head), from the PyTorch module scope the dynamo exporter records for the node, followed
-  through ONNX Runtime's renamings (a fused or NCHWc node is named after its output); the
-  layout conversions ONNX Runtime inserts for its blocked NCHWc kernels are their own group,
-  ``layout``; peers have no LSNet scopes and get only the op-kind view;
+  through ONNX Runtime's renamings (a fused or NCHWc node is named after its output, an NHWC
+  INT8 kernel gets a ``_token_N`` suffix); the layout changes ONNX Runtime inserts (NCHWc
+  reorders, NHWC transposes) are their own group, ``layout``; peers have no LSNet scopes and
+  get only the op-kind view;
 * to an **op kind**: ``Conv`` split into ``conv dw KxK`` (depthwise), ``conv 1x1`` and
   ``conv KxK``, every other op by its ONNX Runtime name (``Add``, ``Slice``, ``QLinearConv``,
   ``ReorderInput``, ...).
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -43,7 +45,8 @@ __all__ = ["OpProfile", "Share", "profile_markdown", "profile_onnx"]
 log = logging.getLogger(__name__)
 
 LAYOUT = "layout"
-"""The group of ONNX Runtime's NCHWc layout conversions (ReorderInput / ReorderOutput)."""
+"""The group of the layout changes ONNX Runtime inserts: NCHWc reorders around its blocked fp32
+kernels (ReorderInput / ReorderOutput), NHWC transposes around its INT8 kernels."""
 UNATTRIBUTED = "unattributed"
 """Kernels whose node cannot be traced back to a PyTorch scope."""
 
@@ -140,9 +143,9 @@ def _attributor(groups: dict[str, str], graph: Any) -> Callable[[str], str]:
                 by_output[out] = group
 
     def attribute(kernel: str) -> str:
-        if kernel.startswith(("ReorderInput", "ReorderOutput")):
-            return LAYOUT
-        base = kernel.removesuffix("_nchwc")
+        if kernel.startswith(("ReorderInput", "ReorderOutput", "Transpose")):
+            return LAYOUT  # ONNX Runtime's own layout changes (the exporter's are lowercase)
+        base = _original_name(kernel)
         for candidate in (base, base.split("/")[0]):
             for suffix in ("", "_QuantizeLinear", "_DequantizeLinear", "_quantized"):
                 key = candidate.removesuffix(suffix) if suffix else candidate
@@ -155,29 +158,64 @@ def _attributor(groups: dict[str, str], graph: Any) -> Callable[[str], str]:
     return attribute
 
 
-def _conv_macs(event: dict[str, Any]) -> int:
-    """Multiply-accumulates of a convolution kernel event (logical NCHW shapes): output
-    elements x (input channels per group x kh x kw); 0 for other ops."""
+_TOKEN = re.compile(r"_token_\d+$")
+
+
+def _original_name(kernel: str) -> str:
+    """The graph node (or output) name an ONNX Runtime kernel was made from: without the
+    suffixes of its NCHWc (``_nchwc``) and NHWC int8 (``_token_N``) rewrites, or of a node it
+    duplicated (``.../duplicated``)."""
+    return _TOKEN.sub("", kernel.removesuffix("_nchwc")).removesuffix("/duplicated")
+
+
+def _weight_shapes(graph: Any) -> dict[str, list[int]]:
+    """Node name -> ``[O, I/groups, kh, kw]`` of every Conv of the graph whose weight is an
+    initializer, directly or through a DequantizeLinear (QDQ INT8)."""
+    init = {t.name: list(t.dims) for t in graph.graph.initializer}
+    producer = {o: n for n in graph.graph.node for o in n.output}
+    shapes: dict[str, list[int]] = {}
+    for node in graph.graph.node:
+        if node.op_type != "Conv" or len(node.input) < 2:
+            continue
+        weight = node.input[1]
+        dq = producer.get(weight)
+        if weight not in init and dq is not None and dq.op_type == "DequantizeLinear":
+            weight = dq.input[0]
+        if len(init.get(weight, [])) == 4:
+            shapes[node.name] = init[weight]
+    return shapes
+
+
+def _conv_macs(event: dict[str, Any], weights_of: dict[str, list[int]]) -> int:
+    """Multiply-accumulates of a convolution kernel event: output elements x (input channels
+    per group x kh x kw), the weight shape from the event (fp32) or from the graph (INT8
+    kernels hold prepacked weights); 0 for other ops."""
     args = event.get("args", {})
     if "Conv" not in str(args.get("op_name", "")):
         return 0
     shapes = [next(iter(s.values())) for s in args.get("input_type_shape", []) if s]
     outs = [next(iter(s.values())) for s in args.get("output_type_shape", []) if s]
     weights = next((s for s in shapes[1:] if len(s) == 4), None)
+    if weights is None:
+        weights = weights_of.get(_original_name(str(event.get("name", "")).removesuffix(
+            "_kernel_time")))
     if weights is None or not outs:
         return 0
     return int(np.prod(outs[0])) * int(np.prod(weights[1:]))
 
 
-def _kind(event: dict[str, Any]) -> str:
+def _kind(event: dict[str, Any], weights_of: dict[str, list[int]]) -> str:
     """The op kind of a kernel event: ``Conv`` / ``QLinearConv`` / ``FusedConv`` split by the
-    weight shape ``[O, I/groups, kh, kw]``."""
+    weight shape ``[O, I/groups, kh, kw]`` (from the event, else from the graph)."""
     args = event.get("args", {})
     op = str(args.get("op_name", "?"))
     if "Conv" not in op:
         return op
     shapes = [next(iter(s.values())) for s in args.get("input_type_shape", []) if s]
     weights = next((s for s in shapes[1:] if len(s) == 4), None)
+    if weights is None:
+        weights = weights_of.get(_original_name(str(event.get("name", "")).removesuffix(
+            "_kernel_time")))
     if weights is None:
         return op
     o, i, kh, kw = weights
@@ -234,6 +272,7 @@ def profile_onnx(name: str, precision: str = "fp32", *, threads: int = 1, runs: 
     per_run = len(kernels) // (warmup + runs)
     kernels = kernels[per_run * warmup:]
     attribute = _attributor(groups, graph)
+    weights_of = _weight_shapes(graph)
     by_group: dict[str, float] = defaultdict(float)
     by_kind: dict[str, float] = defaultdict(float)
     group_n: Counter[str] = Counter()
@@ -241,12 +280,12 @@ def profile_onnx(name: str, precision: str = "fp32", *, threads: int = 1, runs: 
     group_macs: Counter[str] = Counter()
     kind_macs: Counter[str] = Counter()
     for e in kernels:
-        group, kind = attribute(str(e["name"]).removesuffix("_kernel_time")), _kind(e)
+        group, kind = attribute(str(e["name"]).removesuffix("_kernel_time")), _kind(e, weights_of)
         by_group[group] += float(e["dur"])
         by_kind[kind] += float(e["dur"])
         group_n[group] += 1
         kind_n[kind] += 1
-        macs = _conv_macs(e)
+        macs = _conv_macs(e, weights_of)
         group_macs[group] += macs
         kind_macs[kind] += macs
     total = sum(by_kind.values()) / runs / 1e3
