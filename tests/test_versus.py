@@ -105,6 +105,10 @@ def test_profile_attributes_every_kernel(capsys: pytest.CaptureFixture[str]) -> 
     kinds = {k["name"] for k in peer["kinds"]}
     assert any(k.startswith("conv dw") for k in kinds) and "conv 1x1" in kinds
     assert groups["ffn"]["gmacs"] > 0 and groups["ska"]["kernels"] > 9
+    maps = {m["name"]: m for m in mine["maps"]}  # convolutions by output map size
+    assert sum(m["gmacs"] for m in mine["maps"]) == pytest.approx(
+        sum(k["gmacs"] for k in mine["kinds"]))
+    assert any(name.startswith("conv 1x1 @ ") for name in maps)
 
 
 def test_int8_profile_follows_the_nhwc_rewrites(capsys: pytest.CaptureFixture[str]) -> None:

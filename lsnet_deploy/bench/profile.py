@@ -81,12 +81,14 @@ class OpProfile:
     total_ms: float
     groups: list[Share] = field(default_factory=list)
     kinds: list[Share] = field(default_factory=list)
+    maps: list[Share] = field(default_factory=list)
+    """Convolutions by kind and output map size (``conv 1x1 @ 4x4``): where MACs run slowly."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "precision": self.precision, "threads": self.threads,
                 "runs": self.runs, "total_ms": self.total_ms,
                 "groups": [vars(s) for s in self.groups],
-                "kinds": [vars(s) for s in self.kinds]}
+                "kinds": [vars(s) for s in self.kinds], "maps": [vars(s) for s in self.maps]}
 
 
 def _build(name: str, img_size: int) -> torch.nn.Module:
@@ -204,6 +206,14 @@ def _conv_macs(event: dict[str, Any], weights_of: dict[str, list[int]]) -> int:
     return int(np.prod(outs[0])) * int(np.prod(weights[1:]))
 
 
+def _map_size(event: dict[str, Any]) -> str:
+    """``HxW`` of a convolution's output (NCHW, or NHWC for ONNX Runtime's INT8 kernels)."""
+    args = event.get("args", {})
+    out = next(iter(args["output_type_shape"][0].values()))
+    h, w = (out[1], out[2]) if "QLinear" in str(args.get("op_name")) else (out[2], out[3])
+    return f"{h}x{w}"
+
+
 def _kind(event: dict[str, Any], weights_of: dict[str, list[int]]) -> str:
     """The op kind of a kernel event: ``Conv`` / ``QLinearConv`` / ``FusedConv`` split by the
     weight shape ``[O, I/groups, kh, kw]`` (from the event, else from the graph)."""
@@ -279,6 +289,9 @@ def profile_onnx(name: str, precision: str = "fp32", *, threads: int = 1, runs: 
     kind_n: Counter[str] = Counter()
     group_macs: Counter[str] = Counter()
     kind_macs: Counter[str] = Counter()
+    by_map: dict[str, float] = defaultdict(float)
+    map_n: Counter[str] = Counter()
+    map_macs: Counter[str] = Counter()
     for e in kernels:
         group, kind = attribute(str(e["name"]).removesuffix("_kernel_time")), _kind(e, weights_of)
         by_group[group] += float(e["dur"])
@@ -288,11 +301,17 @@ def profile_onnx(name: str, precision: str = "fp32", *, threads: int = 1, runs: 
         macs = _conv_macs(e, weights_of)
         group_macs[group] += macs
         kind_macs[kind] += macs
+        if macs:
+            where = f"{kind} @ {_map_size(e)}"
+            by_map[where] += float(e["dur"])
+            map_n[where] += 1
+            map_macs[where] += macs
     total = sum(by_kind.values()) / runs / 1e3
     has_scopes = any(g not in (LAYOUT, UNATTRIBUTED) for g in by_group)
     return OpProfile(name, precision, threads, runs, total,
                      _shares(by_group, group_n, group_macs, runs) if has_scopes else [],
-                     _shares(by_kind, kind_n, kind_macs, runs))
+                     _shares(by_kind, kind_n, kind_macs, runs),
+                     _shares(by_map, map_n, map_macs, runs))
 
 
 def _row(s: Share) -> str:
@@ -323,4 +342,8 @@ def profile_markdown(profiles: list[OpProfile], top: int = 12) -> str:
                                     sum(s.share for s in rest), sum(s.kernels for s in rest),
                                     sum(s.gmacs for s in rest))))
         lines.append("")
+        if p.maps:
+            lines += [header[0].format("convolution @ output map"), header[1]]
+            lines += [_row(s) for s in sorted(p.maps, key=lambda s: -s.gmacs)[:top]]
+            lines.append("")
     return "\n".join(lines)
