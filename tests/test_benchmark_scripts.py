@@ -87,14 +87,15 @@ def test_report_scripts_left_the_package() -> None:
 
 
 @pytest.mark.parametrize("name", ["onnx_int8_report", "tflite_report", "coreml_report",
-                                  "ab_latency"])
+                                  "ab_latency", "formulations"])
 def test_help(name: str) -> None:
     proc = subprocess.run([sys.executable, f"benchmarks/{name}.py", "--help"], check=False,
                           cwd=REPO, env=dict(os.environ), capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "--out" in proc.stdout
-    assert ("--rounds" if name == "ab_latency" else "--img-size") in proc.stdout
+    timed = name in ("ab_latency", "formulations")
+    assert ("--rounds" if timed else "--img-size") in proc.stdout
 
 
 def test_onnx_int8_report() -> None:
@@ -154,3 +155,16 @@ def test_ab_latency(tmp_path: Path) -> None:
     for r in (rows[1], rows[4]):
         lo, hi = (float(v) for v in r["ratio range"].split("-"))
         assert 0 < lo <= number(r["vs baseline"]) <= hi < 10
+
+
+def test_formulations() -> None:
+    """Every candidate formulation is equal to the fused model (the script refuses one that is
+    not) and is timed against the shipped form."""
+    markdown = run_script("formulations", "--variant", "test_lsnet", "--rounds", "1",
+                          "--calls", "1", "--warmup", "0")
+    caption, _, rows = parse_table(markdown)
+    assert "test_lsnet, ONNX Runtime fp32" in caption
+    assert [r["formulation"] for r in rows] == [
+        "shipped", "ska_onehot_conv", "se_global_pool", "ffn_matmul"]
+    assert rows[0]["vs baseline"] == "baseline"
+    assert all(number(r["median ms"]) > 0 for r in rows)
