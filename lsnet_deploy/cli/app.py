@@ -38,7 +38,7 @@ from ..errors import (
     ValidationFailedError,
     WeightsUnavailableError,
 )
-from . import bench, export, models, report
+from . import bench, export, models, profile, report  # noqa: F401 - profile registers "bench profile"
 from ._common import err, out, quiet_command, setup_logging
 
 __all__ = ["EXIT_CODES", "app", "main"]
