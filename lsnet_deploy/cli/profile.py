@@ -1,5 +1,6 @@
 """``lsnet-deploy bench profile``: where the time goes, by LSNet op group and op kind (ONNX
-Runtime's profiler) and block by block (LiteRT), for LSNet and its peers."""
+Runtime's profiler) and block by block (LiteRT), for LSNet and its peers. Registered under
+``bench`` by :mod:`lsnet_deploy.cli.app`."""
 
 from __future__ import annotations
 
@@ -15,18 +16,15 @@ from ._common import (
     PeerName,
     TestModelOpt,
     Variant,
+    checked_test_model,
     emit_json,
     new_progress,
     out,
-    quiet_command,
 )
-from .bench import _host_models, bench_app
 
 __all__ = ["profile_cmd"]
 
 
-@bench_app.command("profile")
-@quiet_command
 def profile_cmd(
     model: Annotated[list[Variant] | None, typer.Option(
         "--model", "-m", help="LSNet variant to profile (repeatable; random weights: timing "
@@ -52,7 +50,8 @@ def profile_cmd(
     from ..bench.litert_profile import block_profile_markdown, profile_litert_blocks
     from ..bench.profile import profile_markdown, profile_onnx
 
-    names = _host_models(model, test_model) + [p.value for p in peer or []]
+    models = [checked_test_model(test_model)] if test_model else [m.value for m in model or []]
+    names = models + [p.value for p in peer or []]
     if not names:
         raise UnsupportedOptionError("nothing to profile: give --model VARIANT and/or "
                                      "--peer NAME")
