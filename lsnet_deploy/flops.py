@@ -13,7 +13,9 @@ BNs left after SKA. Counting runs one forward pass with hooks on a ``(1, 3, H, W
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -21,7 +23,7 @@ from torch import nn
 from .lsnet import Attention, LSNet
 from .ska import SKA
 
-__all__ = ["MacReport", "count_macs", "count_params"]
+__all__ = ["MacReport", "count_macs", "count_params", "hooked_forward"]
 
 
 @dataclass(frozen=True)
@@ -75,25 +77,31 @@ def count_macs(model: LSNet, img_size: tuple[int, int] | None = None) -> MacRepo
     def norm_hook(_m: nn.Module, _inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
         totals["norm"] += out[0].numel()
 
+    hooked_forward(model, [(nn.Conv2d, conv_hook), (nn.Linear, linear_hook), (SKA, ska_hook),
+                           (Attention, attn_hook), (nn.BatchNorm2d, norm_hook)], size)
+    return MacReport(**totals)
+
+
+Hook = Callable[[Any, tuple[torch.Tensor, ...], Any], None]
+
+
+@torch.no_grad()
+def hooked_forward(model: nn.Module, hooks: Sequence[tuple[type[nn.Module], Hook]],
+                   img_size: tuple[int, int]) -> None:
+    """One eval-mode forward pass of a ``(1, 3, H, W)`` zero input with a forward hook on every
+    module of the listed types (the first type a module is an instance of); the hooks are
+    removed and the model's train/eval mode restored afterwards."""
     handles = []
     for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            handles.append(m.register_forward_hook(conv_hook))
-        elif isinstance(m, nn.Linear):
-            handles.append(m.register_forward_hook(linear_hook))
-        elif isinstance(m, SKA):
-            handles.append(m.register_forward_hook(ska_hook))
-        elif isinstance(m, Attention):
-            handles.append(m.register_forward_hook(attn_hook))
-        elif isinstance(m, nn.BatchNorm2d):
-            handles.append(m.register_forward_hook(norm_hook))
+        hook = next((h for kind, h in hooks if isinstance(m, kind)), None)
+        if hook is not None:
+            handles.append(m.register_forward_hook(hook))
     was_training = model.training
     model.eval()
     try:
         param = next(model.parameters())
-        model(torch.zeros(1, 3, *size, dtype=param.dtype, device=param.device))
+        model(torch.zeros(1, 3, *img_size, dtype=param.dtype, device=param.device))
     finally:
         for h in handles:
             h.remove()
         model.train(was_training)
-    return MacReport(**totals)

@@ -82,6 +82,45 @@ def stage_grid(img_size: int | tuple[int, int], stage: int = 4) -> tuple[int, in
 # --------------------------------------------------------------------------------------------
 
 
+@torch.no_grad()
+def fold_bn_into_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """A new ``Conv2d`` (with bias, same geometry, device and dtype) equal to ``bn(conv(x))``
+    with ``bn`` in eval mode; ``conv`` may have a bias of its own."""
+    assert bn.running_mean is not None and bn.running_var is not None
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    fused = nn.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        stride=conv.stride,
+        padding=conv.padding,
+        dilation=conv.dilation,
+        groups=conv.groups,
+        bias=True,
+        device=conv.weight.device,
+        dtype=conv.weight.dtype,
+    )
+    fused.weight.copy_(conv.weight * scale[:, None, None, None])
+    bias = bn.running_mean if conv.bias is None else bn.running_mean - conv.bias
+    fused.bias.copy_(bn.bias - bias * scale)
+    return fused
+
+
+@torch.no_grad()
+def fold_bn_into_linear(bn: nn.BatchNorm1d, linear: nn.Linear) -> nn.Linear:
+    """A new ``Linear`` equal to ``linear(bn(x))`` with ``bn`` (which comes first) in eval
+    mode."""
+    assert bn.running_mean is not None and bn.running_var is not None
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    shift = bn.bias - bn.running_mean * scale
+    fused = nn.Linear(linear.in_features, linear.out_features, device=linear.weight.device,
+                      dtype=linear.weight.dtype)
+    fused.weight.copy_(linear.weight * scale[None, :])
+    bias = linear.weight @ shift
+    fused.bias.copy_(bias if linear.bias is None else bias + linear.bias)
+    return fused
+
+
 class Conv2d_BN(nn.Sequential):
     """Conv2d (no bias) followed by BatchNorm2d; keys ``c.*`` and ``bn.*``."""
 
@@ -104,23 +143,7 @@ class Conv2d_BN(nn.Sequential):
     @torch.no_grad()
     def fuse(self) -> nn.Conv2d:
         """Return one Conv2d (with bias) equal to conv -> BN in eval mode."""
-        conv, bn = self.c, self.bn
-        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-        fused = nn.Conv2d(
-            conv.in_channels,
-            conv.out_channels,
-            conv.kernel_size,
-            stride=conv.stride,
-            padding=conv.padding,
-            dilation=conv.dilation,
-            groups=conv.groups,
-            bias=True,
-            device=conv.weight.device,
-            dtype=conv.weight.dtype,
-        )
-        fused.weight.copy_(conv.weight * scale[:, None, None, None])
-        fused.bias.copy_(bn.bias - bn.running_mean * scale)
-        return fused
+        return fold_bn_into_conv(self.c, self.bn)
 
 
 class BN_Linear(nn.Sequential):
@@ -136,18 +159,7 @@ class BN_Linear(nn.Sequential):
     @torch.no_grad()
     def fuse(self) -> nn.Linear:
         """Return one Linear equal to BN -> Linear in eval mode."""
-        bn, lin = self.bn, self.l
-        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-        shift = bn.bias - bn.running_mean * scale
-        fused = nn.Linear(
-            lin.in_features, lin.out_features, device=lin.weight.device, dtype=lin.weight.dtype
-        )
-        fused.weight.copy_(lin.weight * scale[None, :])
-        bias = lin.weight @ shift
-        if lin.bias is not None:
-            bias = bias + lin.bias
-        fused.bias.copy_(bias)
-        return fused
+        return fold_bn_into_linear(self.bn, self.l)
 
 
 class Residual(nn.Module):

@@ -19,15 +19,12 @@ convolution). The whole model is timed too; ``unaccounted`` is whole minus the u
 
 from __future__ import annotations
 
-import statistics
 import tempfile
-import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -99,21 +96,16 @@ def _record_inputs(model: nn.Module, units: list[tuple[str, nn.Module]], x: torc
 
 
 def _time_tflite(path: Path, threads: int, runs: int) -> float:
-    from ..exporters.tflite import _interpreter
+    """Median ms of ``runs`` calls, loaded as ``bench`` loads a ``.tflite`` (fixed random
+    inputs), after ``max(3, runs // 5)`` warm-up calls."""
+    from ..exporters import get_exporter
+    from .harness import time_callable
 
-    interp = _interpreter(path, threads)
-    interp.allocate_tensors()
-    rng = np.random.default_rng(0)
-    for d in interp.get_input_details():
-        interp.set_tensor(d["index"], rng.standard_normal(d["shape"]).astype(d["dtype"]))
-    for _ in range(max(3, runs // 5)):
-        interp.invoke()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        interp.invoke()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    session = get_exporter("tflite").bench_session(path, threads, None)
+    try:
+        return time_callable(session.run, runs=runs, warmup=max(3, runs // 5)).median_ms
+    finally:
+        session.close()
 
 
 def _convert(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path) -> None:

@@ -262,15 +262,12 @@ def profile_onnx(name: str, precision: str = "fp32", *, threads: int = 1, runs: 
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(tmp) / "ort_profile")
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         feed = {session.get_inputs()[0].name:
                 np.random.default_rng(0).standard_normal((1, 3, img_size, img_size),
                                                          dtype=np.float32)}
-        for _ in range(warmup):
-            session.run(None, feed)
-        options.enable_profiling = True
-        options.profile_file_prefix = str(Path(tmp) / "ort_profile")
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         for _ in range(warmup + runs):
             session.run(None, feed)
         events = json.loads(Path(session.end_profiling()).read_text())

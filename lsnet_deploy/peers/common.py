@@ -10,12 +10,13 @@ returns its BN-free equivalent in eval mode; :func:`fold_batchnorms` calls them.
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
 
 from ..errors import ReparamError
+from ..flops import count_params, hooked_forward
+from ..lsnet import fold_bn_into_conv, fold_bn_into_linear
+from ..reparam import remaining_batchnorms
 
 __all__ = [
     "ConvBN",
@@ -45,30 +46,6 @@ def make_divisible(v: float, divisor: int = 8, min_value: int | None = None,
     if new_v < round_limit * v:
         new_v += divisor
     return new_v
-
-
-def fold_bn_into_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    """A new ``Conv2d`` (with bias) equal to ``bn(conv(x))`` with ``bn`` in eval mode."""
-    assert bn.running_mean is not None and bn.running_var is not None
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-    fused = copy.deepcopy(conv)  # same geometry (kernel, stride, padding, groups, ...)
-    fused.weight = nn.Parameter(conv.weight.detach() * scale[:, None, None, None])
-    fused.bias = nn.Parameter((bn.bias + (bias - bn.running_mean) * scale).detach())
-    return fused
-
-
-def fold_bn_into_linear(bn: nn.BatchNorm1d, linear: nn.Linear) -> nn.Linear:
-    """A new ``Linear`` equal to ``linear(bn(x))`` with ``bn`` (which comes first) in eval mode."""
-    assert bn.running_mean is not None and bn.running_var is not None
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    shift = bn.bias - bn.running_mean * scale
-    fused = nn.Linear(linear.in_features, linear.out_features, bias=True)
-    with torch.no_grad():
-        fused.weight.copy_(linear.weight * scale[None, :])
-        bias = linear.weight @ shift
-        fused.bias.copy_(bias if linear.bias is None else bias + linear.bias)
-    return fused
 
 
 class ConvBN(nn.Sequential):
@@ -104,12 +81,6 @@ class SqueezeExcite(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = x.mean((2, 3), keepdim=True)
         return x * self.gate(self.fc2(self.act(self.fc1(s))))
-
-
-def remaining_batchnorms(model: nn.Module) -> list[str]:
-    """Names of the BatchNorm modules left in ``model``."""
-    return [name for name, m in model.named_modules()
-            if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
 def _fuse_children(module: nn.Module) -> None:
@@ -186,11 +157,6 @@ def init_trained_looking(model: nn.Module, seed: int = 0,
     return model.eval()
 
 
-def count_params(model: nn.Module) -> int:
-    """Number of parameters (buffers such as BN statistics excluded)."""
-    return sum(p.numel() for p in model.parameters())
-
-
 @torch.no_grad()
 def count_macs(model: nn.Module, img_size: int | tuple[int, int] = 224) -> int:
     """MACs of one image of ``img_size`` (``S`` or ``(H, W)``): every Conv2d and Linear; the
@@ -207,19 +173,5 @@ def count_macs(model: nn.Module, img_size: int | tuple[int, int] = 224) -> int:
         nonlocal total
         total += out[0].numel() * m.in_features
 
-    handles = []
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            handles.append(m.register_forward_hook(conv_hook))
-        elif isinstance(m, nn.Linear):
-            handles.append(m.register_forward_hook(linear_hook))
-    was_training = model.training
-    model.eval()
-    try:
-        param = next(model.parameters())
-        model(torch.zeros(1, 3, h, w, dtype=param.dtype, device=param.device))
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
+    hooked_forward(model, [(nn.Conv2d, conv_hook), (nn.Linear, linear_hook)], (h, w))
     return total

@@ -30,7 +30,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .common import ConvBN, SqueezeExcite, fold_bn_into_conv, fold_bn_into_linear, make_divisible
+from ..lsnet import Residual, fold_bn_into_conv, fold_bn_into_linear
+from .common import ConvBN, SqueezeExcite, make_divisible
 
 __all__ = ["RepViT", "repvit_m0_9"]
 
@@ -79,17 +80,6 @@ class RepVGGDW(nn.Module):
         conv.weight.add_(w1 + identity)
         conv.bias.add_(self.conv1.bias)
         return fold_bn_into_conv(conv, self.bn)
-
-
-class Residual(nn.Module):
-    """``x + m(x)``."""
-
-    def __init__(self, m: nn.Module) -> None:
-        super().__init__()
-        self.m = m
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.m(x)
 
 
 class RepViTBlock(nn.Module):
