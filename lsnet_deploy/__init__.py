@@ -1,7 +1,7 @@
 """lsnet-deploy: LSNet from its PyTorch definition to mobile artifacts, measured and trusted.
 
 Public API (the CLI's verbs): :func:`create_model`, :func:`reparameterize`, :func:`predict`,
-:func:`export`, :func:`validate`, :func:`quant_report`, :func:`list_variants`; building blocks: :class:`LSNet`, :class:`IOSpec`, :class:`Preprocess`,
+:func:`export`, :func:`validate`, :func:`evaluate`, :func:`quant_report`, :func:`list_variants`; building blocks: :class:`LSNet`, :class:`IOSpec`, :class:`Preprocess`,
 :func:`count_macs`, :func:`count_params`, :func:`load_weights`. Errors derive from
 :class:`LsnetDeployError`.
 
@@ -19,6 +19,7 @@ from .errors import (
     ArtifactError,
     BenchmarkError,
     CheckpointError,
+    DatasetError,
     ExportError,
     ImageError,
     InputShapeError,
@@ -34,6 +35,7 @@ from .errors import (
 if TYPE_CHECKING:
     from .api import Prediction, WeightsSource, create_model, list_variants, predict
     from .checkpoint import load_weights
+    from .evaluation import EvaluationResult, evaluate
     from .flops import MacReport, count_macs, count_params
     from .lsnet import LSNet
     from .pipeline import Artifact, export, quant_report, validate
@@ -47,7 +49,8 @@ _LAZY = {
     "MacReport": "flops", "count_macs": "flops", "count_params": "flops", "LSNet": "lsnet",
     "Artifact": "pipeline", "export": "pipeline", "quant_report": "pipeline",
     "validate": "pipeline", "Preprocess": "preprocess", "ReparamReport": "reparam",
-    "reparameterize": "reparam", "IOSpec": "spec",
+    "reparameterize": "reparam", "IOSpec": "spec", "evaluate": "evaluation",
+    "EvaluationResult": "evaluation",
 }
 """Public name -> the submodule that defines it (imported on first access)."""
 
@@ -70,6 +73,8 @@ __all__ = [
     "ArtifactError",
     "BenchmarkError",
     "CheckpointError",
+    "DatasetError",
+    "EvaluationResult",
     "ExportError",
     "IOSpec",
     "ImageError",
@@ -91,6 +96,7 @@ __all__ = [
     "count_macs",
     "count_params",
     "create_model",
+    "evaluate",
     "export",
     "list_variants",
     "load_weights",

@@ -42,6 +42,11 @@ class ImageError(LsnetDeployError):
     """An image or image folder that cannot be used."""
 
 
+class DatasetError(ImageError):
+    """A labelled image set that cannot be used: a labels file naming unknown files or bad class
+    indices, class folders that are not the model's classes."""
+
+
 class MissingDependencyError(LsnetDeployError, ImportError):
     """An optional backend is not installed; the message names the pip extra."""
 

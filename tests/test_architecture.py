@@ -22,7 +22,8 @@ LAYERS: dict[str, int] = {
     "fidelity": 1, "api": 1, "describe": 1, "peers": 1,
     # 2..6: quantization and the Core ML reference executor, formats, the export pipeline,
     # benchmarks, the command line
-    "quantize": 2, "mil": 2, "exporters": 3, "sidecar": 4, "pipeline": 4, "bench": 5, "cli": 6,
+    "quantize": 2, "mil": 2, "exporters": 3, "sidecar": 4, "pipeline": 4, "bench": 5,
+    "evaluation": 5, "cli": 6,
     # 7: the console script (imports the command line inside a guard)
     "_console": 7,
 }

@@ -38,7 +38,7 @@ from ..errors import (
     ValidationFailedError,
     WeightsUnavailableError,
 )
-from . import bench, export, models, profile, report
+from . import bench, evaluate, export, models, profile, report
 from ._common import err, out, quiet_command, setup_logging
 
 __all__ = ["EXIT_CODES", "app", "main"]
@@ -94,6 +94,7 @@ app.command("export")(quiet_command(export.export_cmd))
 app.command("validate")(quiet_command(export.validate_cmd))
 app.command("quant-report")(quiet_command(export.quant_report_cmd))
 app.command("predict")(quiet_command(models.predict_cmd))
+app.command("evaluate")(quiet_command(evaluate.evaluate_cmd))
 bench.bench_app.command("profile")(quiet_command(profile.profile_cmd))
 app.add_typer(bench.bench_app, name="bench")
 app.command("report")(quiet_command(report.report_cmd))

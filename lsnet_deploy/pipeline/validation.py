@@ -10,6 +10,7 @@ all before any model is built. Gates are range-checked up front (:func:`check_mi
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,8 @@ from ..sidecar import REDO, Sidecar, check_metadata, load_sidecar, verify_sideca
 from ..spec import IOSpec, preprocess_from_recipe
 from .images import split_images
 
-__all__ = ["spec_from_metadata", "validate"]
+__all__ = ["DescribedArtifact", "describe_artifact", "source_weights", "spec_from_metadata",
+           "validate"]
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +97,8 @@ def validate(
                 "passed": bool(structural["passed"]), "validation": structural}
     _check_real_input(exp, path, spec, source, todo)
     # 2. the reference and the images
-    source_weights = _source_weights(meta) if weights is ... else weights
-    reference = create_model(variant, source_weights, img_size=spec.img_size)  # type: ignore[arg-type]
+    chosen = source_weights(meta) if weights is ... else weights
+    reference = create_model(variant, chosen, img_size=spec.img_size)  # type: ignore[arg-type]
     val, images_from = _held_out(images, _preprocess(meta, reference.img_size))
     # 3. run and compare
     outputs = run_artifact(exp.runner(path, threads, accelerator=compute_units), val, spec,
@@ -215,7 +217,7 @@ def spec_from_metadata(meta: dict[str, Any]) -> IOSpec:
     )
 
 
-def _source_weights(meta: dict[str, Any]) -> str | None:
+def source_weights(meta: dict[str, Any]) -> str | None:
     """The weights an artifact was exported from: random, official, or the same file."""
     from ..api import OFFICIAL, RANDOM
 
@@ -234,3 +236,56 @@ def _source_weights(meta: dict[str, Any]) -> str | None:
         raise CheckpointError(f"{src} changed since the export (sha256 differs); "
                               "pass --weights PATH")
     return str(src)
+
+
+@dataclass(frozen=True)
+class DescribedArtifact:
+    """An artifact and what it says about itself, checked against it (``evaluate`` runs it).
+
+    Attributes:
+        path: the artifact; ``exporter``: its format.
+        metadata: the sidecar's metadata (verified) or else the embedded metadata (checked).
+        spec: the input it takes and the outputs it gives (``(B, num_classes)``).
+        precision: ``fp32``, ``fp16``, ``int8``, ...
+        output_kind: what its runner returns, ``logits`` or ``log_probs`` (classifiers).
+        preprocess: the preprocessing it records (the default one at its size if none).
+        source: where the metadata came from (the sidecar's name or "its embedded metadata").
+    """
+
+    path: Path
+    exporter: Exporter
+    metadata: dict[str, Any]
+    spec: IOSpec
+    precision: str
+    output_kind: str
+    preprocess: Preprocess
+    source: str
+
+
+def describe_artifact(artifact: Path) -> DescribedArtifact:
+    """Step 1 of :func:`validate` alone: the artifact's description (sidecar verified against
+    it, or its embedded metadata), and the input it describes checked against the input the
+    artifact takes, before any model is built.
+
+    Raises:
+        OutputError: no such artifact.
+        UnsupportedOptionError: a folder that is not an artifact, an artifact without
+            metadata, a format that cannot run on this machine.
+        ArtifactError: see :func:`validate`.
+    """
+    path = Path(artifact)
+    if not path.exists():
+        raise OutputError(f"artifact not found: {path}")
+    exp = _exporter(path)
+    if not exp.can_run():
+        raise UnsupportedOptionError(f"{path.name}: {exp.name} artifacts cannot run on this "
+                                     "machine")
+    sidecar, meta, source, todo = _described(path, exp)
+    spec = spec_from_metadata(meta)
+    _check_real_input(exp, path, spec, source, todo)
+    details = sidecar.export if sidecar is not None else {}
+    return DescribedArtifact(
+        path=path, exporter=exp, metadata=meta, spec=spec,
+        precision=str(meta.get("precision", "fp32")),
+        output_kind=exp.output_kind(details), preprocess=_preprocess(meta, spec.img_size),
+        source=source)
