@@ -22,6 +22,8 @@ from lsnet_deploy.cli import EXIT_CODES
 from lsnet_deploy.errors import DatasetError, ImageError, UnsupportedOptionError
 from lsnet_deploy.evaluation import parse_labels, read_dataset
 from lsnet_deploy.evaluation.dataset import spread
+from lsnet_deploy.evaluation.scores import Tally
+from lsnet_deploy.fidelity import comparable_outputs
 from lsnet_deploy.metadata import sidecar_path
 from lsnet_deploy.paths import calibration_dir
 from lsnet_deploy.pipeline import export
@@ -148,6 +150,22 @@ def test_plain_folder_is_agreement_only(capsys: pytest.CaptureFixture[str]) -> N
     assert data["layout"] == "unlabelled" and not data["labelled"] and data["n_images"] == 2
     assert data["scores"][0]["top1"] is None and data["scores"][0]["correct_top5"] is None
     assert data["weights"].startswith("RANDOM")
+
+
+def test_softmax_outputs_are_scored_in_logit_units() -> None:
+    """A classifier artifact's runner returns log-probabilities: the same top classes, and a
+    cosine with PyTorch's logits of 1 once the softmax's constant is removed."""
+    logits = torch.randn(6, CLASSES, generator=torch.Generator().manual_seed(1),
+                         dtype=torch.float64)
+    reference, artifact = Tally("pytorch", None, "pytorch", "fp32", "logits"), Tally(
+        "m.tflite", "m.tflite", "tflite", "int8", "log_probs")
+    reference.add(logits.numpy(), None)
+    artifact.add(*comparable_outputs(logits.log_softmax(-1).numpy(), logits, "log_probs"))
+    labels = [int(i) for i in logits.argmax(-1)]
+    score = artifact.score(labels, reference.top())
+    assert score.correct_top1 == 6 and score.top1_agreement == 1.0 and score.top5_overlap == 1.0
+    assert score.min_cosine == pytest.approx(1.0, abs=1e-9)
+    assert reference.score(None, None).top1 is None
 
 
 # -- the layouts, pure -----------------------------------------------------------------------

@@ -64,7 +64,6 @@ def evaluate_cmd(
     if plot is not None:
         check_plot_path(plot)
     with WorkProgress() as say:
-        say("evaluating")
         result = evaluate(list(artifacts or []), images, labels=labels, model=variant,
                           weights=weights if weights is not None else ...,
                           img_size=img_size, limit=limit, batch=batch, threads=threads,

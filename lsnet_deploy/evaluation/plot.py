@@ -65,7 +65,9 @@ def write_plot(result: EvaluationResult, path: str | Path) -> Path:
     ax.set_xticklabels(names, fontsize=8)
     ax.set_ylim(0, 125)  # room for the legend above the bars
     ax.set_ylabel("%")
-    ax.set_title(f"{result.variant} on {result.n_images} images ({result.layout})", fontsize=10)
+    random = ", RANDOM weights" if result.weights.startswith("RANDOM") else ""
+    ax.set_title(f"{result.variant} on {result.n_images} images ({result.layout}{random})",
+                 fontsize=10)
     ax.legend(loc="upper center", ncol=len(series), fontsize=8, frameon=False)
     fig.tight_layout()
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".png", dir=p.parent)

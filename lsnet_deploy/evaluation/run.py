@@ -9,13 +9,14 @@ so 50,000 ImageNet val images need no more memory than a chunk.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..errors import ArtifactError, ImageError, UnsupportedOptionError
+from ..errors import ArtifactError, ImageError, UnknownVariantError, UnsupportedOptionError
 from ..fidelity import comparable_outputs, run_artifact
 from ..lsnet import VARIANTS, to_hw
 from ..pipeline.validation import DescribedArtifact, describe_artifact, source_weights
@@ -72,8 +73,8 @@ class EvaluationResult:
 
 
 def evaluate(
-    artifacts: list[str | Path] | tuple[str | Path, ...] = (),
-    images: str | Path = "",
+    artifacts: Sequence[str | Path],
+    images: str | Path,
     *,
     labels: str | Path | None = None,
     model: str | None = None,
@@ -125,6 +126,8 @@ def evaluate(
     chosen = weights
     if weights is FROM_ARTIFACTS:
         chosen = source_weights(described[0].metadata) if described else OFFICIAL
+    if progress is not None:
+        progress(f"loading {variant} (PyTorch fp32) and {len(described)} artifact(s)")
     reference = create_model(variant, chosen, img_size=size)
     source = reference.weights_source.label  # type: ignore[union-attr]
     runners = [d.exporter.runner(d.path, threads) for d in described]
@@ -157,9 +160,10 @@ def _the_model(described: list[DescribedArtifact], model: str | None,
             raise UnsupportedOptionError("nothing to evaluate: pass artifacts, or --model for "
                                          "PyTorch alone")
         if model not in VARIANTS:
-            from ..api import create_model
+            from ..api import list_variants
 
-            create_model(model)  # raises UnknownVariantError naming the known ones
+            raise UnknownVariantError(f"unknown variant {model!r}; known: "
+                                      f"{', '.join(list_variants())}")
         size = to_hw(img_size if img_size is not None else 224)
         return model, size, Preprocess(img_size=size), VARIANTS[model].num_classes
     first = described[0]
