@@ -73,6 +73,7 @@ SLOW_INTEGRATION = frozenset({
     "tests/test_cli.py::test_models_json",
     "tests/test_cli.py::test_predict_with_a_checkpoint",
     "tests/test_cli_package.py::test_every_module_imports_first_in_a_fresh_interpreter",
+    "tests/test_evaluate.py::test_known_answers",
     "tests/test_export_coreml.py::test_tensor_input_classifier_and_targets",
     "tests/test_export_coreml.py::test_w8a8",
     "tests/test_export_coreml.py::test_w8a8_gate_fails_loudly",
