@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from functools import cached_property
 from pathlib import Path
 
 import pytest
@@ -40,10 +41,8 @@ class Known:
     known (``labels[i]`` for ``photos[i]``)."""
 
     def __init__(self, root: Path) -> None:
+        self.root = root
         self.ckpt = write_checkpoint(root, TINY, img_size=TINY_SIZE, seed=5)
-        [art] = export(TINY, "onnx", weights=self.ckpt, img_size=TINY_SIZE,
-                       output_dir=root / "out dir")
-        self.artifact = art.path
         self.photos = list_images(calibration_dir())[:N]
         model = create_model(TINY, self.ckpt, img_size=TINY_SIZE)
         with torch.no_grad():
@@ -57,6 +56,13 @@ class Known:
                 self.labels.append(int(top[i, 1 + i % 4]))
             else:
                 self.labels.append(int(top[i, 5 + i % 5]))
+
+    @cached_property
+    def artifact(self) -> Path:
+        """The fp32 ONNX artifact (exported on first use: the slow part)."""
+        [art] = export(TINY, "onnx", weights=self.ckpt, img_size=TINY_SIZE,
+                       output_dir=self.root / "out dir")
+        return art.path
 
     def synset_folder(self, root: Path) -> Path:
         for name in SYNSETS:
@@ -139,6 +145,18 @@ def test_known_answers(known: Known, tmp_path: Path, capsys: pytest.CaptureFixtu
         evaluate([known.artifact, other], folder)
     with pytest.raises(UnsupportedOptionError, match="--model test_lsnet_distill"):
         evaluate([known.artifact], folder, model="test_lsnet_distill")
+
+
+def test_known_answers_of_pytorch_alone(known: Known, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    folder = known.synset_folder(tmp_path / "val")
+    code, out, err = run_main(["evaluate", "--test-model", TINY, "--img-size", str(TINY_SIZE),
+                               "--weights", str(known.ckpt), "--images", str(folder), "--json"],
+                              capsys)
+    assert code == 0, err
+    [row] = json.loads(out)["scores"]
+    assert row["runtime"] == "pytorch" and row["n_images"] == N
+    assert (row["correct_top1"], row["correct_top5"]) == (N_TOP1, N_TOP1 + N_TOP5_ONLY)
 
 
 def test_plain_folder_is_agreement_only(capsys: pytest.CaptureFixture[str]) -> None:
