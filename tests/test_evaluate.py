@@ -150,12 +150,15 @@ def test_known_answers(known: Known, tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_known_answers_of_pytorch_alone(known: Known, tmp_path: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     folder = known.synset_folder(tmp_path / "val")
+    (folder / SYNSETS[known.labels[0]] / "broken.jpg").write_bytes(b"not a JPEG")
     code, out, err = run_main(["evaluate", "--test-model", TINY, "--img-size", str(TINY_SIZE),
                                "--weights", str(known.ckpt), "--images", str(folder), "--json"],
                               capsys)
     assert code == 0, err
-    [row] = json.loads(out)["scores"]
-    assert row["runtime"] == "pytorch" and row["n_images"] == N
+    data = json.loads(out)
+    [row] = data["scores"]
+    assert row["runtime"] == "pytorch" and row["n_images"] == N == data["n_images"]
+    assert [Path(p).name for p in data["skipped"]] == ["broken.jpg"] and "broken.jpg" in err
     assert (row["correct_top1"], row["correct_top5"]) == (N_TOP1, N_TOP1 + N_TOP5_ONLY)
 
 
