@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 RANDOM = "random"
 OFFICIAL = "official"
+RANDOM_OUTLIERS = "random-outliers"
+"""``--weights`` of the synthetic ``outliers`` family (:mod:`lsnet_deploy.synthetic`): kind
+``random``, and ``path`` names the family (``None`` for the default trained-looking one)."""
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,8 @@ class WeightsSource:
     @property
     def label(self) -> str:
         if self.kind == RANDOM:
-            return "RANDOM (synthetic, untrained: predictions are meaningless)"
+            family = " with outlier channels" if self.path == RANDOM_OUTLIERS else ""
+            return f"RANDOM (synthetic{family}, untrained: predictions are meaningless)"
         return f"{self.kind}: {self.path} (sha256 {self.sha256[:12] if self.sha256 else '?'}...)"
 
 
@@ -66,7 +70,8 @@ def create_model(
         weights: path to a checkpoint (official ``.pth``, a bare/wrapped state dict, or
             ``.safetensors``); ``"official"`` for the official checkpoint (cached or downloaded
             from Hugging Face); ``None`` or ``"random"`` for synthetic trained-looking random
-            weights (seeded by ``seed``; never meaningful predictions).
+            weights (seeded by ``seed``; never meaningful predictions); ``"random-outliers"``
+            for the synthetic family with outlier channels (harder for INT8).
         img_size: input size the model is built for (``int`` or ``(H, W)``); other sizes than
             224 get the attention-bias tables interpolated bicubically.
         reparameterize: fuse for inference (see :func:`lsnet_deploy.reparameterize`).
@@ -82,9 +87,10 @@ def create_model(
         )
     model = build_lsnet(variant, img_size=to_hw(img_size))
     source: WeightsSource
-    if weights is None or str(weights) == RANDOM:
-        init_trained_looking(model, seed=seed)
-        source = WeightsSource(RANDOM)
+    if weights is None or str(weights) in (RANDOM, RANDOM_OUTLIERS):
+        outliers = str(weights) == RANDOM_OUTLIERS
+        init_trained_looking(model, seed=seed, family="outliers" if outliers else "trained-looking")
+        source = WeightsSource(RANDOM, RANDOM_OUTLIERS if outliers else None)
         log.warning("%s: RANDOM weights (synthetic, untrained); predictions are meaningless", variant)
     else:
         kind = "file"

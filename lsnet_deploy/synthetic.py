@@ -12,6 +12,13 @@ hide. :func:`init_trained_looking` gives a model whose statistics look like a tr
 * squeeze-excite gates that mostly pass the signal (sigmoid around 0.7-0.95), as trained ones
   do: random gates near 0.5 would halve the features in every other block.
 
+Two families (:data:`FAMILIES`): ``trained-looking`` (the above) and ``outliers``, the same plus
+the outlier channels real trained networks have and post-training quantization suffers from:
+in every BatchNorm that does not end a residual branch, a few channels (2%, at least one) get a
+scale 10-50x the others (:func:`add_outlier_channels`). The statistics are estimated after that,
+so the next BatchNorm sees them as they are; the outliers live in the activations between
+a BatchNorm and the next convolution (a per-tensor activation range 10-50x the typical one).
+
 The logits of the result are O(1). The weights mean nothing: never ship them.
 """
 
@@ -23,7 +30,15 @@ from torch import nn
 
 from .lsnet import FFN, Attention, LSConv, LSNet, RepVGGDW, SqueezeExcite
 
-__all__ = ["init_trained_looking", "smooth_noise_images"]
+__all__ = ["FAMILIES", "add_outlier_channels", "init_trained_looking", "smooth_noise_images"]
+
+FAMILIES = ("trained-looking", "outliers")
+"""Synthetic weight families: see the module docstring."""
+
+OUTLIER_FRACTION = 0.02
+"""Share of the channels of a BatchNorm given an outlier scale (at least one)."""
+OUTLIER_SCALE = (10.0, 50.0)
+"""Range of the factor an outlier channel's BatchNorm scale is multiplied by."""
 
 
 def smooth_noise_images(n: int, size: tuple[int, int], seed: int = 0) -> torch.Tensor:
@@ -64,6 +79,7 @@ def init_trained_looking(
     seed: int = 0,
     images: torch.Tensor | None = None,
     residual_scale: tuple[float, float] = (0.1, 0.3),
+    family: str = "trained-looking",
 ) -> LSNet:
     """Overwrite every weight of an unfused ``model`` in place; returns it in eval mode.
 
@@ -73,7 +89,14 @@ def init_trained_looking(
         images: ``(B, 3, H, W)`` normalized images used to estimate BN statistics; default 8
             :func:`smooth_noise_images` of the model's size.
         residual_scale: range of the |weight| of residual-branch-final BatchNorms.
+        family: one of :data:`FAMILIES`; ``outliers`` adds :func:`add_outlier_channels`.
+
+    Raises:
+        ValueError: an unknown ``family``.
     """
+    if family not in FAMILIES:
+        raise ValueError(f"unknown synthetic weight family {family!r}; use one of "
+                         f"{', '.join(FAMILIES)}")
     g = torch.Generator().manual_seed(seed)
 
     def uniform(shape: torch.Size, lo: float, hi: float) -> torch.Tensor:
@@ -119,6 +142,8 @@ def init_trained_looking(
         bn.bias.copy_(normal(bn.bias.shape, 0.1))
         bn.reset_running_stats()
         bn.momentum = None
+    if family == "outliers":
+        add_outlier_channels([bn for bn in bns if bn not in ends], g)
     if images is None:
         images = smooth_noise_images(8, model.img_size, seed)
     model.train()
@@ -128,3 +153,21 @@ def init_trained_looking(
         bn.running_mean.add_(normal(bn.running_mean.shape, 0.05) * bn.running_var.sqrt())
         bn.running_var.mul_(uniform(bn.running_var.shape, 0.9, 1.1))
     return model.eval()
+
+
+@torch.no_grad()
+def add_outlier_channels(bns: list[nn.modules.batchnorm._BatchNorm], g: torch.Generator,
+                         fraction: float = OUTLIER_FRACTION,
+                         scale: tuple[float, float] = OUTLIER_SCALE) -> int:
+    """Multiply the affine scale of ``max(1, round(fraction * C))`` random channels of every
+    BatchNorm in ``bns`` by a factor drawn uniformly from ``scale``; returns how many channels
+    were changed. Call it before the statistics are estimated."""
+    changed = 0
+    lo, hi = scale
+    for bn in bns:
+        c = bn.weight.numel()
+        k = max(1, round(fraction * c))
+        idx = torch.randperm(c, generator=g)[:k]
+        bn.weight[idx] *= lo + (hi - lo) * torch.rand(k, generator=g)
+        changed += k
+    return changed

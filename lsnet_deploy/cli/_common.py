@@ -155,8 +155,8 @@ WeightsOpt = Annotated[
     typer.Option(
         "--weights",
         "-w",
-        help="Checkpoint path; 'random' for synthetic untrained weights; "
-        "default: the official checkpoint (cached in models/ or downloaded).",
+        help="Checkpoint path; 'random' for synthetic untrained weights ('random-outliers': "
+        "with the outlier channels trained networks have, harder for INT8); default: the official checkpoint (cached in models/ or downloaded).",
     ),
 ]
 ImgSizeOpt = Annotated[

@@ -219,11 +219,11 @@ def spec_from_metadata(meta: dict[str, Any]) -> IOSpec:
 
 def source_weights(meta: dict[str, Any]) -> str | None:
     """The weights an artifact was exported from: random, official, or the same file."""
-    from ..api import OFFICIAL, RANDOM
+    from ..api import OFFICIAL, RANDOM, RANDOM_OUTLIERS
 
     kind = meta.get("weights_kind")
     if kind == RANDOM:
-        return None
+        return RANDOM_OUTLIERS if meta.get("weights_path") == RANDOM_OUTLIERS else None
     if kind == OFFICIAL:
         return OFFICIAL
     src = meta.get("weights_path")
