@@ -65,7 +65,7 @@ def add_timing_options(ap: argparse.ArgumentParser, runs: int, warmup: int) -> N
 def weights_for(weights: str, variant: str) -> str:
     """``--weights`` for one variant: ``random`` / ``official`` as given, a folder as
     ``<folder>/<variant>.pth``."""
-    if weights in ("random", "official"):
+    if weights in ("random", "random-outliers", "official"):
         return weights
     return str(Path(weights) / f"{variant}.pth")
 

@@ -87,7 +87,7 @@ def test_report_scripts_left_the_package() -> None:
 
 
 @pytest.mark.parametrize("name", ["onnx_int8_report", "tflite_report", "coreml_report",
-                                  "ab_latency", "formulations"])
+                                  "ab_latency", "formulations", "int8_diagnosis"])
 def test_help(name: str) -> None:
     proc = subprocess.run([sys.executable, f"benchmarks/{name}.py", "--help"], check=False,
                           cwd=REPO, env=dict(os.environ), capture_output=True, text=True,
@@ -96,6 +96,20 @@ def test_help(name: str) -> None:
     assert "--out" in proc.stdout
     timed = name in ("ab_latency", "formulations")
     assert ("--rounds" if timed else "--img-size") in proc.stdout
+
+
+@pytest.mark.slow
+def test_int8_diagnosis() -> None:
+    markdown = run_script("int8_diagnosis", *QUICK)
+    _caption, header, rows = parse_table(markdown)
+    assert header in (REPO / "docs" / "int8.md").read_text(), "docs/int8.md has other columns"
+    assert len(rows) == 2 * (6 + 2) and {r["variant"] for r in rows} == {"test_lsnet"}
+    by = {(r["weights"], r["graph"], r["activations"], r["calibration"]): r for r in rows}
+    for family in ("random", "random-outliers"):
+        uint8 = number(by[family, "fused", "uint8", "minmax"]["mean cos"])
+        wide = number(by[family, "fused", "int16 all", "minmax, ranges from every photo"][
+            "mean cos"])
+        assert 0 < uint8 < wide <= 1.0  # int16 activations are never worse than uint8 here
 
 
 def test_onnx_int8_report() -> None:

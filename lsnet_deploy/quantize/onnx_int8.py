@@ -119,12 +119,16 @@ class Int8Config:
         percentile: the percentile for ``percentile``.
         exclude: op groups (see :data:`GROUPS`) or node names kept in float.
         only: if set, quantize only these groups (for the sensitivity report).
+        int16: op groups (or node names) whose activations are quantized to int16 instead of
+            uint8 (w8a16; ONNX Runtime's ``com.microsoft`` Q/DQ, which its CPU provider runs
+            as float between the Q/DQ pairs). ``["all"]``: every activation.
     """
 
     method: str = "minmax"
     percentile: float = 99.999
     exclude: tuple[str, ...] = ()
     only: tuple[str, ...] | None = None
+    int16: tuple[str, ...] = ()
 
 
 class _Reader:
@@ -189,7 +193,8 @@ def quantize_int8(
         quantize_static,
     )
 
-    methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}
+    methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+               "entropy": CalibrationMethod.Entropy}
     if config.method not in methods:
         raise UnsupportedOptionError(
             f"--calib-method {config.method!r}; use one of {', '.join(methods)}"
@@ -199,6 +204,10 @@ def quantize_int8(
     extra: dict[str, object] = {}
     if config.method == "percentile":
         extra["CalibPercentile"] = config.percentile
+    if config.int16:
+        wide = list(groups) if "all" in config.int16 else resolve_nodes(groups, config.int16)
+        extra["UseQDQContribOps"] = True
+        extra["TensorQuantOverrides"] = _int16_outputs(pre_path, set(wide))
     try:
         quantize_static(
             str(pre_path),
@@ -223,10 +232,20 @@ def quantize_int8(
         "excluded_nodes": len(exclude),
         "quantized_only": list(config.only) if config.only is not None else None,
         "activation_type": "uint8",
+        "int16_activations": list(config.int16),
         "weight_type": "int8 per-channel",
         "format": "QDQ",
         "float_op_types": list(FLOAT_OP_TYPES),
     }
+
+
+def _int16_outputs(pre_path: Path, nodes: set[str]) -> dict[str, list[dict[str, object]]]:
+    """ONNX Runtime's ``TensorQuantOverrides``: int16 for every output of ``nodes``."""
+    from onnxruntime.quantization import QuantType
+
+    proto = onnx.load(str(pre_path), load_external_data=False)
+    return {out: [{"quant_type": QuantType.QInt16}]
+            for node in proto.graph.node if node.name in nodes for out in node.output}
 
 
 def onnx_setup(

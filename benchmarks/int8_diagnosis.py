@@ -1,0 +1,134 @@
+"""Report: where LSNet's ONNX Runtime INT8 error comes from, per weight family and technique.
+
+Usage (from the repository root)::
+
+    .venv/bin/python benchmarks/int8_diagnosis.py [--variants lsnet_t]
+        [--weights random random-outliers] [--img-size 224] [--out FILE.md]
+
+For every variant and weight family it exports the fused model to ONNX once (and once more
+after channel equalization, :mod:`lsnet_deploy.quantize.prepare`), quantizes it with ONNX
+Runtime (QDQ, per-channel int8 weights) in several ways and validates each on the held-out
+calibration photos against the unfused PyTorch model (mean / min logit cosine):
+
+* ``uint8``: today's export (uint8 activations), MinMax and percentile calibration;
+* ``equalized``: the same after channel equalization;
+* ``int16 residual``, ``int16 residual+se+ska``: those groups' activations in int16 (w8a16);
+* ``int16 all``: every activation int16: what is left is the int8 weights' share and the
+  calibration range's coverage of the held-out photos;
+* ``int16 all, ranges from every photo``: also calibrated on the held-out photos, so nothing is
+  clipped: the int8 weights' share alone.
+
+No timing: ONNX Runtime's CPU provider runs int16 Q/DQ as float, so only the fidelity is read.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import lsnet_deploy
+from lsnet_deploy.exporters.base import ExportOptions
+from lsnet_deploy.exporters.inputs import calibration_inputs
+from lsnet_deploy.exporters.onnx import prepare_int8
+from lsnet_deploy.fidelity import compare_logits
+from lsnet_deploy.pipeline.images import split_images
+from lsnet_deploy.preprocess import Preprocess
+from lsnet_deploy.quantize.onnx_int8 import Int8Config, quantize_int8
+from lsnet_deploy.quantize.prepare import equalize
+from lsnet_deploy.reparam import reparameterize
+from lsnet_deploy.spec import IOSpec
+
+if str(Path(__file__).resolve().parent) not in sys.path:  # _common, without installing
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import (
+    base_parser,
+    machine,
+    markdown_table,
+    measuring,
+    progress,
+    weights_for,
+    write_markdown,
+)
+
+COLUMNS = ["variant", "weights", "graph", "activations", "calibration", "mean cos", "min cos",
+           "top-1 agree"]
+
+CASES: tuple[tuple[str, str, tuple[str, ...], bool], ...] = (
+    # (activations label, method, int16 groups, calibrate on the held-out photos too)
+    ("uint8", "minmax", (), False),
+    ("uint8", "percentile", (), False),
+    ("int16 residual", "minmax", ("residual",), False),
+    ("int16 residual+se+ska", "minmax", ("residual", "se", "ska"), False),
+    ("int16 all", "minmax", ("all",), False),
+    ("int16 all", "minmax, ranges from every photo", ("all",), True),
+)
+EQUALIZED_CASES = CASES[:2]
+
+
+def _run(path: Path, images: torch.Tensor, name: str) -> np.ndarray:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return np.concatenate([sess.run(None, {name: images[i : i + 1].numpy()})[0]
+                           for i in range(images.shape[0])])
+
+
+def _rows(variant: str, weights: str, img_size: int, tmp: Path) -> list[list[str]]:
+    model = lsnet_deploy.create_model(variant, weights, img_size=img_size)
+    images = split_images(Preprocess(img_size=model.img_size))
+    assert images.calib is not None
+    with torch.no_grad():
+        reference = model(images.val)
+    spec = IOSpec(img_size=model.img_size)
+    calib = calibration_inputs(images.calib, spec)
+    every = calibration_inputs(torch.cat([images.calib, images.val]), spec)
+    fused = copy.deepcopy(model)
+    reparameterize(fused, None)
+    equalized = copy.deepcopy(fused)
+    equalize(equalized, images.calib)
+    rows: list[list[str]] = []
+    for graph, net, cases in (("fused", fused, CASES), ("equalized", equalized, EQUALIZED_CASES)):
+        folder = tmp / f"{variant}-{weights}-{graph}"
+        folder.mkdir()
+        _, pre, groups = prepare_int8(net, spec, folder, ExportOptions(precision="int8"))
+        for label, method, int16, cover_val in cases:
+            out = folder / "q.onnx"
+            config = Int8Config(method=method.split(",")[0], int16=int16)
+            quantize_int8(pre, out, groups, spec.input_name, every if cover_val else calib,
+                          config)
+            report = compare_logits(_run(out, images.val, spec.input_name),
+                                    reference.numpy(), "int8", "held-out photos", 0.0)
+            row = [variant, weights, graph, label, method, f"{report.mean_cosine:.4f}",
+                   f"{report.min_cosine:.4f}", f"{report.top1_agreement:.0%}"]
+            progress(row)
+            rows.append(row)
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = base_parser(__doc__)
+    ap.set_defaults(variants=["lsnet_t"])
+    ap.add_argument("--families", nargs="+", default=["random", "random-outliers"],
+                    help="synthetic weight families, used with --weights random "
+                         "(default: %(default)s)")
+    args = ap.parse_args(argv)
+    families = args.families if args.weights == "random" else [args.weights]
+    rows: list[list[str]] = []
+    with measuring(), tempfile.TemporaryDirectory(prefix="lsnet-diag-") as tmp:
+        for variant in args.variants:
+            for weights in families:
+                rows += _rows(variant, weights_for(weights, variant), args.img_size, Path(tmp))
+    caption = (f"Machine: {machine()}; ONNX Runtime QDQ, per-channel int8 weights; cosine vs "
+               "the unfused PyTorch model on the held-out calibration photos.")
+    write_markdown(markdown_table(caption, COLUMNS, rows), args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
