@@ -245,6 +245,38 @@ def test_int8_is_quantized_and_reported(tiny_ckpt: Path, tmp_path: Path) -> None
     assert set(mobile["coreml_mlprogram"]["refused"]) == {"QuantizeLinear", "DequantizeLinear"}
 
 
+def test_int16_activations_of_chosen_groups(tiny_ckpt: Path, tmp_path: Path) -> None:
+    [full] = _export(tiny_ckpt, tmp_path, precision="int8", min_cosine=0)
+    [wide] = _export(tiny_ckpt, tmp_path / "all", precision="int8", min_cosine=0,
+                     int8_int16=["all"])
+    [res] = _export(tiny_ckpt, tmp_path, precision="int8", min_cosine=0,
+                    int8_int16=["residual", "se"])
+    assert res.path.name == f"{TINY}_{TINY_SIZE}_int8_a16.onnx"
+    assert res.export_info["int8"]["int16_activations"] == ["residual", "se"]
+
+    def zero_point_types(path: Path) -> dict[int, int]:
+        proto = onnx.load(str(path))
+        inits = {i.name: i.data_type for i in proto.graph.initializer}
+        types: dict[int, int] = {}
+        for n in proto.graph.node:
+            if n.op_type == "QuantizeLinear" and len(n.input) > 2:
+                t = inits[n.input[2]]
+                types[t] = types.get(t, 0) + 1
+        return types
+
+    int16 = onnx.TensorProto.INT16
+    res_types = zero_point_types(res.path)
+    assert 0 < res_types.get(int16, 0) < sum(res_types.values())  # some, not all, int16
+    assert int16 not in zero_point_types(full.path)
+    # every activation in int16: only the int8 weights' rounding is left
+    assert wide.validation["mean_cosine"] > full.validation["mean_cosine"]
+    assert wide.validation["mean_cosine"] > 0.995
+    with pytest.raises(UnsupportedOptionError, match="add --int8"):
+        _export(tiny_ckpt, tmp_path, int8_int16=["se"], force=True)
+    with pytest.raises(UnsupportedOptionError, match="--int8-int16 'nonsense'"):
+        _export(tiny_ckpt, tmp_path, precision="int8", int8_int16=["nonsense"], force=True)
+
+
 def test_int8_exclude_groups_and_unknown_group(tiny_ckpt: Path, tmp_path: Path) -> None:
     [art] = _export(tiny_ckpt, tmp_path, precision="int8", int8_exclude=["ska", "residual"],
                     min_cosine=0.5)

@@ -69,6 +69,10 @@ OpsetOpt = Annotated[int | None, typer.Option("--opset", help="ONNX opset (defau
 OrtOpt = Annotated[bool, typer.Option(
     "--ort", help="ONNX: also write the ONNX Runtime Mobile .ort file and its "
     "required_operators.config.")]
+Int8Int16Opt = Annotated[list[str] | None, typer.Option(
+    "--int8-int16", help="ONNX INT8: op group (or node name) whose activations are int16 "
+    "instead of uint8 (w8a16; repeatable; 'all' for every activation). Higher fidelity; ONNX "
+    "Runtime's CPU provider runs those ops in float, slower than uint8.", show_default=False)]
 LayoutOpt = Annotated[Layout | None, typer.Option(
     "--layout", help="Input layout (default: nhwc for TFLite, nchw for ONNX).")]
 IoOpt = Annotated[IoType | None, typer.Option(
@@ -119,6 +123,7 @@ def export_cmd(
     ios: IosOpt = None,
     opset: OpsetOpt = None,
     ort: OrtOpt = False,
+    int8_int16: Int8Int16Opt = None,
     layout: LayoutOpt = None,
     io: IoOpt = None,
     min_cosine: MinCosineOpt = None,
@@ -145,7 +150,7 @@ def export_cmd(
         min_cosine=min_cosine, int8_exclude=int8_exclude or (),
         layout=layout.value if layout else None, io=io.value if io else None,
         ios=int(ios.value) if ios else None, classifier=classifier, ort=ort or None,
-        output_dir=output_dir,
+        int8_int16=tuple(int8_int16) if int8_int16 else None, output_dir=output_dir,
         force=force)
     failed: ValidationFailedError | None = None
     with WorkProgress() as say:

@@ -42,6 +42,7 @@ from .base import (
     ExportResult,
     ExportTask,
     FormatOptions,
+    NameParts,
     Precision,
     ReferenceSet,
     Runner,
@@ -72,15 +73,27 @@ class OnnxOptions(FormatOptions):
     opset: int | None = field(default=None, metadata={"flag": "--opset"})
     ort: bool | None = field(default=None, metadata={"flag": "--ort"})
     """Also write the ONNX Runtime Mobile ``.ort`` file and its operator config."""
+    int8_int16: tuple[str, ...] | None = field(default=None, metadata={"flag": "--int8-int16"})
+    """INT8: op groups (or node names; ``all``) whose activations are int16 (w8a16)."""
 
     @property
     def opset_version(self) -> int:
         return self.opset if self.opset is not None else DEFAULT_OPSET
 
+    def name_parts(self, precision: Precision, num_classes: int) -> NameParts:
+        """``_a16`` for an INT8 graph with int16 activations (``lsnet_t_224_int8_a16.onnx``)."""
+        return NameParts(extra="_a16" if self.int8_int16 and precision == "int8" else "")
+
     def check(self, precision: Precision) -> None:
         if self.opset_version < 18:
             raise UnsupportedOptionError(
                 f"--opset {self.opset}: the dynamo exporter needs opset >= 18")
+        if self.int8_int16 and precision != "int8":
+            raise UnsupportedOptionError("--int8-int16 chooses int16 activations of an INT8 "
+                                         "export: add --int8")
+        if self.int8_int16 and self.ort:
+            raise UnsupportedOptionError("--int8-int16 and --ort: ONNX Runtime Mobile's .ort "
+                                         "has no int16 kernels; drop one of them")
 
     def needs_reference(self, precision: Precision) -> bool:
         """The ``.ort`` is validated against PyTorch inside the export: it needs the
@@ -231,8 +244,10 @@ class OnnxExporter(Exporter):
         with tempfile.TemporaryDirectory(prefix="lsnet-onnx-") as tmp:
             _, pre, groups = prepare_int8(model, spec, Path(tmp), options)
             calib = calibration_inputs(calibration.images, spec)
+            fmt = options.format
+            int16 = tuple(fmt.int8_int16 or ()) if isinstance(fmt, OnnxOptions) else ()
             config = Int8Config(method=calibration.method, percentile=calibration.percentile,
-                                exclude=tuple(options.int8_exclude))
+                                exclude=tuple(options.int8_exclude), int16=int16)
             auto_report = None
             if options.int8_auto:
                 reference = task.data.reference
@@ -243,7 +258,8 @@ class OnnxExporter(Exporter):
                 exclude, auto_report = auto_exclude(setup, options.min_cosine, config,
                                                     task.progress)
                 config = Int8Config(method=calibration.method,
-                                    percentile=calibration.percentile, exclude=exclude)
+                                    percentile=calibration.percentile, exclude=exclude,
+                                    int16=int16)
             info = quantize_int8(pre, out, groups, spec.input_name, calib, config,
                                  task.progress)
             info["calibration_source"] = calibration.source

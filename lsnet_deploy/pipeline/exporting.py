@@ -62,6 +62,7 @@ def export(
     ios: int | None = None,
     classifier: bool | None = None,
     ort: bool | None = None,
+    int8_int16: Sequence[str] | None = None,
     output_dir: Path | None = None,
     force: bool = False,
     progress: Progress | None = None,
@@ -75,7 +76,8 @@ def export(
     ``layout``: ``None`` is the format's default (CoreML: fp16 with image input; TFLite:
     NHWC). ``int8_exclude``: op groups or node names kept in float, ``["auto"]`` to search
     them until ``min_cosine``. Format options: ``opset`` (ONNX), ``io`` (TFLite INT8 boundary
-    type), ``ort`` (ONNX: also the ``.ort`` file), ``ios`` (CoreML) and ``classifier``
+    type), ``ort`` (ONNX: also the ``.ort`` file), ``int8_int16`` (ONNX INT8: op groups whose
+    activations are int16, w8a16), ``ios`` (CoreML) and ``classifier``
     (CoreML and TFLite: probabilities, or ``False`` for logits). The fields are those of
     :class:`~lsnet_deploy.pipeline.request.ExportRequest`; see ``lsnet-deploy export --help``.
 
@@ -87,7 +89,8 @@ def export(
         dynamic_batch=dynamic_batch, image_input=image_input, opset=opset, calib=calib,
         calib_size=calib_size, calib_method=calib_method, val=val, min_cosine=min_cosine,
         int8_exclude=tuple(int8_exclude), layout=layout, io=io, ios=ios, classifier=classifier,
-        ort=ort, output_dir=output_dir, force=force)
+        ort=ort, int8_int16=tuple(int8_int16) if int8_int16 else None, output_dir=output_dir,
+        force=force)
     return run_export(request, progress)
 
 

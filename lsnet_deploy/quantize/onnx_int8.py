@@ -120,8 +120,9 @@ class Int8Config:
         exclude: op groups (see :data:`GROUPS`) or node names kept in float.
         only: if set, quantize only these groups (for the sensitivity report).
         int16: op groups (or node names) whose activations are quantized to int16 instead of
-            uint8 (w8a16; ONNX Runtime's ``com.microsoft`` Q/DQ, which its CPU provider runs
-            as float between the Q/DQ pairs). ``["all"]``: every activation.
+            uint8 (w8a16; the graph is moved to opset 21, whose Q/DQ take int16; ONNX
+            Runtime's CPU provider runs the ops between int16 Q/DQ pairs in float).
+            ``["all"]``: every activation.
     """
 
     method: str = "minmax"
@@ -155,7 +156,7 @@ def preprocess_for_quant(fp32_path: Path, out_path: Path) -> None:
 
 
 def resolve_nodes(
-    groups: dict[str, str], names: Sequence[str]
+    groups: dict[str, str], names: Sequence[str], flag: str = "--int8-exclude"
 ) -> list[str]:
     """Node names of the given op groups or node names; unknown entries are an error."""
     nodes: list[str] = []
@@ -166,7 +167,7 @@ def resolve_nodes(
             nodes.append(entry)
         else:
             raise UnsupportedOptionError(
-                f"--int8-exclude {entry!r} is neither an op group ({', '.join(GROUPS)}) "
+                f"{flag} {entry!r} is neither an op group ({', '.join(GROUPS)}) "
                 "nor a node name of the graph"
             )
     return nodes
@@ -205,8 +206,8 @@ def quantize_int8(
     if config.method == "percentile":
         extra["CalibPercentile"] = config.percentile
     if config.int16:
-        wide = list(groups) if "all" in config.int16 else resolve_nodes(groups, config.int16)
-        extra["UseQDQContribOps"] = True
+        wide = (list(groups) if "all" in config.int16
+                else resolve_nodes(groups, config.int16, "--int8-int16"))
         extra["TensorQuantOverrides"] = _int16_outputs(pre_path, set(wide))
     try:
         quantize_static(
