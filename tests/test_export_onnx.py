@@ -220,6 +220,13 @@ def test_bad_calibration_folders(tiny_ckpt: Path, tmp_path: Path,
     assert art.export_info["int8"]["calibration_images"] == _marked("calibration")
 
 
+def test_val_size_caps_the_validation_photos(tiny_ckpt: Path, tmp_path: Path) -> None:
+    [art] = _export(tiny_ckpt, tmp_path, val_size=3)
+    assert art.passed and art.validation["n_images"] == 3
+    with pytest.raises(UnsupportedOptionError, match="val_size"):
+        _export(tiny_ckpt, tmp_path / "zero", val_size=0)
+
+
 def test_int8_is_quantized_and_reported(tiny_ckpt: Path, tmp_path: Path) -> None:
     [art] = _export(tiny_ckpt, tmp_path, precision="int8", min_cosine=0.9)
     assert art.path.name == f"{TINY}_{TINY_SIZE}_int8.onnx"
