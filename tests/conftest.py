@@ -92,6 +92,7 @@ SLOW_INTEGRATION = frozenset({
     "tests/test_export_onnx.py::test_quant_report_measures_every_group",
     "tests/test_export_onnx.py::test_static_batch",
     "tests/test_export_onnx.py::test_validate_reruns_from_the_sidecar_and_from_embedded_metadata",
+    "tests/test_export_onnx.py::test_val_size_caps_the_validation_photos",
     "tests/test_export_onnx.py::test_validation_failure_keeps_the_artifact_marked_failed",
     "tests/test_export_tflite.py::test_auto_mixed_precision",
     "tests/test_export_tflite.py::test_fp16_export",

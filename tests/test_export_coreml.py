@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import platform
 from pathlib import Path
+from typing import Any
 
 import coremltools as ct
 import numpy as np
@@ -48,6 +49,9 @@ def out_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _export(ckpt: Path, out: Path, **kw):  # type: ignore[no-untyped-def]
+    # off macOS a package validates in the reference executor, ~0.5 s per photo at 128 px:
+    # 8 of the held-out photos keep these tests fast (ONNX and TFLite tests validate on all)
+    kw.setdefault("val_size", 8)
     return export(TINY, "coreml", weights=ckpt, img_size=TINY_SIZE, output_dir=out, **kw)
 
 
@@ -254,7 +258,10 @@ def test_every_variant_converts_and_validates_numerically(
     ckpt = make_checkpoint(variant, seed=3)
     precisions = ["fp16", "int8", "w8a8"]
     for precision in precisions:
-        kw = {"calib_size": 4, "min_cosine": 0.0} if precision == "w8a8" else {}
+        # 8 held-out photos: off macOS the reference executor takes over 1 s per photo at 224
+        kw: dict[str, Any] = {"val_size": 8}
+        if precision == "w8a8":
+            kw.update(calib_size=4, min_cosine=0.0)
         [art] = export(variant, "coreml", weights=ckpt, output_dir=tmp_path,
                        precision=precision, **kw)
         assert art.passed, art.validation["summary"]

@@ -28,7 +28,7 @@ from lsnet_deploy.labels import imagenet_classes
 from lsnet_deploy.metadata import from_native, read_sidecar
 from lsnet_deploy.paths import calibration_dir
 from lsnet_deploy.pipeline import export, quant_report, validate
-from lsnet_deploy.preprocess import Preprocess, load_folder
+from lsnet_deploy.preprocess import Preprocess, list_images, load_folder
 
 TINY = "test_lsnet"
 
@@ -40,6 +40,12 @@ def tiny_ckpt(make_checkpoint) -> Path:  # type: ignore[no-untyped-def]
 
 def _export(ckpt: Path, out: Path, **kw):  # type: ignore[no-untyped-def]
     return export(TINY, "onnx", weights=ckpt, img_size=TINY_SIZE, output_dir=out, **kw)
+
+
+def _marked(split: str) -> int:
+    """How many photos of the default set its manifest marks ``split``."""
+    entries = json.loads((calibration_dir() / "SOURCES.json").read_text(encoding="utf-8"))
+    return sum(e["split"] == split for e in entries)
 
 
 def _ort(path: Path, x: np.ndarray) -> np.ndarray:
@@ -211,7 +217,14 @@ def test_bad_calibration_folders(tiny_ckpt: Path, tmp_path: Path,
         [art] = _export(tiny_ckpt, tmp_path / "o", precision="int8", calib_size=500,
                         min_cosine=0.5)
     assert "asked for 500 calibration images" in caplog.text
-    assert art.export_info["int8"]["calibration_images"] == 21  # 29 photos minus the 8 held out (every 4th)
+    assert art.export_info["int8"]["calibration_images"] == _marked("calibration")
+
+
+def test_val_size_caps_the_validation_photos(tiny_ckpt: Path, tmp_path: Path) -> None:
+    [art] = _export(tiny_ckpt, tmp_path, val_size=3)
+    assert art.passed and art.validation["n_images"] == 3
+    with pytest.raises(UnsupportedOptionError, match="val_size"):
+        _export(tiny_ckpt, tmp_path / "zero", val_size=0)
 
 
 def test_int8_is_quantized_and_reported(tiny_ckpt: Path, tmp_path: Path) -> None:
@@ -221,7 +234,7 @@ def test_int8_is_quantized_and_reported(tiny_ckpt: Path, tmp_path: Path) -> None
     assert ops.get("QuantizeLinear", 0) > 10 and ops.get("DequantizeLinear", 0) > 10
     info = art.export_info["int8"]
     assert info["format"] == "QDQ" and info["activation_type"] == "uint8"
-    assert info["excluded_nodes"] == 0 and info["calibration_images"] == 21
+    assert info["excluded_nodes"] == 0 and info["calibration_images"] == _marked("calibration")
     assert 0.9 <= art.validation["mean_cosine"] < 1.0
     proto = onnx.load(str(art.path))
     weights = [i for i in proto.graph.initializer if i.data_type == onnx.TensorProto.INT8]
@@ -324,7 +337,7 @@ def test_validate_reruns_from_the_sidecar_and_from_embedded_metadata(
         art.validation["max_abs_diff"], abs=1e-6)
     (art.path.parent / (art.path.name + ".json")).unlink()  # only the embedded metadata left
     third = validate(art.path, weights=tiny_ckpt, images=calibration_dir())
-    assert third["passed"] and third["validation"]["n_images"] == 29
+    assert third["passed"] and third["validation"]["n_images"] == len(list_images(calibration_dir()))
 
 
 def test_cli_export_json_and_validate(tiny_ckpt: Path, tmp_path: Path,

@@ -55,6 +55,7 @@ def export(
     calib_size: int | None = None,
     calib_method: str = "minmax",
     val: Path | None = None,
+    val_size: int | None = None,
     min_cosine: float | None = None,
     int8_exclude: Sequence[str] = (),
     layout: str | None = None,
@@ -78,7 +79,8 @@ def export(
     them until ``min_cosine``. Format options: ``opset`` (ONNX), ``io`` (TFLite INT8 boundary
     type), ``ort`` (ONNX: also the ``.ort`` file), ``int8_int16`` (ONNX INT8: op groups whose
     activations are int16, w8a16), ``ios`` (CoreML) and ``classifier``
-    (CoreML and TFLite: probabilities, or ``False`` for logits). The fields are those of
+    (CoreML and TFLite: probabilities, or ``False`` for logits). ``val_size``: validate on
+    at most that many of the held-out photos (faster checks). The fields are those of
     :class:`~lsnet_deploy.pipeline.request.ExportRequest`; see ``lsnet-deploy export --help``.
 
     Returns the artifacts written. Raises :class:`ValidationFailedError` (after writing and
@@ -87,10 +89,10 @@ def export(
     request = ExportRequest.build(
         model, format, weights=weights, precision=precision, img_size=img_size, batch=batch,
         dynamic_batch=dynamic_batch, image_input=image_input, opset=opset, calib=calib,
-        calib_size=calib_size, calib_method=calib_method, val=val, min_cosine=min_cosine,
-        int8_exclude=tuple(int8_exclude), layout=layout, io=io, ios=ios, classifier=classifier,
-        ort=ort, int8_int16=tuple(int8_int16) if int8_int16 else None, output_dir=output_dir,
-        force=force)
+        calib_size=calib_size, calib_method=calib_method, val=val, val_size=val_size,
+        min_cosine=min_cosine, int8_exclude=tuple(int8_exclude), layout=layout, io=io, ios=ios,
+        classifier=classifier, ort=ort, int8_int16=tuple(int8_int16) if int8_int16 else None,
+        output_dir=output_dir, force=force)
     return run_export(request, progress)
 
 
@@ -115,7 +117,7 @@ def _run_jobs(request: ExportRequest, jobs: list[ExportJob], say: Progress) -> l
     say("loading images")
     images = split_images(Preprocess(img_size=jobs[0].spec.img_size), request.calib,
                           request.val, request.calib_size,
-                          need_calib=any(j.calibrate for j in jobs))
+                          need_calib=any(j.calibrate for j in jobs), val_size=request.val_size)
     with torch.no_grad():
         ref_logits = reference(images.val)
     # 5. Reparameterize a copy

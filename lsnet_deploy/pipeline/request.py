@@ -29,6 +29,7 @@ class ExportRequest:
         image_input: uint8 / 0..255 image input with the normalization inside.
         layout: ``NCHW`` / ``NHWC``.
         calib / calib_size / calib_method / val: calibration and validation photos.
+        val_size: validate on at most this many photos (``None``: all; Python API only).
         min_cosine: the reduced-precision gate.
         int8_exclude: op groups or node names kept in float; ``"auto"`` searches them.
         format_options: typed options of single formats (ONNX opset, TFLite ``--io``,
@@ -49,6 +50,7 @@ class ExportRequest:
     calib_size: int | None = None
     calib_method: str = "minmax"
     val: Path | None = None
+    val_size: int | None = None
     min_cosine: float | None = None
     int8_exclude: tuple[str, ...] = ()
     format_options: tuple[FormatOptions, ...] = ()

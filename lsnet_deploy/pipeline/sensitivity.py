@@ -37,13 +37,15 @@ def quant_report(
     val: Path | None = None,
     progress: Callable[[str], None] | None = None,
     format: str = "onnx",
+    val_size: int | None = None,
 ) -> dict[str, Any]:
     """Per-op-group INT8 sensitivity: quantize one group at a time, and all but one group.
 
     ``format="onnx"`` quantizes with ONNX Runtime and runs each candidate in ONNX Runtime;
     ``format="tflite"`` quantizes with PT2E and measures the fake-quantized PyTorch model.
     Returns ``{"variant", "format", "full_int8_cosine", "groups": [...], ...}``; every cosine
-    is the mean logit cosine vs the unfused PyTorch model on the validation photos.
+    is the mean logit cosine vs the unfused PyTorch model on the validation photos (at most
+    ``val_size`` of them).
     """
     from ..api import create_model
     from ..quantize.auto import sensitivity
@@ -57,7 +59,7 @@ def quant_report(
     say = progress or (lambda _msg: None)
     reference = create_model(variant, weights, img_size=img_size)
     images = split_images(Preprocess(img_size=reference.img_size), calib, val, calib_size,
-                          need_calib=True)
+                          need_calib=True, val_size=val_size)
     assert images.calib is not None
     with torch.no_grad():
         ref_logits = reference(images.val).numpy()
