@@ -34,6 +34,7 @@ from ..preprocess import Preprocess, list_images, load_files
 from ..progress import Say
 from ..sidecar import REDO, Sidecar, check_metadata, load_sidecar, verify_sidecar
 from ..spec import IOSpec, preprocess_from_recipe
+from .cross_arch import DEFAULT_EMULATED_IMAGES, check_arch, emulated_record
 from .images import split_images
 
 __all__ = ["spec_from_metadata", "validate"]
@@ -49,6 +50,9 @@ def validate(
     min_cosine: float | None = None,
     threads: int | None = None,
     compute_units: str | None = None,
+    arch: str = "host",
+    max_images: int | None = None,
+    cpu: str | None = None,
     progress: Say | None = None,
 ) -> dict[str, Any]:
     """Re-run the artifact-vs-PyTorch comparison for an artifact exported earlier.
@@ -60,16 +64,23 @@ def validate(
     calibration photos). ``min_cosine``: the gate of reduced precisions, in [0, 1] (default:
     the sidecar's, else the precision's). ``compute_units``: the accelerator of formats that
     have them (CoreML on macOS: ``ALL``, ``CPU_ONLY``, ``CPU_AND_GPU``, ``CPU_AND_NE``);
-    formats that cannot run here are re-checked structurally. ``progress``: see
-    :mod:`lsnet_deploy.progress`. Returns ``{"artifact",
-    "passed", "validation", ...}``.
+    formats that cannot run here are re-checked structurally. ``arch="aarch64"``: run the
+    artifact (``.tflite``, ``.onnx``) with the aarch64 kernels of its runtime under qemu-user
+    as well, gate that run and compare it with the host's
+    (:mod:`lsnet_deploy.pipeline.cross_arch`; ``cpu``: the emulated core, default
+    ``cortex-a76``). ``max_images``: validate on the first N images only (default: all; 4
+    under emulation). ``progress``: see :mod:`lsnet_deploy.progress`. Returns
+    ``{"artifact", "passed", "validation", ...}``.
 
     Raises:
         ArtifactError: a malformed sidecar or embedded metadata, a sidecar whose sha256 or
             metadata does not match the artifact, or metadata describing another input than
             the artifact takes (all before any work is done).
         UnsupportedOptionError: ``min_cosine`` outside [0, 1], a folder that is not an
-            artifact, an artifact without metadata.
+            artifact, an artifact without metadata, an unknown ``arch`` or a format it
+            cannot run.
+        MissingDependencyError: ``arch="aarch64"`` without its environment (the message
+            names the setup command).
     """
     from ..api import create_model
 
@@ -78,6 +89,9 @@ def validate(
     if not path.exists():
         raise OutputError(f"artifact not found: {path}")
     exp = _exporter(path)
+    check_arch(arch, exp.name, max_images, cpu)
+    if arch != "host" and max_images is None:
+        max_images = DEFAULT_EMULATED_IMAGES
     if compute_units is not None and compute_units not in exp.capabilities.accelerators:
         having = [e.name for e in exporters() if e.capabilities.accelerators]
         raise UnsupportedOptionError(f"--compute-units applies to {', '.join(having)} "
@@ -98,6 +112,8 @@ def validate(
     source_weights = _source_weights(meta) if weights is ... else weights
     reference = create_model(variant, source_weights, img_size=spec.img_size)  # type: ignore[arg-type]
     val, images_from = _held_out(images, _preprocess(meta, reference.img_size))
+    if max_images is not None and max_images < val.shape[0]:
+        val, images_from = val[:max_images], f"{images_from} (first {max_images})"
     # 3. run and compare
     outputs = run_artifact(exp.runner(path, threads, accelerator=compute_units), val, spec,
                            progress)
@@ -106,12 +122,17 @@ def validate(
     if tuple(outputs.shape) != tuple(logits.shape):
         raise ArtifactError(f"{path.name}: it returns {tuple(outputs.shape)} where the model "
                             f"{source} describes returns {tuple(logits.shape)}; {todo}")
-    outputs, expected = comparable_outputs(outputs, logits, exp.output_kind(details))
+    kind = exp.output_kind(details)
+    outputs, expected = comparable_outputs(outputs, logits, kind)
     report = compare_logits(outputs, expected, precision, images_from, min_cosine)
+    record = {**report.to_dict(), **exp.validation_facts(), "summary": report.summary()}
+    if arch == "aarch64":
+        record = emulated_record(path, exp.name, val, spec, logits, (outputs, report),
+                                 kind=kind, precision=precision, images_from=images_from,
+                                 min_cosine=min_cosine, threads=threads, cpu=cpu,
+                                 progress=progress)
     return {"artifact": str(path), "variant": variant, "precision": precision,
-            "passed": report.passed,
-            "validation": {**report.to_dict(), **exp.validation_facts(),
-                           "summary": report.summary()}}
+            "passed": bool(record["passed"]), "validation": record}
 
 
 def _described(path: Path, exp: Exporter) -> tuple[Sidecar | None, dict[str, Any], str, str]:
