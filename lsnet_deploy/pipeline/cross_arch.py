@@ -63,7 +63,7 @@ def _versus(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
 
 def emulated_record(path: Path, fmt: str, val: torch.Tensor, spec: Any, logits: torch.Tensor,
                     host: tuple[np.ndarray, ValidationReport], *, kind: str, precision: str,
-                    images_from: str, min_cosine: float | None, threads: int | None,
+                    min_cosine: float | None, threads: int | None,
                     cpu: str | None, progress: Say | None) -> dict[str, Any]:
     """The ``validation`` record of an aarch64 run: its comparison with PyTorch (the gate),
     ``host`` (the host's comparable outputs and report) under ``"host"``, the two runs against
@@ -86,8 +86,8 @@ def emulated_record(path: Path, fmt: str, val: torch.Tensor, spec: Any, logits: 
     if kind == "log_probs":  # a classifier returns probabilities, compared as log-probabilities
         raw = np.log(np.maximum(raw, float(np.finfo(np.float32).tiny)))
     outputs, expected = comparable_outputs(raw, logits, kind)  # type: ignore[arg-type]
-    report = compare_logits(outputs, expected, precision, images_from, min_cosine)
     host_outputs, host_report = host
+    report = compare_logits(outputs, expected, precision, host_report.images, min_cosine)
     versus = _versus(outputs, host_outputs)
     summary = (f"aarch64 ({run.facts['cpu']}, qemu): {report.summary()}; host: "
                f"cosine mean {host_report.mean_cosine:.5f}; aarch64 vs host: cosine mean "
