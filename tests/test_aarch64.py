@@ -32,7 +32,7 @@ from lsnet_deploy.aarch64.environment import (
 from lsnet_deploy.aarch64.run import RUNNER, runner_command
 from lsnet_deploy.aarch64.setup import requirements, setup_env, wheel_command
 from lsnet_deploy.cli import EXIT_CODES
-from lsnet_deploy.errors import MissingDependencyError, UnsupportedOptionError
+from lsnet_deploy.errors import EmulationError, MissingDependencyError, UnsupportedOptionError
 from lsnet_deploy.pipeline.cross_arch import check_arch
 
 
@@ -244,3 +244,46 @@ def test_runner_script_is_the_host_runner(lsnet_t_int8: Path) -> None:
     [mine], info = run_tflite(str(lsnet_t_int8), [x], None)
     assert info["runtime"] == "ai-edge-litert"
     np.testing.assert_array_equal(mine, TfliteExporter().runner(lsnet_t_int8)(x))
+
+
+def _tiny_onnx(path: Path) -> None:
+    """``y = x @ W`` (1x4 -> 1x3), float32."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.arange(12, dtype=np.float32).reshape(4, 3), "W")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["y"])], "tiny",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+                              [w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
+
+
+def test_a_crashed_run_is_run_again_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         caplog: pytest.LogCaptureFixture) -> None:
+    """The host side end to end, with a stand-in qemu that runs the runner script in the
+    host's Python after one emulated crash (qemu's "uncaught target signal" line)."""
+    import sys
+
+    from lsnet_deploy.aarch64.run import run_emulated
+
+    env = _made_env(tmp_path / "env")
+    bin_dir, marker = tmp_path / "bin", tmp_path / "crashed once"
+    bin_dir.mkdir()
+    qemu = bin_dir / "qemu-aarch64-static"
+    qemu.write_text(f'#!/bin/sh\nif [ ! -e "{marker}" ]; then touch "{marker}"; echo "qemu: '
+                    'uncaught target signal 11 (Segmentation fault) - core dumped" >&2; '
+                    f'exit 139; fi\nshift\nexec "{sys.executable}" "$@"\n')
+    qemu.chmod(qemu.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    model = tmp_path / "tiny model.onnx"
+    _tiny_onnx(model)
+    x = [np.ones((1, 4), np.float32), np.arange(4, dtype=np.float32)[None]]
+    run = run_emulated(model, "onnx", x, env=env)
+    np.testing.assert_array_equal(run.outputs[1], x[1] @ np.arange(12).reshape(4, 3))
+    assert run.facts["attempts"] == 2 and run.facts["runtime"] == "onnxruntime"
+    assert run.facts["cpu"] == "cortex-a76" and "crashed under qemu" in caplog.text
+    marker.unlink()
+    qemu.write_text("#!/bin/sh\necho 'qemu: uncaught target signal 11' >&2\nexit 139\n")
+    with pytest.raises(EmulationError, match="failed: qemu: uncaught target signal 11"):
+        run_emulated(model, "onnx", x, env=env)

@@ -9,6 +9,7 @@ few images.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import subprocess
 import tempfile
@@ -24,8 +25,15 @@ from .environment import DEFAULT_CPU, Aarch64Env, find_env
 
 __all__ = ["EmulatedRun", "run_emulated", "runner_command"]
 
+log = logging.getLogger(__name__)
+
 RUNNER = Path(__file__).resolve().parent / "_runner.py"
 """The self-contained script the arm64 interpreter runs."""
+
+RETRIES = 1
+"""Runs again after a crash of the emulated process (a signal): ONNX Runtime's thread pool
+under qemu-user 7.2 died once in 4 runs of LSNet-T INT8 with SIGSEGV, and the same run passed
+again with the same outputs (docs/decisions.md); ``facts["attempts"]`` says how many it took."""
 
 Format = Literal["tflite", "onnx"]
 FORMATS: tuple[Format, ...] = ("tflite", "onnx")
@@ -59,6 +67,23 @@ def runner_command(env: Aarch64Env, fmt: Format, model: Path, inputs: Path, outp
     return env.command(argv, cpu)
 
 
+def _run(cmd: list[str], environ: dict[str, str], model: Path,
+         timeout: float) -> subprocess.CompletedProcess[str]:
+    """One emulated process, its output captured."""
+    try:
+        return subprocess.run(cmd, env=environ, capture_output=True, text=True,
+                              timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise EmulationError(f"the aarch64 run of {model.name} took over {timeout:.0f} s; "
+                             "pass fewer images") from None
+
+
+def _last_line(proc: subprocess.CompletedProcess[str]) -> str:
+    """The last non-empty stderr line, else the exit code."""
+    lines = [ln for ln in (proc.stderr or "").strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else f"exit code {proc.returncode}"
+
+
 def run_emulated(model: Path, fmt: Format, inputs: list[np.ndarray], *,
                  threads: int | None = None, cpu: str = DEFAULT_CPU,
                  env: Aarch64Env | None = None, timeout: float = 1800.0) -> EmulatedRun:
@@ -68,7 +93,8 @@ def run_emulated(model: Path, fmt: Format, inputs: list[np.ndarray], *,
 
     Raises:
         MissingDependencyError: no environment (the message names the setup command).
-        EmulationError: the emulated process failed or timed out (its last stderr line).
+        EmulationError: the emulated process failed (twice, if it crashed) or timed out
+            (its last stderr line).
     """
     env = env if env is not None else find_env()
     with tempfile.TemporaryDirectory(prefix="lsnet-aarch64-") as tmp:
@@ -79,21 +105,22 @@ def run_emulated(model: Path, fmt: Format, inputs: list[np.ndarray], *,
         cmd, environ = runner_command(env, fmt, local, folder / "inputs.npz",
                                       folder / "outputs.npz", threads, cpu)
         t0 = time.perf_counter()
-        try:
-            proc = subprocess.run(cmd, env=environ, capture_output=True, text=True,
-                                  timeout=timeout, check=False)
-        except subprocess.TimeoutExpired:
-            raise EmulationError(f"the aarch64 run of {model.name} took over {timeout:.0f} s; "
-                                 "pass fewer images") from None
+        for attempt in range(1, RETRIES + 2):
+            proc = _run(cmd, environ, model, timeout)
+            crashed = proc.returncode < 0 or "uncaught target signal" in (proc.stderr or "")
+            if proc.returncode == 0 or not crashed or attempt > RETRIES:
+                break
+            log.warning("the aarch64 run of %s crashed under qemu (%s); running it again",
+                        model.name, _last_line(proc))
         seconds = time.perf_counter() - t0
         if proc.returncode != 0 or not (folder / "outputs.npz").exists():
-            lines = [ln for ln in (proc.stderr or "").strip().splitlines() if ln.strip()]
-            last = lines[-1] if lines else f"exit code {proc.returncode}"
-            raise EmulationError(f"the aarch64 run of {model.name} failed: {last} (re-run "
-                                 "the setup with --force if the environment is damaged)")
+            raise EmulationError(f"the aarch64 run of {model.name} failed: {_last_line(proc)} "
+                                 "(re-run the setup with --force if the environment is "
+                                 "damaged)")
         with np.load(folder / "outputs.npz") as data:
             outputs = [np.asarray(data[f"y{k}"]) for k in range(len(inputs))]
             info = json.loads(str(data["info"]))
     facts = {"arch": "aarch64", "cpu": cpu, "emulator": "qemu-user",
-             "qemu": env.facts().get("qemu"), **info, "seconds": round(seconds, 1)}
+             "qemu": env.facts().get("qemu"), **info, "seconds": round(seconds, 1),
+             "attempts": attempt}
     return EmulatedRun(outputs, facts)
