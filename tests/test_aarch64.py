@@ -240,7 +240,7 @@ def test_runner_script_is_the_host_runner(lsnet_t_int8: Path) -> None:
     from lsnet_deploy.aarch64._runner import run_tflite
     from lsnet_deploy.exporters.tflite import TfliteExporter
 
-    x = np.random.default_rng(0).integers(0, 256, (1, 224, 224, 3)).astype(np.float32)
+    x = np.random.default_rng(0).integers(0, 256, (1, 224, 224, 3)).astype(np.uint8)  # pixels
     [mine], info = run_tflite(str(lsnet_t_int8), [x], None)
     assert info["runtime"] == "ai-edge-litert"
     np.testing.assert_array_equal(mine, TfliteExporter().runner(lsnet_t_int8)(x))
