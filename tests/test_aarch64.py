@@ -287,3 +287,20 @@ def test_a_crashed_run_is_run_again_once(tmp_path: Path, monkeypatch: pytest.Mon
     qemu.write_text("#!/bin/sh\necho 'qemu: uncaught target signal 11' >&2\nexit 139\n")
     with pytest.raises(EmulationError, match="failed: qemu: uncaught target signal 11"):
         run_emulated(model, "onnx", x, env=env)
+
+
+@pytest.mark.slow
+def test_onnx_int8_on_aarch64_kernels(tmp_path: Path) -> None:
+    """ONNX Runtime's aarch64 wheel under emulation, on the tiny model's INT8 ``.onnx``
+    (LSNet-T's is in docs/benchmarks.md: 0.9987 to the host run)."""
+    from lsnet_deploy.pipeline import export, validate
+
+    _environment()
+    [int8] = export("test_lsnet", "onnx", weights=None, img_size=128, precision="int8",
+                    output_dir=tmp_path / "export", min_cosine=0.0)
+    result = validate(int8.path, arch="aarch64", max_images=2)
+    val = result["validation"]
+    assert val["emulation"]["runtime"] == "onnxruntime" and val["n_images"] == 2
+    assert val["emulation"]["machine"] == "aarch64"
+    assert val["aarch64_vs_host"]["mean_cosine"] > 0.99
+    assert abs(val["mean_cosine"] - val["host"]["mean_cosine"]) < 0.01
