@@ -85,3 +85,8 @@ class BenchmarkError(LsnetDeployError):
 
 class DeviceError(BenchmarkError):
     """A phone that cannot be used: adb missing, no device, unauthorized, tool failed on it."""
+
+
+class EmulationError(LsnetDeployError):
+    """An emulated run or the setup of its environment failed (qemu-user, debootstrap or the
+    arm64 runtime crashed, or a run timed out)."""

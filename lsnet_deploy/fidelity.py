@@ -25,6 +25,7 @@ __all__ = [
     "FP32_ATOL",
     "Runner",
     "ValidationReport",
+    "artifact_batches",
     "check_min_cosine",
     "comparable_outputs",
     "compare_logits",
@@ -133,22 +134,33 @@ def comparable_outputs(outputs: np.ndarray, logits: torch.Tensor,
     return np.where(floor & (ref <= shifted), ref, shifted), ref
 
 
-def run_artifact(runner: Runner, images: torch.Tensor, spec: IOSpec,
-                 progress: Say | None = None) -> np.ndarray:
-    """Logits of the artifact on normalized ``images`` ``(N, 3, H, W)``, batched as the
-    artifact allows (its static batch, padding the last chunk; chunks of 8 for dynamic);
-    ``progress`` gets a "validating" step per chunk."""
+def artifact_batches(images: torch.Tensor, spec: IOSpec) -> list[tuple[np.ndarray, int]]:
+    """Normalized ``images`` ``(N, 3, H, W)`` as the artifact's input batches, with the count of
+    real images in each: its static batch (the last chunk padded with its last image), chunks
+    of 8 for a dynamic batch."""
     batch = spec.batch or 8
-    outs = []
-    starts = range(0, images.shape[0], batch)
-    for start in counted(progress, "validating", starts,
-                         lambda s: f"images {s + 1}-{min(s + batch, images.shape[0])}"):
+    out = []
+    for start in range(0, images.shape[0], batch):
         chunk = images[start : start + batch]
         n = chunk.shape[0]
         if spec.batch and n < spec.batch:
             pad = chunk[-1:].expand(spec.batch - n, *chunk.shape[1:])
             chunk = torch.cat([chunk, pad])
-        outs.append(runner(to_artifact_input(chunk, spec))[:n])
+        out.append((to_artifact_input(chunk, spec), n))
+    return out
+
+
+def run_artifact(runner: Runner, images: torch.Tensor, spec: IOSpec,
+                 progress: Say | None = None) -> np.ndarray:
+    """Logits of the artifact on normalized ``images`` ``(N, 3, H, W)``, batched as
+    :func:`artifact_batches` says; ``progress`` gets a "validating" step per chunk."""
+    batches = artifact_batches(images, spec)
+    starts = np.cumsum([0] + [n for _, n in batches])
+    outs = []
+    for k in counted(progress, "validating", range(len(batches)),
+                     lambda k: f"images {starts[k] + 1}-{starts[k + 1]}"):
+        x, n = batches[k]
+        outs.append(runner(x)[:n])
     return np.concatenate(outs).astype(np.float64)
 
 

@@ -38,7 +38,7 @@ from ..errors import (
     ValidationFailedError,
     WeightsUnavailableError,
 )
-from . import bench, evaluate, export, models, profile, report
+from . import aarch64, bench, evaluate, export, models, profile, report
 from ._common import err, out, quiet_command, setup_logging
 
 __all__ = ["EXIT_CODES", "app", "main"]
@@ -98,6 +98,7 @@ app.command("evaluate")(quiet_command(evaluate.evaluate_cmd))
 bench.bench_app.command("profile")(quiet_command(profile.profile_cmd))
 app.add_typer(bench.bench_app, name="bench")
 app.command("report")(quiet_command(report.report_cmd))
+app.command("setup-aarch64")(quiet_command(aarch64.setup_aarch64_cmd))
 
 
 def _exit_code(exc: LsnetDeployError) -> int:

@@ -3,6 +3,7 @@ and the INT8 sensitivity per op group."""
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,9 +11,11 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ..aarch64.environment import CPU_PARTS, DEFAULT_CPU
 from ..api import OFFICIAL
 from ..errors import UnsupportedOptionError, ValidationFailedError
 from ..pipeline import ExportRequest, quant_report, run_export, validate
+from ..pipeline.cross_arch import ARCHES, DEFAULT_EMULATED_IMAGES
 from ._common import (
     DEFAULT_CALIB_METHOD,
     DEFAULT_VARIANT,
@@ -41,6 +44,11 @@ from ._common import (
 )
 
 __all__ = ["export_cmd", "quant_report_cmd", "validate_cmd"]
+
+Arch = Enum("Arch", {a: a for a in ARCHES}, type=str)  # type: ignore[misc]
+"""Where ``validate`` runs the artifact: this machine, or aarch64 kernels under qemu-user."""
+EmulatedCpu = Enum("EmulatedCpu", {c: c for c in CPU_PARTS}, type=str)  # type: ignore[misc]
+"""The qemu CPU models ``validate --arch aarch64`` can emulate."""
 
 DEFAULT_FORMAT = Format("onnx")
 DEFAULT_SENSITIVITY_FORMAT = SensitivityFormat("onnx")
@@ -187,17 +195,29 @@ def validate_cmd(
     compute_units: Annotated[ComputeUnits | None, typer.Option(
         "--compute-units", help="CoreML on macOS: the compute units to run on (default ALL).")
     ] = None,
+    arch: Annotated[Arch, typer.Option(
+        "--arch", help="host: this machine's runtime; aarch64: also the phone kernels (arm64 "
+        "LiteRT / ONNX Runtime under qemu-user; set up once with lsnet-deploy setup-aarch64), "
+        "compared with PyTorch and with the host run.")] = Arch("host"),
+    max_images: Annotated[int | None, typer.Option(
+        "--max-images", min=1, help="Validate on the first N images only (default: all; "
+        f"{DEFAULT_EMULATED_IMAGES} with --arch aarch64, emulation is slow).",
+        show_default=False)] = None,
+    cpu: Annotated[EmulatedCpu | None, typer.Option(
+        "--cpu", help=f"--arch aarch64: the emulated core (default {DEFAULT_CPU}).",
+        show_default=False)] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Re-run the artifact-vs-PyTorch comparison of an exported artifact, after checking its
     sidecar against it (CoreML packages: in Core ML on macOS, in the reference executor
-    elsewhere)."""
+    elsewhere; --arch aarch64: also on the aarch64 kernels of LiteRT / ONNX Runtime)."""
     with WorkProgress() as say:
         say(f"validating {artifact.name}")
         result = validate(artifact, weights=weights if weights else ..., images=images,
                           min_cosine=min_cosine,
                           compute_units=compute_units.value if compute_units else None,
-                          progress=say)
+                          arch=arch.value, max_images=max_images,
+                          cpu=cpu.value if cpu else None, progress=say)
     log.info("%s", say.summary())
     if as_json:
         emit_json(result)

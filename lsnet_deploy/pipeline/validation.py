@@ -35,6 +35,7 @@ from ..preprocess import Preprocess, list_images, load_files
 from ..progress import Say
 from ..sidecar import REDO, Sidecar, check_metadata, load_sidecar, verify_sidecar
 from ..spec import IOSpec, preprocess_from_recipe
+from .cross_arch import DEFAULT_EMULATED_IMAGES, check_arch, emulated_record
 from .images import split_images
 
 __all__ = ["DescribedArtifact", "describe_artifact", "source_weights", "spec_from_metadata",
@@ -51,6 +52,9 @@ def validate(
     min_cosine: float | None = None,
     threads: int | None = None,
     compute_units: str | None = None,
+    arch: str = "host",
+    max_images: int | None = None,
+    cpu: str | None = None,
     progress: Say | None = None,
 ) -> dict[str, Any]:
     """Re-run the artifact-vs-PyTorch comparison for an artifact exported earlier.
@@ -62,16 +66,19 @@ def validate(
     calibration photos). ``min_cosine``: the gate of reduced precisions, in [0, 1] (default:
     the sidecar's, else the precision's). ``compute_units``: the accelerator of formats that
     have them (CoreML on macOS: ``ALL``, ``CPU_ONLY``, ``CPU_AND_GPU``, ``CPU_AND_NE``);
-    formats that cannot run here are re-checked structurally. ``progress``: see
-    :mod:`lsnet_deploy.progress`. Returns ``{"artifact",
-    "passed", "validation", ...}``.
+    formats that cannot run here are re-checked structurally. ``arch="aarch64"``: gate the
+    run on the aarch64 kernels (emulated ``cpu``) and compare it with the host's, see
+    :mod:`~lsnet_deploy.pipeline.cross_arch`. ``max_images``: the first N images only
+    (default: all; 4 under emulation). ``progress``: see :mod:`lsnet_deploy.progress`.
+    Returns ``{"artifact", "passed", "validation", ...}``.
 
     Raises:
         ArtifactError: a malformed sidecar or embedded metadata, a sidecar whose sha256 or
             metadata does not match the artifact, or metadata describing another input than
             the artifact takes (all before any work is done).
         UnsupportedOptionError: ``min_cosine`` outside [0, 1], a folder that is not an
-            artifact, an artifact without metadata.
+            artifact, an artifact without metadata, an ``arch`` it cannot run on.
+        MissingDependencyError: ``arch="aarch64"`` without its environment.
     """
     from ..api import create_model
 
@@ -80,10 +87,9 @@ def validate(
     if not path.exists():
         raise OutputError(f"artifact not found: {path}")
     exp = _exporter(path)
-    if compute_units is not None and compute_units not in exp.capabilities.accelerators:
-        having = [e.name for e in exporters() if e.capabilities.accelerators]
-        raise UnsupportedOptionError(f"--compute-units applies to {', '.join(having)} "
-                                     f"artifacts, not {exp.name}")
+    _check_accelerator(exp, compute_units)
+    check_arch(arch, exp.name, max_images, cpu)
+    max_images = max_images or (DEFAULT_EMULATED_IMAGES if arch != "host" else None)
     # 1. what the artifact says about itself, checked against the artifact
     sidecar, meta, source, todo = _described(path, exp)
     variant, spec = str(meta["variant"]), spec_from_metadata(meta)
@@ -99,7 +105,7 @@ def validate(
     # 2. the reference and the images
     chosen = source_weights(meta) if weights is ... else weights
     reference = create_model(variant, chosen, img_size=spec.img_size)  # type: ignore[arg-type]
-    val, images_from = _held_out(images, _preprocess(meta, reference.img_size))
+    val, images_from = _held_out(images, _preprocess(meta, reference.img_size), max_images)
     # 3. run and compare
     outputs = run_artifact(exp.runner(path, threads, accelerator=compute_units), val, spec,
                            progress)
@@ -108,12 +114,24 @@ def validate(
     if tuple(outputs.shape) != tuple(logits.shape):
         raise ArtifactError(f"{path.name}: it returns {tuple(outputs.shape)} where the model "
                             f"{source} describes returns {tuple(logits.shape)}; {todo}")
-    outputs, expected = comparable_outputs(outputs, logits, exp.output_kind(details))
+    kind = exp.output_kind(details)
+    outputs, expected = comparable_outputs(outputs, logits, kind)
     report = compare_logits(outputs, expected, precision, images_from, min_cosine)
+    record = {**report.to_dict(), **exp.validation_facts(), "summary": report.summary()}
+    if arch == "aarch64":  # the same images on the phone kernels, beside this run
+        record = emulated_record(path, exp.name, val, spec, logits, (outputs, report), kind=kind,
+                                 precision=precision, min_cosine=min_cosine, threads=threads,
+                                 cpu=cpu, progress=progress)
     return {"artifact": str(path), "variant": variant, "precision": precision,
-            "passed": report.passed,
-            "validation": {**report.to_dict(), **exp.validation_facts(),
-                           "summary": report.summary()}}
+            "passed": bool(record["passed"]), "validation": record}
+
+
+def _check_accelerator(exp: Exporter, compute_units: str | None) -> None:
+    """Refuse ``compute_units`` for a format without accelerators."""
+    if compute_units is not None and compute_units not in exp.capabilities.accelerators:
+        having = [e.name for e in exporters() if e.capabilities.accelerators]
+        raise UnsupportedOptionError(f"--compute-units applies to {', '.join(having)} "
+                                     f"artifacts, not {exp.name}")
 
 
 def _described(path: Path, exp: Exporter) -> tuple[Sidecar | None, dict[str, Any], str, str]:
@@ -142,13 +160,19 @@ def _preprocess(meta: dict[str, Any], img_size: tuple[int, int]) -> Preprocess:
         raise ArtifactError(f"the artifact's preprocessing: {e}") from None
 
 
-def _held_out(images: Path | None, pre: Preprocess) -> tuple[torch.Tensor, str]:
+def _held_out(images: Path | None, pre: Preprocess,
+              max_images: int | None = None) -> tuple[torch.Tensor, str]:
     """The validation images ``(N, 3, H, W)`` and where they come from: ``images`` (a
-    folder), else the held-out calibration photos."""
+    folder), else the held-out calibration photos; the first ``max_images`` if given."""
     if images is not None:
-        return load_files(list_images(images), pre, source=str(images)).tensors, str(images)
-    split = split_images(pre, need_calib=False)
-    return split.val, split.val_source
+        val = load_files(list_images(images), pre, source=str(images)).tensors
+        source = str(images)
+    else:
+        split = split_images(pre, need_calib=False)
+        val, source = split.val, split.val_source
+    if max_images is not None and max_images < val.shape[0]:
+        return val[:max_images], f"{source} (first {max_images})"
+    return val, source
 
 
 def _exporter(path: Path) -> Exporter:
