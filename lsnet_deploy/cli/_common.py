@@ -170,7 +170,8 @@ CalibSizeOpt = Annotated[int | None, typer.Option("--calib-size", min=1,
 CalibMethodOpt = Annotated[CalibMethod, typer.Option(
     "--calib-method", help="INT8 activation ranges: minmax, or percentile (ONNX only).")]
 ValOpt = Annotated[Path | None, typer.Option("--val", help="Validation image folder (default: "
-                                             "every 4th image of the calibration folder).")]
+                                             "the photos its SOURCES.json marks validation, "
+                                             "else every 4th image of the calibration folder).")]
 
 
 # -- output --------------------------------------------------------------------------------------
