@@ -109,13 +109,18 @@ def test_int8_in_mediapipe_image_classifier(exported: Exported) -> None:
     names = imagenet_classes()
     top = _classify(exported.int8, exported.pixels)
     litert = _litert_probs(exported.int8, exported.pixels)
-    assert [i for i, _, _ in top] == litert.argmax(1).tolist()
+    # photo by photo: MediaPipe's category is one of LiteRT's top scores (the INT8 softmax
+    # output is quantized, so two classes can tie exactly; MediaPipe breaks ties its own way)
+    ties = 0
     for (index, name, score), p in zip(top, litert, strict=True):
         assert name == names[index] and abs(score - p[index]) <= 1e-5
-    # so MediaPipe's top-1 agreement with PyTorch is LiteRT's INT8 agreement (5/8 measured on
-    # these synthetic weights, whose top classes are close: docs/apps.md)
+        assert p[index] >= p.max() - 1e-6, (index, p[index], int(p.argmax()), p.max())
+        ties += int(index != int(p.argmax()))
+    assert ties <= len(top) // 10
+    # so MediaPipe's top-1 agreement with PyTorch is LiteRT's INT8 agreement, up to the ties
+    # (synthetic weights, whose top classes are close: docs/apps.md)
     agreement = np.mean(np.array([i for i, _, _ in top]) == exported.probs.argmax(1))
-    assert agreement == np.mean(litert.argmax(1) == exported.probs.argmax(1))
+    assert abs(agreement - np.mean(litert.argmax(1) == exported.probs.argmax(1))) <= ties / len(top)
 
 
 def test_app_form_of_the_default_artifacts(exported: Exported) -> None:
