@@ -29,14 +29,14 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 
 import lsnet_deploy
+from lsnet_deploy.exporters import get_exporter
 from lsnet_deploy.exporters.base import ExportOptions
 from lsnet_deploy.exporters.inputs import calibration_inputs
 from lsnet_deploy.exporters.onnx import prepare_int8
-from lsnet_deploy.fidelity import compare_logits
+from lsnet_deploy.fidelity import compare_logits, run_artifact
 from lsnet_deploy.pipeline.images import split_images
 from lsnet_deploy.preprocess import Preprocess
 from lsnet_deploy.quantize.onnx_int8 import Int8Config, quantize_int8
@@ -71,14 +71,6 @@ CASES: tuple[tuple[str, str, tuple[str, ...], bool], ...] = (
 EQUALIZED_CASES = CASES[:2]
 
 
-def _run(path: Path, images: torch.Tensor, name: str) -> np.ndarray:
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return np.concatenate([sess.run(None, {name: images[i : i + 1].numpy()})[0]
-                           for i in range(images.shape[0])])
-
-
 def _rows(variant: str, weights: str, img_size: int, tmp: Path) -> list[list[str]]:
     model = lsnet_deploy.create_model(variant, weights, img_size=img_size)
     images = split_images(Preprocess(img_size=model.img_size))
@@ -102,8 +94,8 @@ def _rows(variant: str, weights: str, img_size: int, tmp: Path) -> list[list[str
             config = Int8Config(method=method.split(",")[0], int16=int16)
             quantize_int8(pre, out, groups, spec.input_name, every if cover_val else calib,
                           config)
-            report = compare_logits(_run(out, images.val, spec.input_name),
-                                    reference.numpy(), "int8", "held-out photos", 0.0)
+            logits = run_artifact(get_exporter("onnx").runner(out), images.val, spec)
+            report = compare_logits(logits, reference.numpy(), "int8", "held-out photos", 0.0)
             row = [variant, weights, graph, label, method, f"{report.mean_cosine:.4f}",
                    f"{report.min_cosine:.4f}", f"{report.top1_agreement:.0%}"]
             progress(row)

@@ -21,7 +21,10 @@ import sys
 
 
 def _quantize(x, dtype, quantization):  # type: ignore[no-untyped-def]
-    """``x`` in the interpreter input's dtype (float -> int with its scale and zero point)."""
+    """``x`` in the interpreter input's dtype (float -> int with its scale and zero point).
+
+    The same rule as ``exporters.tflite.quantize_input``: this script runs in the arm64 Python,
+    which has no lsnet_deploy; ``tests/test_aarch64.py`` checks both give the same outputs."""
     import numpy as np
 
     dtype = np.dtype(dtype)
