@@ -81,6 +81,10 @@ Int8Int16Opt = Annotated[list[str] | None, typer.Option(
     "--int8-int16", help="ONNX INT8: op group (or node name) whose activations are int16 "
     "instead of uint8 (w8a16; repeatable; 'all' for every activation). Higher fidelity; ONNX "
     "Runtime's CPU provider runs those ops in float, slower than uint8.", show_default=False)]
+EqualizeOpt = Annotated[bool, typer.Option(
+    "--equalize/--no-equalize", help="INT8 / W8A8: quantize an exactly channel-equalized copy "
+    "of the fused model (residual stream, then conv pairs; float logits unchanged). "
+    "--no-equalize quantizes the fused model as is.")]
 LayoutOpt = Annotated[Layout | None, typer.Option(
     "--layout", help="Input layout (default: nhwc for TFLite, nchw for ONNX).")]
 IoOpt = Annotated[IoType | None, typer.Option(
@@ -132,6 +136,7 @@ def export_cmd(
     opset: OpsetOpt = None,
     ort: OrtOpt = False,
     int8_int16: Int8Int16Opt = None,
+    equalize: EqualizeOpt = True,
     layout: LayoutOpt = None,
     io: IoOpt = None,
     min_cosine: MinCosineOpt = None,
@@ -158,8 +163,8 @@ def export_cmd(
         min_cosine=min_cosine, int8_exclude=int8_exclude or (),
         layout=layout.value if layout else None, io=io.value if io else None,
         ios=int(ios.value) if ios else None, classifier=classifier, ort=ort or None,
-        int8_int16=tuple(int8_int16) if int8_int16 else None, output_dir=output_dir,
-        force=force)
+        int8_int16=tuple(int8_int16) if int8_int16 else None, equalize=equalize,
+        output_dir=output_dir, force=force)
     failed: ValidationFailedError | None = None
     with WorkProgress() as say:
         try:
@@ -238,6 +243,7 @@ def quant_report_cmd(
     fmt: Annotated[SensitivityFormat, typer.Option(
         "--format", "-f", help="onnx (ONNX Runtime QDQ) or tflite (PT2E, measured on the "
         "fake-quantized model).")] = DEFAULT_SENSITIVITY_FORMAT,
+    equalize: EqualizeOpt = True,
     as_json: JsonOpt = False,
     test_model: TestModelOpt = None,
 ) -> None:
@@ -247,7 +253,7 @@ def quant_report_cmd(
     with WorkProgress() as say:
         rep = quant_report(variant, weights=weights or OFFICIAL, img_size=img_size,
                            calib=calib, calib_size=calib_size, calib_method=calib_method.value,
-                           val=val, progress=say, format=fmt.value)
+                           val=val, progress=say, format=fmt.value, equalize=equalize)
     log.info("%s", say.summary())
     if as_json:
         emit_json(rep)

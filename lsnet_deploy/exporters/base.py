@@ -205,10 +205,13 @@ class ExportOptions:
 @dataclass(frozen=True)
 class ExportData:
     """The images an export computes with (data, not options): calibration photos for the
-    precisions that calibrate, and the held-out reference for searches and reports."""
+    precisions that calibrate, and the held-out reference for searches and reports;
+    ``preparation``: the record of the INT8 channel equalization the model went through
+    (the sidecar's ``export.preparation``), ``None`` when it was not applied."""
 
     calibration: CalibrationSet | None = None
     reference: ReferenceSet | None = None
+    preparation: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,12 @@
 3. build (or take) the reference model: the unfused model is the truth;
 4. load the calibration and held-out photos; the reference logits on the held-out ones;
 5. reparameterize a copy, recording the fused-vs-unfused difference;
-6. publish each artifact (export to a staging folder, embed metadata, validate, sidecar, then
+6. for INT8 / W8A8 (unless ``equalize=False``): equalize another copy's channels
+   (:func:`~lsnet_deploy.quantize.prepare.prepare_for_int8`, exact), checked on the held-out
+   photos and recorded in the sidecar's ``export.preparation``;
+7. publish each artifact (export to a staging folder, embed metadata, validate, sidecar, then
    publish artifact, companions and sidecar together);
-7. summarize: a failed validation raises :class:`~lsnet_deploy.errors.ValidationFailedError`
+8. summarize: a failed validation raises :class:`~lsnet_deploy.errors.ValidationFailedError`
    after every artifact has been written and recorded.
 """
 
@@ -25,11 +28,12 @@ from typing import Any
 import torch
 
 from ..api import RANDOM
-from ..errors import OutputError, ValidationFailedError
+from ..errors import ExportError, OutputError, ValidationFailedError
 from ..exporters import CalibrationSet, ExportData, ReferenceSet
 from ..lsnet import LSNet
 from ..preprocess import Preprocess
 from ..progress import counted
+from ..quantize.prepare import prepare_for_int8
 from ..reparam import is_reparameterized, reparameterize
 from .images import ImageSplit, split_images
 from .plan import ExportJob, check_destinations, plan
@@ -37,7 +41,11 @@ from .publish import Artifact, Progress, Provenance, publish
 from .request import ExportRequest
 from .staging import STAGING_MARK, output_error, recover
 
-__all__ = ["export", "run_export"]
+__all__ = ["EQUALIZATION_TOLERANCE", "export", "run_export"]
+
+EQUALIZATION_TOLERANCE = 1e-3
+"""Largest change of the float logits that INT8 channel equalization may make, relative to
+the largest logit (at least 1): it is exact, so anything more is a bug."""
 
 
 def export(
@@ -64,6 +72,7 @@ def export(
     classifier: bool | None = None,
     ort: bool | None = None,
     int8_int16: Sequence[str] | None = None,
+    equalize: bool = True,
     output_dir: Path | None = None,
     force: bool = False,
     progress: Progress | None = None,
@@ -80,7 +89,9 @@ def export(
     type), ``ort`` (ONNX: also the ``.ort`` file), ``int8_int16`` (ONNX INT8: op groups whose
     activations are int16, w8a16), ``ios`` (CoreML) and ``classifier``
     (CoreML and TFLite: probabilities, or ``False`` for logits). ``val_size``: validate on
-    at most that many of the held-out photos (faster checks). The fields are those of
+    at most that many of the held-out photos (faster checks). ``equalize``: INT8 and W8A8
+    quantize an exactly equalized copy of the fused model (``False``: the fused model as is).
+    The fields are those of
     :class:`~lsnet_deploy.pipeline.request.ExportRequest`; see ``lsnet-deploy export --help``.
 
     Returns the artifacts written. Raises :class:`ValidationFailedError` (after writing and
@@ -92,7 +103,7 @@ def export(
         calib_size=calib_size, calib_method=calib_method, val=val, val_size=val_size,
         min_cosine=min_cosine, int8_exclude=tuple(int8_exclude), layout=layout, io=io, ios=ios,
         classifier=classifier, ort=ort, int8_int16=tuple(int8_int16) if int8_int16 else None,
-        output_dir=output_dir, force=force)
+        equalize=equalize, output_dir=output_dir, force=force)
     return run_export(request, progress)
 
 
@@ -125,11 +136,16 @@ def _run_jobs(request: ExportRequest, jobs: list[ExportJob], say: Progress) -> l
     fused, reparam = _fused_copy(reference, images)
     provenance = Provenance(_weights_info(reference), reparam, images.val, images.val_source,
                             ref_logits)
-    # 6. Publish each artifact
-    artifacts = [publish(job, fused, _data(job, request, images, ref_logits), provenance, say)
+    # 6. INT8 preparation of another copy (exact channel equalization), for calibrated jobs
+    prepared, preparation = fused, None
+    if request.equalize and images.calib is not None and any(j.calibrate for j in jobs):
+        prepared, preparation = _prepared_copy(fused, images, say)
+    # 7. Publish each artifact
+    artifacts = [publish(job, prepared if job.calibrate else fused,
+                         _data(job, request, images, ref_logits, preparation), provenance, say)
                  for job in counted(say if len(jobs) > 1 else None, "artifacts", jobs,
                                     lambda j: j.dest.name)]
-    # 7. Summarize
+    # 8. Summarize
     _raise_on_failures(artifacts, request.precision or jobs[0].options.precision)
     return artifacts
 
@@ -198,15 +214,38 @@ def _fused_copy(reference: torch.nn.Module, images: ImageSplit
                    "remaining_batchnorms": len(rep.remaining_batchnorms)}
 
 
+def _prepared_copy(fused: torch.nn.Module, images: ImageSplit, say: Progress
+                   ) -> tuple[torch.nn.Module, dict[str, Any] | None]:
+    """A copy of the fused LSNet equalized for INT8 (:func:`prepare_for_int8`) and its record;
+    ``fused`` itself for other networks (peers). Raises :class:`ExportError` if the float
+    logits moved beyond rounding (the preparation is exact)."""
+    if not isinstance(fused, LSNet) or images.calib is None:
+        return fused, None
+    say("equalizing channels for INT8")
+    prepared = copy.deepcopy(fused)
+    record = prepare_for_int8(prepared, images.calib)
+    with torch.no_grad():
+        before, after = fused(images.val), prepared(images.val)
+    diff = float((after - before).abs().max())
+    scale = max(1.0, float(before.abs().max()))
+    if not diff <= EQUALIZATION_TOLERANCE * scale:
+        raise ExportError(f"channel equalization changed the float logits by {diff:.3g} "
+                          f"(a bug: please report it); --no-equalize exports without it")
+    return prepared, {"method": "channel equalization (residual stream, then pairs), exact",
+                      **record, "max_abs_logit_change": diff}
+
+
 def _data(job: ExportJob, request: ExportRequest, images: ImageSplit,
-          ref_logits: torch.Tensor) -> ExportData:
+          ref_logits: torch.Tensor, preparation: dict[str, Any] | None = None) -> ExportData:
     calibration = None
     if job.calibrate and images.calib is not None:
         calibration = CalibrationSet(images.calib, images.calib_source,
                                      request.calib_method)  # type: ignore[arg-type]
     reference = (ReferenceSet(images.val, ref_logits.numpy(), images.val_source)
                  if job.needs_reference else None)
-    return ExportData(calibration, reference)
+    if not job.calibrate:
+        preparation = None
+    return ExportData(calibration, reference, preparation)
 
 
 def _raise_on_failures(artifacts: list[Artifact], precision: str) -> None:

@@ -104,6 +104,8 @@ def _publish(job: ExportJob, fused: torch.nn.Module, data: ExportData, provenanc
     with staging.temp_files_here(), _converters_contained():
         result = exp.export(fused, job.spec, tmp, ExportTask(options, data, say))
     info = dict(result.details)
+    if data.preparation is not None:
+        info["preparation"] = data.preparation
     ranks = rank_histogram(tmp)  # read from the file: what an NPU compiler sees
     if ranks is not None:
         info["tensor_ranks"] = ranks

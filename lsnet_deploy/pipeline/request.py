@@ -32,6 +32,7 @@ class ExportRequest:
         val_size: validate on at most this many photos (``None``: all; Python API only).
         min_cosine: the reduced-precision gate.
         int8_exclude: op groups or node names kept in float; ``"auto"`` searches them.
+        equalize: INT8 / W8A8 quantize an exactly channel-equalized copy of the fused model.
         format_options: typed options of single formats (ONNX opset, TFLite ``--io``,
             CoreML ``--ios`` / ``--classifier``), at most one per format.
         output_dir / force: where artifacts go, and whether existing ones are replaced.
@@ -53,6 +54,7 @@ class ExportRequest:
     val_size: int | None = None
     min_cosine: float | None = None
     int8_exclude: tuple[str, ...] = ()
+    equalize: bool = True
     format_options: tuple[FormatOptions, ...] = ()
     output_dir: Path | None = None
     force: bool = False

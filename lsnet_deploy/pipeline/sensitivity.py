@@ -14,7 +14,9 @@ import torch
 from ..errors import UnsupportedOptionError
 from ..exporters import CalibrationSet, ReferenceSet, exporters, get_exporter
 from ..fidelity import compare_logits
+from ..lsnet import LSNet
 from ..preprocess import Preprocess
+from ..quantize.prepare import prepare_for_int8
 from ..reparam import reparameterize
 from .images import split_images
 
@@ -38,6 +40,7 @@ def quant_report(
     progress: Callable[[str], None] | None = None,
     format: str = "onnx",
     val_size: int | None = None,
+    equalize: bool = True,
 ) -> dict[str, Any]:
     """Per-op-group INT8 sensitivity: quantize one group at a time, and all but one group.
 
@@ -45,7 +48,8 @@ def quant_report(
     ``format="tflite"`` quantizes with PT2E and measures the fake-quantized PyTorch model.
     Returns ``{"variant", "format", "full_int8_cosine", "groups": [...], ...}``; every cosine
     is the mean logit cosine vs the unfused PyTorch model on the validation photos (at most
-    ``val_size`` of them).
+    ``val_size`` of them). ``equalize``: measure the channel-equalized model INT8 exports
+    quantize (:func:`~lsnet_deploy.quantize.prepare.prepare_for_int8`), as ``export`` does.
     """
     from ..api import create_model
     from ..quantize.auto import sensitivity
@@ -65,6 +69,10 @@ def quant_report(
         ref_logits = reference(images.val).numpy()
     fused = copy.deepcopy(reference)
     reparameterize(fused, None)
+    preparation = None
+    if equalize and isinstance(fused, LSNet):
+        say("equalizing channels for INT8")
+        preparation = prepare_for_int8(fused, images.calib)
     calibration = CalibrationSet(images.calib, images.calib_source, calib_method)  # type: ignore[arg-type]
     held_out = ReferenceSet(images.val, ref_logits, images.val_source)
     with tempfile.TemporaryDirectory(prefix="lsnet-qreport-") as tmp:
@@ -82,6 +90,7 @@ def quant_report(
         "validation_images": images.val_source,
         "n_validation_images": int(images.val.shape[0]),
         "fp32_cosine": fp32_rep.mean_cosine,
+        "preparation": preparation,
         **baseline,
         "groups": [{**r.__dict__, "description": GROUPS[r.group]} for r in rows],
     }

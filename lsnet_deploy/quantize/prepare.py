@@ -26,7 +26,7 @@ the same share. The pairs of a fused LSNet (:func:`equalizable_pairs`):
 * stem: ``conv -> ReLU -> conv`` (3x3, twice);
 * downsample: depthwise stride-2 conv -> 1x1 conv (no activation).
 
-The residual stream itself (the adds) is not equalized: every block reads and writes it.
+The residual stream itself (the adds) has many readers and writers: :mod:`.stream` equalizes it.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from torch import nn
 
 from ..lsnet import FFN, LKP, LSNet, SqueezeExcite
 
-__all__ = ["EqualizationReport", "Pair", "equalizable_pairs", "equalize"]
+__all__ = ["EqualizationReport", "Pair", "equalizable_pairs", "equalize", "prepare_for_int8"]
 
 
 @dataclass(frozen=True)
@@ -202,3 +202,19 @@ def equalize(model: LSNet, images: torch.Tensor, alpha: float = 0.5,
     after = [_spread(a) for a in _channel_max(model, pairs, images, batch)]
     return EqualizationReport(len(pairs), sum(before) / len(before), sum(after) / len(after),
                               max(before), max(after))
+
+
+@torch.no_grad()
+def prepare_for_int8(model: LSNet, images: torch.Tensor) -> dict[str, object]:
+    """The preparation the exporters apply before INT8 calibration, in place on the fused
+    ``model``: the residual stream first (:func:`~.stream.equalize_stream`, ``alpha = 1``),
+    then every pair (:func:`equalize`, ``alpha = 0.5``). Both are exact, so the float logits
+    do not change (beyond rounding). ``images``: ``(N, 3, H, W)`` normalized calibration images.
+
+    Returns the JSON-able record of both steps (``{"stream": ..., "pairs": ...}``).
+    """
+    from .stream import equalize_stream
+
+    stream = equalize_stream(model, images)
+    pairs = equalize(model, images)
+    return {"stream": stream.to_dict(), "pairs": pairs.to_dict()}
