@@ -99,7 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = base_parser(__doc__)
     ap.set_defaults(variants=["lsnet_t", "lsnet_s", "lsnet_b"])
     ap.add_argument("--families", nargs="+", default=["random", "random-outliers"],
-                    help="synthetic weight families (default: %(default)s)")
+                    help="synthetic weight families, used with --weights random "
+                         "(default: %(default)s)")
     ap.add_argument("--formats", nargs="+", default=["onnx", "tflite", "coreml"],
                     choices=["onnx", "tflite", "coreml"], help="(default: %(default)s)")
     ap.add_argument("--rounds", type=int, default=6,
@@ -109,15 +110,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--no-equalize", dest="equalize", action="store_false",
                     help="quantize without channel equalization (the earlier default)")
     args = ap.parse_args(argv)
+    families = args.families if args.weights == "random" else [args.weights]
     rows: list[list[str]] = []
     with measuring():
         for variant in args.variants:
-            for family in args.families:
+            for family in families:
                 for fmt in args.formats:
                     with tempfile.TemporaryDirectory(prefix="lsnet-accept-") as tmp:
                         rows.append(_row(variant, family, fmt, Path(tmp), args.img_size,
                                          args.rounds, args.calls, args.equalize))
-    caption = (f"Machine: {machine()}; full integer (nothing excluded), "
+    caption = (f"Machine: {machine()}; {args.img_size}x{args.img_size}; full integer (nothing excluded), "
                f"{'channel-equalized' if args.equalize else 'not equalized'}; cosine and "
                "top-1 agreement vs the unfused PyTorch model on the held-out photos; 1 thread, "
                f"{args.rounds} interleaved rounds of {args.calls} calls; speed-up = median "

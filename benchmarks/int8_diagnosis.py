@@ -6,12 +6,13 @@ Usage (from the repository root)::
         [--weights random random-outliers] [--img-size 224] [--out FILE.md]
 
 For every variant and weight family it exports the fused model to ONNX once (and once more
-after channel equalization, :mod:`lsnet_deploy.quantize.prepare`), quantizes it with ONNX
+after the channel equalization INT8 exports apply by default,
+:func:`lsnet_deploy.quantize.prepare.prepare_for_int8`: residual stream, then pairs), quantizes it with ONNX
 Runtime (QDQ, per-channel int8 weights) in several ways and validates each on the held-out
 calibration photos against the unfused PyTorch model (mean / min logit cosine):
 
 * ``uint8``: today's export (uint8 activations), MinMax and percentile calibration;
-* ``equalized``: the same after channel equalization;
+* ``equalized``: the same after channel equalization (what ``export --int8`` ships);
 * ``int16 residual``, ``int16 residual+se+ska``: those groups' activations in int16 (w8a16);
 * ``int16 all``: every activation int16: what is left is the int8 weights' share and the
   calibration range's coverage of the held-out photos;
@@ -40,7 +41,7 @@ from lsnet_deploy.fidelity import compare_logits, run_artifact
 from lsnet_deploy.pipeline.images import split_images
 from lsnet_deploy.preprocess import Preprocess
 from lsnet_deploy.quantize.onnx_int8 import Int8Config, quantize_int8
-from lsnet_deploy.quantize.prepare import equalize
+from lsnet_deploy.quantize.prepare import prepare_for_int8
 from lsnet_deploy.reparam import reparameterize
 from lsnet_deploy.spec import IOSpec
 
@@ -83,7 +84,7 @@ def _rows(variant: str, weights: str, img_size: int, tmp: Path) -> list[list[str
     fused = copy.deepcopy(model)
     reparameterize(fused, None)
     equalized = copy.deepcopy(fused)
-    equalize(equalized, images.calib)
+    prepare_for_int8(equalized, images.calib)
     rows: list[list[str]] = []
     for graph, net, cases in (("fused", fused, CASES), ("equalized", equalized, EQUALIZED_CASES)):
         folder = tmp / f"{variant}-{weights}-{graph}"

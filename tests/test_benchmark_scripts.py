@@ -87,7 +87,8 @@ def test_report_scripts_left_the_package() -> None:
 
 
 @pytest.mark.parametrize("name", ["onnx_int8_report", "tflite_report", "coreml_report",
-                                  "ab_latency", "formulations", "int8_diagnosis"])
+                                  "ab_latency", "formulations", "int8_diagnosis",
+                                  "int8_acceptance"])
 def test_help(name: str) -> None:
     proc = subprocess.run([sys.executable, f"benchmarks/{name}.py", "--help"], check=False,
                           cwd=REPO, env=dict(os.environ), capture_output=True, text=True,
@@ -96,6 +97,20 @@ def test_help(name: str) -> None:
     assert "--out" in proc.stdout
     timed = name in ("ab_latency", "formulations")
     assert ("--rounds" if timed else "--img-size") in proc.stdout
+
+
+def test_int8_acceptance() -> None:
+    # ONNX only (its INT8 export is the quick one), one family, a short interleaved timing
+    markdown = run_script("int8_acceptance", *QUICK, "--families", "random-outliers",
+                          "--formats", "onnx", "--rounds", "2", "--calls", "3")
+    rows = check_report(markdown, ["test_lsnet"], "variant",
+                        ["INT8 mean cos", "min cos", "INT8 MB", "fp32 MB", "fp32 ms",
+                         "INT8 ms"])
+    [row] = rows
+    assert row["weights"] == "random-outliers" and row["format"] == "onnx"
+    assert 0.8 < number(row["INT8 mean cos"]) <= 1.0  # equalized (0.59 with --no-equalize)
+    assert number(row["INT8 MB"]) < number(row["fp32 MB"])
+    assert row["speed-up"].endswith("x") and row["goals met"]
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ from torch import nn
 
 from lsnet_deploy import export
 from lsnet_deploy.lsnet import LSNet, build_lsnet
+from lsnet_deploy.quantize.attention import equalize_attention
 from lsnet_deploy.quantize.prepare import prepare_for_int8
 from lsnet_deploy.quantize.stream import equalize_stream, stream_channel_max
 from lsnet_deploy.reparam import reparameterize
@@ -73,6 +74,24 @@ def test_stream_equalization_is_exact(family: str, tiny_images: torch.Tensor) ->
         assert any(n.endswith(part) for n in changed), (part, sorted(changed))
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_attention_equalization_is_exact(family: str, tiny_images: torch.Tensor) -> None:
+    model = _fused(family)
+    before = copy.deepcopy(model)
+    assert equalize_attention(model, tiny_images[:4]) >= 1
+    with torch.no_grad():
+        a, b = before(tiny_images), model(tiny_images)
+    assert torch.allclose(a, b, atol=1e-4, rtol=0), float((a - b).abs().max())
+    changed = {name for (name, p), (_, q) in zip(before.named_parameters(),
+                                                  model.named_parameters(), strict=True)
+               if not torch.equal(p, q)}
+    for part in ("mixer.m.qkv.weight", "mixer.m.qkv.bias", "mixer.m.dw.weight",
+                 "mixer.m.dw.bias", "mixer.m.proj.1.weight"):
+        assert any(n.endswith(part) for n in changed), (part, sorted(changed))
+    with pytest.raises(ValueError, match="fused LSNet"):
+        equalize_attention(_model(family), tiny_images)
+
+
 def test_stream_equalization_flattens_outlier_channels(tiny_images: torch.Tensor) -> None:
     model = _fused("outliers")
     err_before = _stream_quant_error(model, tiny_images)
@@ -98,7 +117,8 @@ def test_prepare_for_int8_records_both_steps(tiny_images: torch.Tensor) -> None:
     model = _fused("outliers")
     before = copy.deepcopy(model)
     record = prepare_for_int8(model, tiny_images)
-    assert set(record) == {"stream", "pairs"} and record["pairs"]["pairs"] > 0  # type: ignore[index]
+    assert set(record) == {"stream", "attentions", "pairs"}
+    assert record["pairs"]["pairs"] > 0 and record["attentions"] >= 1  # type: ignore[index]
     with torch.no_grad():
         assert torch.allclose(before(tiny_images), model(tiny_images), atol=1e-4, rtol=0)
 

@@ -231,7 +231,7 @@ def _prepared_copy(fused: torch.nn.Module, images: ImageSplit, say: Progress
     if not diff <= EQUALIZATION_TOLERANCE * scale:
         raise ExportError(f"channel equalization changed the float logits by {diff:.3g} "
                           f"(a bug: please report it); --no-equalize exports without it")
-    return prepared, {"method": "channel equalization (residual stream, then pairs), exact",
+    return prepared, {"method": "channel equalization (residual stream, attention q/k/v, conv pairs), exact",
                       **record, "max_abs_logit_change": diff}
 
 

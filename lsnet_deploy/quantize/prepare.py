@@ -208,13 +208,16 @@ def equalize(model: LSNet, images: torch.Tensor, alpha: float = 0.5,
 def prepare_for_int8(model: LSNet, images: torch.Tensor) -> dict[str, object]:
     """The preparation the exporters apply before INT8 calibration, in place on the fused
     ``model``: the residual stream first (:func:`~.stream.equalize_stream`, ``alpha = 1``),
-    then every pair (:func:`equalize`, ``alpha = 0.5``). Both are exact, so the float logits
-    do not change (beyond rounding). ``images``: ``(N, 3, H, W)`` normalized calibration images.
+    then q, k and v inside the attentions (:func:`~.attention.equalize_attention`), then every
+    conv pair (:func:`equalize`, ``alpha = 0.5``). All are exact, so the float logits do not
+    change (beyond rounding). ``images``: ``(N, 3, H, W)`` normalized calibration images.
 
-    Returns the JSON-able record of both steps (``{"stream": ..., "pairs": ...}``).
+    Returns the JSON-able record of the steps (``{"stream", "attentions", "pairs"}``).
     """
+    from .attention import equalize_attention
     from .stream import equalize_stream
 
     stream = equalize_stream(model, images)
+    attentions = equalize_attention(model, images)
     pairs = equalize(model, images)
-    return {"stream": stream.to_dict(), "pairs": pairs.to_dict()}
+    return {"stream": stream.to_dict(), "attentions": attentions, "pairs": pairs.to_dict()}
