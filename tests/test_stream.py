@@ -12,6 +12,7 @@ from conftest import TINY_SIZE
 from torch import nn
 
 from lsnet_deploy import export
+from lsnet_deploy.errors import UnsupportedOptionError
 from lsnet_deploy.lsnet import LSNet, build_lsnet
 from lsnet_deploy.quantize.attention import equalize_attention
 from lsnet_deploy.quantize.prepare import prepare_for_int8
@@ -142,3 +143,21 @@ def test_int8_export_of_outlier_model_gains_from_equalization(tmp_path: Path) ->
         else:
             assert prep is None
     assert cosines[True] > cosines[False] + 0.02, cosines
+
+
+def test_quant_report_compares_each_group_with_and_without_equalization() -> None:
+    from lsnet_deploy import quant_report
+
+    rep = quant_report(TINY, weights="random-outliers", img_size=96, calib_size=16,
+                       val_size=16, compare_equalize=True)
+    assert rep["preparation"] is not None and rep["preparation"]["attentions"] >= 1
+    assert rep["full_int8_cosine"] > rep["full_int8_cosine_unequalized"] + 0.02, rep
+    groups = {g["group"]: g for g in rep["groups"]}
+    assert {"residual", "ska", "ffn"} <= set(groups)
+    for g in groups.values():
+        assert 0.0 < g["only_cosine_unequalized"] <= 1.0
+    # the stream's outlier channels hurt the residual adds most when not equalized
+    assert groups["residual"]["only_cosine"] > groups["residual"]["only_cosine_unequalized"]
+    with pytest.raises(UnsupportedOptionError, match="--compare-equalize"):
+        quant_report(TINY, weights="random", img_size=96, equalize=False,
+                     compare_equalize=True)

@@ -244,6 +244,10 @@ def quant_report_cmd(
         "--format", "-f", help="onnx (ONNX Runtime QDQ) or tflite (PT2E, measured on the "
         "fake-quantized model).")] = DEFAULT_SENSITIVITY_FORMAT,
     equalize: EqualizeOpt = True,
+    compare_equalize: Annotated[bool, typer.Option(
+        "--compare-equalize", help="Also measure each group without the channel equalization "
+        "(a second fp32 export; one more quantization per group): what it does per group.")
+    ] = False,
     as_json: JsonOpt = False,
     test_model: TestModelOpt = None,
 ) -> None:
@@ -253,7 +257,8 @@ def quant_report_cmd(
     with WorkProgress() as say:
         rep = quant_report(variant, weights=weights or OFFICIAL, img_size=img_size,
                            calib=calib, calib_size=calib_size, calib_method=calib_method.value,
-                           val=val, progress=say, format=fmt.value, equalize=equalize)
+                           val=val, progress=say, format=fmt.value, equalize=equalize,
+                           compare_equalize=compare_equalize)
     log.info("%s", say.summary())
     if as_json:
         emit_json(rep)
@@ -265,15 +270,23 @@ def _print_quant_report(variant: str, rep: dict[str, Any]) -> None:
     out.print(f"[bold]{variant}[/bold] {rep['format']} INT8 sensitivity "
               f"({rep['calibration_method']}, {escape(rep['calibration'])}; validated on "
               f"{rep['n_validation_images']} images)")
+    equalized = "channel-equalized" if rep.get("preparation") else "not equalized"
     out.print(f"fp32 cosine {rep['fp32_cosine']:.5f}; full INT8 cosine "
-              f"{rep['full_int8_cosine']:.5f}, top-1 agreement {rep['full_int8_top1']:.0%}")
+              f"{rep['full_int8_cosine']:.5f} ({equalized}), top-1 agreement "
+              f"{rep['full_int8_top1']:.0%}")
+    compared = "full_int8_cosine_unequalized" in rep
+    if compared:
+        out.print(f"without the channel equalization: full INT8 cosine "
+                  f"{rep['full_int8_cosine_unequalized']:.5f}")
     t = Table(title="mean logit cosine vs PyTorch")
     for col in ("group", "nodes", "only this group INT8", "all but this group INT8",
-                "description"):
+                *(("only this group, not equalized",) if compared else ()), "description"):
         t.add_column(col)
     for g in sorted(rep["groups"], key=lambda r: r["only_cosine"]):
         t.add_row(g["group"], str(g["nodes"]), f"{g['only_cosine']:.5f}",
-                  f"{g['without_cosine']:.5f}", g["description"])
+                  f"{g['without_cosine']:.5f}",
+                  *((f"{g['only_cosine_unequalized']:.5f}",) if compared else ()),
+                  g["description"])
     print_table(t)
     out.print("keep groups in float with: lsnet-deploy export --int8 --int8-exclude GROUP "
               f"(repeatable) --format {rep['format']}, or --int8-exclude auto")

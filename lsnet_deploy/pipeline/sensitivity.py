@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from ..exporters import CalibrationSet, ReferenceSet, exporters, get_exporter
 from ..fidelity import compare_logits
 from ..lsnet import LSNet
 from ..preprocess import Preprocess
+from ..progress import counted
 from ..quantize.prepare import prepare_for_int8
 from ..reparam import reparameterize
 from .images import split_images
@@ -41,6 +43,7 @@ def quant_report(
     format: str = "onnx",
     val_size: int | None = None,
     equalize: bool = True,
+    compare_equalize: bool = False,
 ) -> dict[str, Any]:
     """Per-op-group INT8 sensitivity: quantize one group at a time, and all but one group.
 
@@ -50,9 +53,12 @@ def quant_report(
     is the mean logit cosine vs the unfused PyTorch model on the validation photos (at most
     ``val_size`` of them). ``equalize``: measure the channel-equalized model INT8 exports
     quantize (:func:`~lsnet_deploy.quantize.prepare.prepare_for_int8`), as ``export`` does.
+    ``compare_equalize`` (with ``equalize``): also quantize the fused model without it, and
+    give each group's ``only_cosine_unequalized`` and the ``full_int8_cosine_unequalized``:
+    what the equalization does for each group.
     """
     from ..api import create_model
-    from ..quantize.auto import sensitivity
+    from ..quantize.auto import measure, sensitivity
     from ..quantize.groups import GROUPS
 
     supported = sensitivity_formats()
@@ -69,9 +75,14 @@ def quant_report(
         ref_logits = reference(images.val).numpy()
     fused = copy.deepcopy(reference)
     reparameterize(fused, None)
+    plain = fused
     preparation = None
+    if compare_equalize and not equalize:
+        raise UnsupportedOptionError("--compare-equalize compares with the equalized model: "
+                                     "drop --no-equalize")
     if equalize and isinstance(fused, LSNet):
         say("equalizing channels for INT8")
+        fused = copy.deepcopy(plain)
         preparation = prepare_for_int8(fused, images.calib)
     calibration = CalibrationSet(images.calib, images.calib_source, calib_method)  # type: ignore[arg-type]
     held_out = ReferenceSet(images.val, ref_logits, images.val_source)
@@ -81,6 +92,17 @@ def quant_report(
                                       calibration, held_out, Path(tmp))
         fp32_rep = compare_logits(probe.fp32_logits, ref_logits, "fp32", images.val_source)
         baseline, rows = sensitivity(probe.setup, probe.base, progress=say)
+        groups = [{**r.__dict__, "description": GROUPS[r.group]} for r in rows]
+        if compare_equalize:
+            say(f"exporting fp32 {format}, not equalized")
+            (Path(tmp) / "plain").mkdir()
+            other = exp.sensitivity_probe(plain, reference.img_size, reference.num_classes,
+                                          calibration, held_out, Path(tmp) / "plain")
+            baseline["full_int8_cosine_unequalized"] = measure(other.setup, other.base)[0]
+            for g in counted(say, "INT8 sensitivity, not equalized", groups,
+                             lambda g: f"group {g['group']}"):
+                g["only_cosine_unequalized"] = measure(
+                    other.setup, replace(other.base, only=(g["group"],)))[0]
     return {
         "variant": variant,
         "format": format,
@@ -92,5 +114,5 @@ def quant_report(
         "fp32_cosine": fp32_rep.mean_cosine,
         "preparation": preparation,
         **baseline,
-        "groups": [{**r.__dict__, "description": GROUPS[r.group]} for r in rows],
+        "groups": groups,
     }
