@@ -25,6 +25,29 @@ from .images import split_images
 __all__ = ["quant_report", "sensitivity_formats"]
 
 
+def _only_cosines(probe: Any, groups: list[dict[str, Any]], say: Callable[[str], None]
+                  ) -> float:
+    """Each group's ``only_cosine_unequalized`` (one group quantized) from ``probe``, the
+    not-equalized model's; returns its full-INT8 cosine."""
+    from ..quantize.auto import measure
+
+    for g in counted(say, "INT8 sensitivity, not equalized", groups,
+                     lambda g: f"group {g['group']}"):
+        g["only_cosine_unequalized"] = measure(probe.setup,
+                                               replace(probe.base, only=(g["group"],)))[0]
+    return measure(probe.setup, probe.base)[0]
+
+
+def _equalized(fused: torch.nn.Module, calib: torch.Tensor, equalize: bool,
+               say: Callable[[str], None]) -> tuple[torch.nn.Module, dict[str, Any] | None]:
+    """An equalized copy of the fused LSNet and its record, or ``fused`` as is."""
+    if not equalize or not isinstance(fused, LSNet):
+        return fused, None
+    say("equalizing channels for INT8")
+    prepared = copy.deepcopy(fused)
+    return prepared, prepare_for_int8(prepared, calib)
+
+
 def sensitivity_formats() -> tuple[str, ...]:
     """The formats ``quant-report`` supports."""
     return tuple(e.name for e in exporters() if e.capabilities.sensitivity)
@@ -58,7 +81,7 @@ def quant_report(
     what the equalization does for each group.
     """
     from ..api import create_model
-    from ..quantize.auto import measure, sensitivity
+    from ..quantize.auto import sensitivity
     from ..quantize.groups import GROUPS
 
     supported = sensitivity_formats()
@@ -75,15 +98,10 @@ def quant_report(
         ref_logits = reference(images.val).numpy()
     fused = copy.deepcopy(reference)
     reparameterize(fused, None)
-    plain = fused
-    preparation = None
     if compare_equalize and not equalize:
         raise UnsupportedOptionError("--compare-equalize compares with the equalized model: "
                                      "drop --no-equalize")
-    if equalize and isinstance(fused, LSNet):
-        say("equalizing channels for INT8")
-        fused = copy.deepcopy(plain)
-        preparation = prepare_for_int8(fused, images.calib)
+    plain, (fused, preparation) = fused, _equalized(fused, images.calib, equalize, say)
     calibration = CalibrationSet(images.calib, images.calib_source, calib_method)  # type: ignore[arg-type]
     held_out = ReferenceSet(images.val, ref_logits, images.val_source)
     with tempfile.TemporaryDirectory(prefix="lsnet-qreport-") as tmp:
@@ -98,11 +116,7 @@ def quant_report(
             (Path(tmp) / "plain").mkdir()
             other = exp.sensitivity_probe(plain, reference.img_size, reference.num_classes,
                                           calibration, held_out, Path(tmp) / "plain")
-            baseline["full_int8_cosine_unequalized"] = measure(other.setup, other.base)[0]
-            for g in counted(say, "INT8 sensitivity, not equalized", groups,
-                             lambda g: f"group {g['group']}"):
-                g["only_cosine_unequalized"] = measure(
-                    other.setup, replace(other.base, only=(g["group"],)))[0]
+            baseline["full_int8_cosine_unequalized"] = _only_cosines(other, groups, say)
     return {
         "variant": variant,
         "format": format,
