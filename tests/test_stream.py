@@ -34,6 +34,13 @@ def _fused(family: str, seed: int = 0) -> LSNet:
     return model
 
 
+def _changed(before: nn.Module, after: nn.Module) -> set[str]:
+    """Names of the parameters that differ between two copies of one model."""
+    return {name for (name, p), (_, q) in zip(before.named_parameters(),
+                                              after.named_parameters(), strict=True)
+            if not torch.equal(p, q)}
+
+
 def _stream_quant_error(model: LSNet, images: torch.Tensor) -> float:
     """Relative logit error when every stream tensor is fake-quantized to uint8 per tensor
     (min/max range): what the INT8 graph's residual adds lose."""
@@ -66,9 +73,7 @@ def test_stream_equalization_is_exact(family: str, tiny_images: torch.Tensor) ->
         a, b = before(tiny_images), model(tiny_images)
     assert torch.allclose(a, b, atol=1e-4, rtol=0), float((a - b).abs().max())
     # every kind of reader and writer changed (a no-op would pass the check above)
-    changed = {name for (name, p), (_, q) in zip(before.named_parameters(),
-                                                  model.named_parameters(), strict=True)
-               if not torch.equal(p, q)}
+    changed = _changed(before, model)
     for part in ("patch_embed.4.weight", "ffn.m.pw1.weight", "ffn.m.pw2.weight",
                  "lkp.cv1.weight", "mixer.bn.bias", "se.fc1.weight", "mixer.m.qkv.weight",
                  "mixer.m.proj.1.weight", "head.weight"):
@@ -83,9 +88,7 @@ def test_attention_equalization_is_exact(family: str, tiny_images: torch.Tensor)
     with torch.no_grad():
         a, b = before(tiny_images), model(tiny_images)
     assert torch.allclose(a, b, atol=1e-4, rtol=0), float((a - b).abs().max())
-    changed = {name for (name, p), (_, q) in zip(before.named_parameters(),
-                                                  model.named_parameters(), strict=True)
-               if not torch.equal(p, q)}
+    changed = _changed(before, model)
     for part in ("mixer.m.qkv.weight", "mixer.m.qkv.bias", "mixer.m.dw.weight",
                  "mixer.m.dw.bias", "mixer.m.proj.1.weight"):
         assert any(n.endswith(part) for n in changed), (part, sorted(changed))

@@ -41,7 +41,7 @@ from .publish import Artifact, Progress, Provenance, publish
 from .request import ExportRequest
 from .staging import STAGING_MARK, output_error, recover
 
-__all__ = ["EQUALIZATION_TOLERANCE", "export", "run_export"]
+__all__ = ["EQUALIZATION_TOLERANCE", "export", "prepared_copy", "run_export"]
 
 EQUALIZATION_TOLERANCE = 1e-3
 """Largest change of the float logits that INT8 channel equalization may make, relative to
@@ -139,7 +139,7 @@ def _run_jobs(request: ExportRequest, jobs: list[ExportJob], say: Progress) -> l
     # 6. INT8 preparation of another copy (exact channel equalization), for calibrated jobs
     prepared, preparation = fused, None
     if request.equalize and images.calib is not None and any(j.calibrate for j in jobs):
-        prepared, preparation = _prepared_copy(fused, images, say)
+        prepared, preparation = prepared_copy(fused, images, say)
     # 7. Publish each artifact
     artifacts = [publish(job, prepared if job.calibrate else fused,
                          _data(job, request, images, ref_logits, preparation), provenance, say)
@@ -214,7 +214,7 @@ def _fused_copy(reference: torch.nn.Module, images: ImageSplit
                    "remaining_batchnorms": len(rep.remaining_batchnorms)}
 
 
-def _prepared_copy(fused: torch.nn.Module, images: ImageSplit, say: Progress
+def prepared_copy(fused: torch.nn.Module, images: ImageSplit, say: Progress
                    ) -> tuple[torch.nn.Module, dict[str, Any] | None]:
     """A copy of the fused LSNet equalized for INT8 (:func:`prepare_for_int8`) and its record;
     ``fused`` itself for other networks (peers). Raises :class:`ExportError` if the float

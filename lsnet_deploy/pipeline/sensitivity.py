@@ -15,11 +15,10 @@ import torch
 from ..errors import UnsupportedOptionError
 from ..exporters import CalibrationSet, ReferenceSet, exporters, get_exporter
 from ..fidelity import compare_logits
-from ..lsnet import LSNet
 from ..preprocess import Preprocess
 from ..progress import counted
-from ..quantize.prepare import prepare_for_int8
 from ..reparam import reparameterize
+from .exporting import prepared_copy
 from .images import split_images
 
 __all__ = ["quant_report", "sensitivity_formats"]
@@ -36,16 +35,6 @@ def _only_cosines(probe: Any, groups: list[dict[str, Any]], say: Callable[[str],
         g["only_cosine_unequalized"] = measure(probe.setup,
                                                replace(probe.base, only=(g["group"],)))[0]
     return measure(probe.setup, probe.base)[0]
-
-
-def _equalized(fused: torch.nn.Module, calib: torch.Tensor, equalize: bool,
-               say: Callable[[str], None]) -> tuple[torch.nn.Module, dict[str, Any] | None]:
-    """An equalized copy of the fused LSNet and its record, or ``fused`` as is."""
-    if not equalize or not isinstance(fused, LSNet):
-        return fused, None
-    say("equalizing channels for INT8")
-    prepared = copy.deepcopy(fused)
-    return prepared, prepare_for_int8(prepared, calib)
 
 
 def sensitivity_formats() -> tuple[str, ...]:
@@ -101,7 +90,8 @@ def quant_report(
     if compare_equalize and not equalize:
         raise UnsupportedOptionError("--compare-equalize compares with the equalized model: "
                                      "drop --no-equalize")
-    plain, (fused, preparation) = fused, _equalized(fused, images.calib, equalize, say)
+    plain, (fused, preparation) = fused, (prepared_copy(fused, images, say) if equalize
+                                          else (fused, None))
     calibration = CalibrationSet(images.calib, images.calib_source, calib_method)  # type: ignore[arg-type]
     held_out = ReferenceSet(images.val, ref_logits, images.val_source)
     with tempfile.TemporaryDirectory(prefix="lsnet-qreport-") as tmp:

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ..lsnet import Attention
+from .prepare import run_hooked
 
 __all__ = ["equalize_attention"]
 
@@ -64,12 +65,7 @@ def _ranges(model: nn.Module, attentions: list[Attention], images: torch.Tensor,
             keep(k, "q", y)
 
         hooks += [a.qkv.register_forward_hook(on_qkv), a.dw.register_forward_hook(on_dw)]
-    try:
-        for i in range(0, images.shape[0], batch):
-            model(images[i : i + batch])
-    finally:
-        for h in hooks:
-            h.remove()
+    run_hooked(model, images, batch, hooks)
     return out
 
 

@@ -122,6 +122,19 @@ def equalizable_pairs(model: nn.Module) -> list[Pair]:
 
 
 @torch.no_grad()
+def run_hooked(model: nn.Module, images: torch.Tensor, batch: int,
+               hooks: list[torch.utils.hooks.RemovableHandle]) -> None:
+    """Run ``images`` ``(N, 3, H, W)`` through ``model`` ``batch`` at a time (for the ranges the
+    ``hooks`` collect), then remove the hooks, also on error."""
+    try:
+        for i in range(0, images.shape[0], batch):
+            model(images[i : i + batch])
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+@torch.no_grad()
 def _channel_max(model: nn.Module, pairs: list[Pair], images: torch.Tensor,
                  batch: int) -> list[torch.Tensor]:
     """Largest |input| per channel of every pair's consumer over ``images``."""
@@ -132,12 +145,7 @@ def _channel_max(model: nn.Module, pairs: list[Pair], images: torch.Tensor,
             x = args[0].detach().abs().amax(dim=(0, 2, 3))
             maxima[k] = torch.maximum(maxima[k], x.float())
         hooks.append(p.consumer.register_forward_pre_hook(hook))
-    try:
-        for i in range(0, images.shape[0], batch):
-            model(images[i : i + batch])
-    finally:
-        for h in hooks:
-            h.remove()
+    run_hooked(model, images, batch, hooks)
     return maxima
 
 

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from ..lsnet import Attention, Block, LSConv, LSNet, Residual, SqueezeExcite
+from .prepare import run_hooked
 
 __all__ = ["StreamReport", "equalize_stream", "stream_channel_max"]
 
@@ -120,12 +121,7 @@ def stream_channel_max(model: LSNet, images: torch.Tensor, batch: int = 8
                 v = out.detach().abs().amax(dim=(0, 2, 3)).float()
                 maxima[i] = v if i not in maxima else torch.maximum(maxima[i], v)
             hooks.append(m.register_forward_hook(hook))
-    try:
-        for k in range(0, images.shape[0], batch):
-            model(images[k : k + batch])
-    finally:
-        for h in hooks:
-            h.remove()
+    run_hooked(model, images, batch, hooks)
     return maxima
 
 
