@@ -183,7 +183,7 @@ def test_ab_latency(tmp_path: Path) -> None:
     assert [r["vs baseline"] == "baseline" for r in rows] == [True, False, True] * 2
     for r in (rows[1], rows[4]):
         lo, hi = (float(v) for v in r["ratio range"].split("-"))
-        assert 0 < lo <= number(r["vs baseline"]) <= hi < 10
+        assert 0 < lo <= number(r["vs baseline"]) <= hi  # no bound on a timing ratio
 
 
 def test_formulations() -> None:
