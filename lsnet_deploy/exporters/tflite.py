@@ -208,19 +208,23 @@ def tflite_quant_setup(
     rounding; ~10x faster than converting each candidate). ``calib`` and ``val`` are
     normalized ``(N, 3, H, W)`` images, ``reference`` the PyTorch logits on ``val``."""
     from ..quantize.auto import QuantSetup
-    from ..quantize.tflite_int8 import TfliteInt8Config, group_counts, quantize_pt2e
+    from ..quantize.tflite_int8 import (
+        TfliteInt8Config,
+        exported_graph,
+        group_counts,
+        quantize_pt2e,
+    )
 
     calib_inputs = _to_torch(calib, spec)
     val_inputs = _to_torch(val, spec)
     example = calib_inputs[0]
+    graph = exported_graph(module, example)  # once: each configuration quantizes a copy
 
     def logits(config: TfliteInt8Config) -> np.ndarray:
-        gm, _ = quantize_pt2e(module, example, calib_inputs, config)
+        gm, _ = quantize_pt2e(module, example, calib_inputs, config, graph=graph)
         with torch.no_grad():
             return np.concatenate([gm(x).numpy() for x in val_inputs]).astype(np.float64)
 
-    with torch.no_grad():
-        graph = torch.export.export(module, (example,)).module()
     return QuantSetup(logits, group_counts(graph), reference)  # type: ignore[arg-type]
 
 

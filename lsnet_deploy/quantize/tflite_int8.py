@@ -29,7 +29,7 @@ from ..errors import UnsupportedOptionError
 from ..progress import Say, counted
 from .groups import GROUPS, group_of_scope
 
-__all__ = ["LsnetQuantizer", "TfliteInt8Config", "node_group", "quantize_pt2e"]
+__all__ = ["LsnetQuantizer", "TfliteInt8Config", "exported_graph", "node_group", "quantize_pt2e"]
 
 log = logging.getLogger(__name__)
 
@@ -195,24 +195,37 @@ def LsnetQuantizer(config: TfliteInt8Config | None = None) -> Any:
     return _quantizer_class()(config or TfliteInt8Config())
 
 
+def exported_graph(module: torch.nn.Module, example: torch.Tensor) -> GraphModule:
+    """``torch.export`` of ``module`` on ``example``-like inputs, as :func:`quantize_pt2e`
+    quantizes it (export once, quantize many configurations: pass it as ``graph``)."""
+    with torch.no_grad():
+        return torch.export.export(module, (example,)).module()  # type: ignore[return-value]
+
+
 def quantize_pt2e(
     module: torch.nn.Module,
     example: torch.Tensor,
     calibration: Sequence[torch.Tensor],
     config: TfliteInt8Config,
     progress: Say | None = None,
+    graph: GraphModule | None = None,
 ) -> tuple[GraphModule, Any]:
     """Export, prepare, calibrate and convert ``module`` (taking ``example``-like inputs).
+
+    ``graph``: ``module`` already exported (:func:`exported_graph`); a copy of it is quantized,
+    so one export serves many configurations (the sensitivity report, ``auto``).
 
     Returns ``(quantized GraphModule, quantizer)``: the GraphModule runs in PyTorch (fake
     quantization: what the integer TFLite model computes, up to rounding) and is what
     ``litert_torch.convert`` takes together with the quantizer.
     """
+    import copy
+
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     quantizer = LsnetQuantizer(config)
+    graph = copy.deepcopy(graph) if graph is not None else exported_graph(module, example)
     with torch.no_grad():
-        graph = torch.export.export(module, (example,)).module()
         prepared = prepare_pt2e(graph, quantizer)  # type: ignore[arg-type]
         n = 0
         for batch in counted(progress, "calibrating", calibration, lambda _b: "batch"):
