@@ -32,56 +32,39 @@ import torch
 
 import lsnet_deploy
 from lsnet_deploy.channels_last import to_channels_last_form
-from lsnet_deploy.pipeline.images import split_images
+from lsnet_deploy.exporters.tflite import TfliteExporter
+from lsnet_deploy.fidelity import compare_logits
+from lsnet_deploy.pipeline.images import ImageSplit, split_images
 from lsnet_deploy.preprocess import Preprocess
 from lsnet_deploy.quantize.prepare import prepare_for_int8
 from lsnet_deploy.reparam import reparameterize
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/_common
+from _common import markdown_table, progress, write_markdown  # noqa: E402
 
 COLUMNS = ["weights", "equalized", "recipe", "range update", "mean cos", "min cos", "top-1 agree",
            "mean / min cos, head bias corrected"]
 
 
 def _run(path: Path, images: torch.Tensor) -> np.ndarray:
-    """Logits of a ``.tflite`` (float, int8 or int16 input/output) on ``(N, 3, H, W)`` images."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interp = Interpreter(model_path=str(path), num_threads=2)
-    interp.allocate_tensors()
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-    rows = []
-    for x in images:
-        v = x[None].numpy().astype(np.float32)
-        if inp["dtype"] != np.float32:
-            scale, zero = inp["quantization"]
-            info = np.iinfo(inp["dtype"])
-            v = np.clip(np.round(v / scale + zero), info.min, info.max).astype(inp["dtype"])
-        interp.set_tensor(inp["index"], v)
-        interp.invoke()
-        y = interp.get_tensor(out["index"])[0].astype(np.float64)
-        if out["dtype"] != np.float32:
-            scale, zero = out["quantization"]
-            y = (y - zero) * scale
-        rows.append(y)
-    return np.stack(rows)
+    """Logits of a ``.tflite`` (float, int8 or int16 input/output) on ``(N, 3, H, W)`` images,
+    one image per call (the exporter's runner: inputs quantized, outputs dequantized)."""
+    run = TfliteExporter().runner(path, threads=2)
+    return np.concatenate([run(x[None].numpy()) for x in images]).astype(np.float64)
 
 
-def _cosines(logits: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    return (logits * reference).sum(1) / (np.linalg.norm(logits, axis=1)
-                                          * np.linalg.norm(reference, axis=1))
-
-
-def _scores(path: Path, images: Any, reference: tuple[np.ndarray, np.ndarray]) -> list[str]:
+def _scores(path: Path, images: ImageSplit, reference: tuple[np.ndarray, np.ndarray]) -> list[str]:
     """Mean / min cosine and top-1 agreement on the held-out photos; then the same cosines
     after the simplest bias correction: the calibration photos' mean logit error subtracted
     (what a corrected classifier bias would give; the share of the error that is a shift)."""
     calib_ref, val_ref = reference
     val = _run(path, images.val)
-    cos = _cosines(val, val_ref)
-    agree = float((val.argmax(1) == val_ref.argmax(1)).mean())
+    report = compare_logits(val, val_ref, "int8", "held-out photos", 0.0)
     shift = (_run(path, images.calib) - calib_ref).mean(0)
-    corrected = _cosines(val - shift, val_ref)
-    return [f"{cos.mean():.4f}", f"{cos.min():.4f}", f"{agree:.3f}",
-            f"{corrected.mean():.4f} / {corrected.min():.4f}"]
+    corrected = compare_logits(val - shift, val_ref, "int8", "held-out photos", 0.0)
+    return [f"{report.mean_cosine:.4f}", f"{report.min_cosine:.4f}",
+            f"{report.top1_agreement:.3f}",
+            f"{corrected.mean_cosine:.4f} / {corrected.min_cosine:.4f}"]
 
 
 def _quantize(float_path: Path, recipe: Any, calib: list[dict[str, np.ndarray]],
@@ -102,22 +85,19 @@ def _quantize(float_path: Path, recipe: Any, calib: list[dict[str, np.ndarray]],
                                enable_progress_report=False).quantized_model)
 
 
-def _rows(variant: str, weights: str, equalize: bool, out_dir: Path) -> list[list[str]]:
+def _rows(model: torch.nn.Module, stem: str, weights: str, equalize: bool, images: ImageSplit,
+          reference: tuple[np.ndarray, np.ndarray], out_dir: Path) -> list[list[str]]:
+    """The float file of the fused ``model`` (prepared if ``equalize``) and its four quantized
+    files, each scored."""
     import litert_torch
     from ai_edge_litert.interpreter import Interpreter
     from ai_edge_quantizer import recipe
 
-    model = lsnet_deploy.create_model(variant, weights).eval()
-    images = split_images(Preprocess(img_size=model.img_size))
-    assert images.calib is not None
-    with torch.no_grad():
-        reference = (model(images.calib).numpy().astype(np.float64),
-                     model(images.val).numpy().astype(np.float64))
     fused = copy.deepcopy(model)
     reparameterize(fused, check_inputs=None)
     if equalize:
         prepare_for_int8(fused, images.calib)
-    stem = f"{variant}_{weights}_{'eq' if equalize else 'plain'}"
+    stem = f"{stem}_{'eq' if equalize else 'plain'}"
     float_path = out_dir / f"{stem}_fp32.tflite"
     litert_torch.convert(to_channels_last_form(fused).eval(), (images.calib[:1],)).export(
         str(float_path))
@@ -132,7 +112,7 @@ def _rows(variant: str, weights: str, equalize: bool, out_dir: Path) -> list[lis
             rows.append([weights, str(equalize), label,
                          "running min/max" if running else "moving average (default)",
                          *_scores(path, images, reference)])
-            print(" | ".join(rows[-1]), file=sys.stderr, flush=True)
+            progress(rows[-1])
     return rows
 
 
@@ -145,18 +125,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="write the Markdown here instead of stdout")
     args = ap.parse_args(argv)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows: list[list[str]] = []
+    images: ImageSplit | None = None
     for weights in args.weights:
+        model = lsnet_deploy.create_model(args.variant, weights).eval()
+        if images is None:  # the photos once: every weight family has the variant's size
+            images = split_images(Preprocess(img_size=model.img_size))
+        assert images.calib is not None
+        with torch.no_grad():
+            reference = (model(images.calib).numpy().astype(np.float64),
+                         model(images.val).numpy().astype(np.float64))
         for equalize in (False, True):
-            rows += _rows(args.variant, weights, equalize, args.out_dir)
-    lines = [f"{args.variant}, ai-edge-quantizer, held-out photos", "",
-             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    text = "\n".join(lines) + "\n"
-    if args.out:
-        args.out.write_text(text)
-    else:
-        sys.stdout.write(text)
+            rows += _rows(model, f"{args.variant}_{weights}", weights, equalize, images,
+                          reference, args.out_dir)
+    write_markdown(markdown_table(f"{args.variant}, ai-edge-quantizer, held-out photos",
+                                  COLUMNS, rows), args.out)
     return 0
 
 

@@ -17,6 +17,7 @@ weights, int32 biases), and it leaves the ops of *excluded* op groups
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -219,8 +220,6 @@ def quantize_pt2e(
     quantization: what the integer TFLite model computes, up to rounding) and is what
     ``litert_torch.convert`` takes together with the quantizer.
     """
-    import copy
-
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     quantizer = LsnetQuantizer(config)
