@@ -3,16 +3,36 @@ official format, and real calibration images."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-import torch
 
-from lsnet_deploy.lsnet import LSNet, build_lsnet
-from lsnet_deploy.paths import calibration_dir
-from lsnet_deploy.preprocess import Preprocess, load_folder
-from lsnet_deploy.synthetic import init_trained_looking
+def _thread_budget() -> int | None:
+    """Threads per pytest-xdist worker: the cores shared out, at least 1 (``None``: not a
+    worker). Every pool sized to the whole machine in every worker makes the pools spin for
+    each other's cores: the suite ran 1.7x slower (docs/decisions.md, "Thread budget")."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    if not os.environ.get("PYTEST_XDIST_WORKER") or workers < 1:
+        return None
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+_BUDGET = _thread_budget()
+if _BUDGET is not None:  # before torch's import; inherited by the CLI subprocesses of tests
+    os.environ.setdefault("OMP_NUM_THREADS", str(_BUDGET))
+    os.environ.setdefault("LSNET_DEPLOY_THREADS", str(_BUDGET))
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+if _BUDGET is not None:  # torch may already be imported by a plugin
+    torch.set_num_threads(int(os.environ["LSNET_DEPLOY_THREADS"]))
+
+from lsnet_deploy.lsnet import LSNet, build_lsnet  # noqa: E402
+from lsnet_deploy.paths import calibration_dir  # noqa: E402
+from lsnet_deploy.preprocess import Preprocess, load_folder  # noqa: E402
+from lsnet_deploy.synthetic import init_trained_looking  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 OFFICIAL = ["lsnet_t", "lsnet_t_distill", "lsnet_s", "lsnet_s_distill", "lsnet_b", "lsnet_b_distill"]

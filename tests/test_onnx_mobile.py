@@ -233,10 +233,12 @@ def test_a_failing_ort_fails_the_export_and_leaves_nothing(
 
 # -- the real variants: the goal -----------------------------------------------------------------
 
-@pytest.fixture(scope="module", params=["lsnet_t", "lsnet_b"])
+@pytest.fixture(scope="module", params=["lsnet_t"])
 def real_exports(request: pytest.FixtureRequest,
                  tmp_path_factory: pytest.TempPathFactory) -> dict[str, Artifact]:
-    """fp32 and INT8 ``.onnx`` (and ``.ort``) of a real variant with trained-looking weights."""
+    """fp32 and INT8 ``.onnx`` (and ``.ort``) of a real variant with trained-looking weights.
+    LSNet-T only: the checker reads op types, and every variant is made of the same op types
+    (S and B differ in widths and depths), so their verdicts are T's (CI time)."""
     variant = request.param
     folder = tmp_path_factory.mktemp(f"mobile {variant}")
     ckpt = write_checkpoint(folder, variant, seed=5)

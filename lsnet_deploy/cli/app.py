@@ -38,6 +38,7 @@ from ..errors import (
     ValidationFailedError,
     WeightsUnavailableError,
 )
+from ..threads import apply_to_torch
 from . import aarch64, bench, evaluate, export, models, profile, report
 from ._common import err, out, quiet_command, setup_logging
 
@@ -86,6 +87,7 @@ def _main(
     ] = False,
 ) -> None:
     setup_logging(verbose)
+    apply_to_torch()  # LSNET_DEPLOY_THREADS: PyTorch's share of a shared machine
 
 
 app.command("models")(quiet_command(models.models_cmd))

@@ -34,6 +34,7 @@ from ..errors import BenchmarkError, ExportError, UnsupportedOptionError, first_
 from ..fidelity import run_artifact
 from ..metadata import io_metadata, tensor_entry
 from ..spec import IOSpec
+from ..threads import default_threads
 from .base import (
     CalibrationSet,
     Capabilities,
@@ -395,11 +396,13 @@ def _mobile_usability(path: Path) -> dict[str, Any]:
 
 
 def _load(path: Path, threads: int | None) -> Any:
-    """An ONNX Runtime session on the CPU execution provider: ``intra_op_num_threads=threads``,
+    """An ONNX Runtime session on the CPU execution provider: ``intra_op_num_threads=threads``
+    (``None``: the ``LSNET_DEPLOY_THREADS`` budget, else ONNX Runtime's default),
     ``inter_op_num_threads=1``, all graph optimizations (the default). The one loader of
     validation and benchmarks; raises :class:`BenchmarkError` when the file does not load."""
     [ort] = require("onnx", "onnxruntime", what="running ONNX models")
     opts = ort.SessionOptions()
+    threads = threads or default_threads()  # LSNET_DEPLOY_THREADS when none is named
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1

@@ -43,6 +43,7 @@ import numpy as np
 from ..errors import ExportError, first_line
 from ..fidelity import Runner, compare_logits, run_artifact
 from ..spec import IOSpec
+from ..threads import default_threads
 from .base import ReferenceSet
 from .session import native_stderr_silenced, random_input, static_shape
 
@@ -284,6 +285,7 @@ def load_ort(path: Path, threads: int | None = None, replay: bool = False) -> An
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    threads = threads or default_threads()  # LSNET_DEPLOY_THREADS when none is named
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1

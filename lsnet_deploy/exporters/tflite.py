@@ -52,6 +52,7 @@ from ..errors import (
 )
 from ..metadata import from_native, io_metadata, to_native
 from ..spec import IOSpec
+from ..threads import default_threads
 from .base import (
     CalibrationSet,
     Capabilities,
@@ -457,14 +458,15 @@ class TfliteExporter(Exporter):
 
 
 def _interpreter(path: Path, threads: int | None) -> Any:
-    """The LiteRT interpreter (``num_threads=threads``, its default XNNPACK delegate), not yet
+    """The LiteRT interpreter (``num_threads=threads``, ``None``: the ``LSNET_DEPLOY_THREADS``
+    budget, else LiteRT's default; its default XNNPACK delegate), not yet
     allocated: the one loader of validation and benchmarks."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     require("tflite", "ai_edge_litert", what="running TFLite models")
     from ai_edge_litert.interpreter import Interpreter
 
     with native_stderr_silenced():  # "INFO: Created TensorFlow Lite XNNPACK delegate"
-        return Interpreter(model_path=str(path), num_threads=threads)
+        return Interpreter(model_path=str(path), num_threads=threads or default_threads())
 
 
 def quantize_input(x: np.ndarray, dtype: Any, quantization: tuple[float, int]) -> np.ndarray:
