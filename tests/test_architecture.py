@@ -16,6 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "lsnet_deploy"
 LAYERS: dict[str, int] = {
     # 0: leaves
     "_version": 0, "errors": 0, "deps": 0, "paths": 0, "labels": 0, "limits": 0, "progress": 0,
+    "threads": 0,
     # 1: the model, its data and its checks
     "lsnet": 1, "ska": 1, "preprocess": 1, "spec": 1, "io_wrappers": 1, "synthetic": 1,
     "flops": 1, "checkpoint": 1, "zoo": 1, "reparam": 1, "channels_last": 1, "portable": 1, "metadata": 1,
