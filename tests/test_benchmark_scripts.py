@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from lsnet_deploy.bench.environment import cpu_name
 
@@ -197,3 +198,28 @@ def test_formulations() -> None:
         "shipped", "ska_onehot_conv", "se_global_pool", "ffn_matmul"]
     assert rows[0]["vs baseline"] == "baseline"
     assert all(number(r["median ms"]) > 0 for r in rows)
+
+
+def test_ska_int8_forms() -> None:
+    """Both SKA forms are exported, validated and scored for each family (the candidate is
+    checked equal to the shipped SKA before anything is exported)."""
+    markdown = run_script("ska_int8_forms", "--variants", "test_lsnet", "--img-size", "96",
+                          "--families", "random")
+    _caption, header, rows = parse_table(markdown)
+    assert header in (REPO / "docs" / "int8.md").read_text(), "docs/int8.md has other columns"
+    assert [(r["SKA form"], r["requantized per SKA"]) for r in rows] == [
+        ("chained adds (shipped)", "17"), ("one reduction", "2")]
+    assert all(0.5 < number(r["mean cos"]) <= 1.0 for r in rows)
+
+
+def test_one_reduction_ska_is_the_shipped_function() -> None:
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from ska_int8_forms import check_equal, one_reduction
+
+    check_equal()  # raises if the candidate computes something else
+    from lsnet_deploy.portable import SKAPortable
+
+    bn = torch.nn.BatchNorm2d(16).eval()
+    ska = SKAPortable(16, 2, (5, 6), bn)
+    x, w = torch.randn(1, 16, 5, 6), torch.randn(1, 9, 2, 30)
+    assert not torch.allclose(one_reduction(ska, x, w), one_reduction(ska, x, w.flip(1)))
