@@ -167,6 +167,50 @@ def test_w8a8(tiny_ckpt: Path, out_dir: Path) -> None:
     assert "LinearQuantizer" in info["method"] and "macOS" in info["linear_quantize_activations"]
 
 
+def _quantize_ops(path: Path) -> list[Any]:
+    spec = _spec(path)
+    main = spec.mlProgram.functions["main"]
+    return [op for op in main.block_specializations[main.opset].operations
+            if op.type == "quantize"]
+
+
+def test_w8a8_affine_scheme(tiny_ckpt: Path, out_dir: Path) -> None:
+    """``--w8a8-scheme affine``: activations get zero points (a full 8 bits for one-signed
+    tensors); a file name of its own, the scheme in the sidecar, validated like W8A8."""
+    [art] = _export(tiny_ckpt, out_dir, precision="w8a8", w8a8_scheme="affine", min_cosine=0.95)
+    assert art.passed and art.path.name == f"{TINY}_{TINY_SIZE}_w8a8_affine.mlpackage"
+    assert art.export_info["w8a8"]["scheme"] == "affine"
+    assert "affine int8" in art.export_info["w8a8"]["method"]
+    ops = _quantize_ops(art.path)
+    with_zero = [op for op in ops if "zero_point" in op.inputs]
+    # symmetric: only the uint8 (all-positive) tensors carry a zero point (2 of 168 here)
+    assert ops and len(with_zero) > len(ops) / 2, (len(with_zero), len(ops))
+    assert 0.95 <= art.validation["mean_cosine"] < 0.99999
+    side = read_sidecar(art.path)
+    assert side is not None and side["export"]["w8a8"]["scheme"] == "affine"
+
+
+@pytest.mark.parametrize(("kw", "message"), [
+    ({"precision": "int8", "w8a8_scheme": "affine"}, "--w8a8-scheme applies to --w8a8, not int8"),
+    ({"precision": "w8a8", "w8a8_scheme": "asymmetric"}, "--w8a8-scheme asymmetric: choose"),
+])
+def test_w8a8_scheme_is_checked(tiny_ckpt: Path, tmp_path: Path, kw: dict[str, Any],
+                                message: str) -> None:
+    with pytest.raises(UnsupportedOptionError, match=message):
+        _export(tiny_ckpt, tmp_path, **kw)
+    assert list(tmp_path.rglob("*.mlpackage")) == []
+
+
+def test_w8a8_scheme_is_coreml_only(tiny_ckpt: Path, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(UnsupportedOptionError, match="--w8a8-scheme applies to CoreML, not"):
+        export(TINY, "onnx", weights=tiny_ckpt, img_size=TINY_SIZE, output_dir=tmp_path,
+               precision="int8", w8a8_scheme="affine")
+    code, _, err = run_main(["export", "--test-model", TINY, "--format", "coreml",
+                             "--w8a8-scheme", "bogus", "-o", str(tmp_path)], capsys)
+    assert code == 2 and "bogus" in err and "Traceback" not in err
+
+
 def test_w8a8_gate_fails_loudly(tiny_ckpt: Path, tmp_path: Path) -> None:
     with pytest.raises(ValidationFailedError, match="--int8 .8-bit weights"):
         _export(tiny_ckpt, tmp_path, precision="w8a8", min_cosine=0.99999)

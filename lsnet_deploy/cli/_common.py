@@ -42,7 +42,7 @@ from rich.text import Text
 from ..api import list_variants
 from ..errors import UnsupportedOptionError
 from ..exporters import format_names
-from ..exporters.coreml import COMPUTE_UNITS
+from ..exporters.coreml import COMPUTE_UNITS, W8A8_SCHEMES
 from ..exporters.coreml_checks import IOS_SPEC_VERSION
 from ..exporters.tflite import IO_TYPES
 from ..peers import peer_names
@@ -62,6 +62,7 @@ __all__ = [
     "ImgSizeOpt",
     "IoType",
     "IosTarget",
+    "W8a8Scheme",
     "JsonOpt",
     "Layout",
     "ModelOpt",
@@ -114,6 +115,7 @@ ComputeUnits = _choices("ComputeUnits", COMPUTE_UNITS)
 IoType = _choices("IoType", IO_TYPES)
 """TFLite INT8 boundary tensor types."""
 IosTarget = _choices("IosTarget", tuple(str(v) for v in IOS_SPEC_VERSION))
+W8a8Scheme = _choices("W8a8Scheme", W8A8_SCHEMES)
 """CoreML minimum deployment targets."""
 CalibMethod = _choices("CalibMethod", CALIB_METHODS)
 """Calibration range methods."""

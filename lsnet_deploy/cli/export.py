@@ -34,6 +34,7 @@ from ._common import (
     SensitivityFormat,
     TestModelOpt,
     ValOpt,
+    W8a8Scheme,
     WeightsOpt,
     WorkProgress,
     choose_model,
@@ -73,6 +74,9 @@ ClassifierOpt = Annotated[bool | None, typer.Option(
     show_default=False)]
 IosOpt = Annotated[IosTarget | None, typer.Option(
     "--ios", help="CoreML minimum deployment target (default 17).")]
+W8a8SchemeOpt = Annotated[W8a8Scheme | None, typer.Option(
+    "--w8a8-scheme", help="CoreML --w8a8: symmetric int8 (default; Apple's scheme for the "
+    "Neural Engine) or affine (zero points: higher fidelity, Neural Engine speed unmeasured).")]
 OpsetOpt = Annotated[int | None, typer.Option("--opset", help="ONNX opset (default 18).")]
 OrtOpt = Annotated[bool, typer.Option(
     "--ort", help="ONNX: also write the ONNX Runtime Mobile .ort file and its "
@@ -133,6 +137,7 @@ def export_cmd(
     image_input: ImageInputOpt = None,
     classifier: ClassifierOpt = None,
     ios: IosOpt = None,
+    w8a8_scheme: W8a8SchemeOpt = None,
     opset: OpsetOpt = None,
     ort: OrtOpt = False,
     int8_int16: Int8Int16Opt = None,
@@ -163,6 +168,7 @@ def export_cmd(
         min_cosine=min_cosine, int8_exclude=int8_exclude or (),
         layout=layout.value if layout else None, io=io.value if io else None,
         ios=int(ios.value) if ios else None, classifier=classifier, ort=ort or None,
+        w8a8_scheme=w8a8_scheme.value if w8a8_scheme else None,
         int8_int16=tuple(int8_int16) if int8_int16 else None, equalize=equalize,
         output_dir=output_dir, force=force)
     failed: ValidationFailedError | None = None

@@ -39,9 +39,8 @@ import platform
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -56,8 +55,6 @@ from .base import (
     Exporter,
     ExportResult,
     ExportTask,
-    FormatOptions,
-    NameParts,
     OutputKind,
     Precision,
     Runner,
@@ -73,13 +70,16 @@ from .coreml_checks import (
     structural_summary,
 )
 from .coreml_checks import require_coremltools as _require
+from .coreml_options import DEFAULT_IOS, W8A8_SCHEMES, CoremlOptions
 from .session import Session, random_input
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "COMPUTE_UNITS",
+    "DEFAULT_IOS",
     "IOS_SPEC_VERSION",
+    "W8A8_SCHEMES",
     "CoremlExporter",
     "CoremlOptions",
     "can_run_coreml",
@@ -91,49 +91,8 @@ __all__ = [
 COMPUTE_UNITS = ("CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE", "ALL")
 """Core ML compute units (``coremltools.ComputeUnit`` names)."""
 
-DEFAULT_IOS = 17
 AUTHOR = "lsnet-deploy (LSNet by Ao Wang, Hui Chen, Zijia Lin, Jungong Han, Guiguang Ding)"
 LICENSE = "MIT (LSNet code and official weights)"
-
-
-@dataclass(frozen=True)
-class CoremlOptions(FormatOptions):
-    """CoreML's own options: the minimum deployment target (``None``: iOS 17) and whether the
-    model is a classifier (``None``: yes for 1000-class models)."""
-
-    owner: ClassVar[str] = "CoreML"
-    ios: int | None = field(default=None, metadata={"flag": "--ios"})
-    classifier: bool | None = field(default=None, metadata={"flag": "--classifier"})
-
-    @property
-    def ios_target(self) -> int:
-        return self.ios if self.ios is not None else DEFAULT_IOS
-
-    def is_classifier(self, num_classes: int) -> bool:
-        return self.classifier if self.classifier is not None else num_classes == 1000
-
-    def check(self, precision: Precision) -> None:
-        if self.ios_target not in IOS_SPEC_VERSION:
-            raise UnsupportedOptionError(
-                f"--ios {self.ios}: supported {', '.join(map(str, IOS_SPEC_VERSION))}")
-
-    def refuse_for(self, format_name: str, precision: Precision) -> None:
-        if self.classifier:  # --logits is what every other format gives anyway
-            raise UnsupportedOptionError(
-                f"--classifier applies to CoreML and TFLite, not {format_name}")
-        if self.ios is not None:
-            raise UnsupportedOptionError(f"--ios applies to CoreML, not {format_name}")
-
-    def name_parts(self, precision: Precision, num_classes: int) -> NameParts:
-        extra = ""
-        if self.is_classifier(num_classes) != (num_classes == 1000):
-            extra += "_cls" if self.is_classifier(num_classes) else "_logits"
-        if self.ios_target != DEFAULT_IOS:
-            extra += f"_ios{self.ios_target}"
-        return NameParts(extra=extra)
-
-    def output_names(self, num_classes: int) -> tuple[str, ...] | None:
-        return ("classLabel", "classLabel_probs") if self.is_classifier(num_classes) else None
 
 
 def can_run_coreml() -> bool:
@@ -251,7 +210,7 @@ class CoremlExporter(Exporter):
     def _w8a8(self, model: nn.Module, spec: IOSpec, task: ExportTask,
               classifier: bool) -> tuple[Any, dict[str, Any]]:
         """Calibrate int8 weights + activations in PyTorch with coremltools' LinearQuantizer
-        (fake quantization, symmetric), report its fidelity against the reference logits, and
+        (fake quantization, symmetric or ``--w8a8-scheme affine``), report its fidelity against the reference logits, and
         return the finalized model traced with ``torch.jit.trace`` (``torch.export`` does not
         take the quantized model) for conversion."""
         from coremltools.optimize.torch.quantization import (
@@ -275,8 +234,9 @@ class CoremlExporter(Exporter):
         calib = calibration.images
         # observers run from step 0 and are never frozen: pure post-training calibration; min/max
         # activation observers (the default moving average barely moves off the first image)
+        fmt = options.format if isinstance(options.format, CoremlOptions) else CoremlOptions()
         config = LinearQuantizerConfig(global_config=ModuleLinearQuantizerConfig(
-            quantization_scheme="symmetric", activation_observer="min_max",
+            quantization_scheme=fmt.scheme, activation_observer="min_max",
             milestones=[0, 10**9, 10**9, 0]))
         quantizer = LinearQuantizer(base.eval(), config)
         prepared = quantizer.prepare(example_inputs=(prepare_input(calib[:1]),), inplace=True)
@@ -288,8 +248,9 @@ class CoremlExporter(Exporter):
         prepared.eval()
         final = quantizer.finalize(inplace=True).eval()
         info: dict[str, Any] = {
-            "method": "coremltools.optimize.torch LinearQuantizer (symmetric int8 weights and "
-                      "activations), calibrated in PyTorch",
+            "method": f"coremltools.optimize.torch LinearQuantizer ({fmt.scheme} int8 weights "
+                      "and activations), calibrated in PyTorch",
+            "scheme": fmt.scheme,
             "calibration_source": calibration.source,
             "linear_quantize_activations": "not used: it calibrates by running the Core ML "
                                            "model, which only macOS can do",

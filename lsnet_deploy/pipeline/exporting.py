@@ -71,6 +71,7 @@ def export(
     ios: int | None = None,
     classifier: bool | None = None,
     ort: bool | None = None,
+    w8a8_scheme: str | None = None,
     int8_int16: Sequence[str] | None = None,
     equalize: bool = True,
     output_dir: Path | None = None,
@@ -87,7 +88,8 @@ def export(
     NHWC). ``int8_exclude``: op groups or node names kept in float, ``["auto"]`` to search
     them until ``min_cosine``. Format options: ``opset`` (ONNX), ``io`` (TFLite INT8 boundary
     type), ``ort`` (ONNX: also the ``.ort`` file), ``int8_int16`` (ONNX INT8: op groups whose
-    activations are int16, w8a16), ``ios`` (CoreML) and ``classifier``
+    activations are int16, w8a16), ``ios`` and ``w8a8_scheme`` (CoreML W8A8:
+    ``"symmetric"`` by default, or ``"affine"``) and ``classifier``
     (CoreML and TFLite: probabilities, or ``False`` for logits). ``val_size``: validate on
     at most that many of the held-out photos (faster checks). ``equalize``: INT8 and W8A8
     quantize an exactly equalized copy of the fused model (``False``: the fused model as is).
@@ -103,6 +105,7 @@ def export(
         calib_size=calib_size, calib_method=calib_method, val=val, val_size=val_size,
         min_cosine=min_cosine, int8_exclude=tuple(int8_exclude), layout=layout, io=io, ios=ios,
         classifier=classifier, ort=ort, int8_int16=tuple(int8_int16) if int8_int16 else None,
+        w8a8_scheme=w8a8_scheme,
         equalize=equalize, output_dir=output_dir, force=force)
     return run_export(request, progress)
 
