@@ -32,7 +32,7 @@ def test_cli_prints_a_bad_budget_in_one_line(monkeypatch: pytest.MonkeyPatch,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv(ENV, "many")
     code, _, err = run_main(["models"], capsys)
-    assert code != 0 and "LSNET_DEPLOY_THREADS='many'" in err and "Traceback" not in err
+    assert code == 2 and "LSNET_DEPLOY_THREADS='many'" in err and "Traceback" not in err
 
 
 def test_torch_and_onnx_runtime_take_the_budget(monkeypatch: pytest.MonkeyPatch,
