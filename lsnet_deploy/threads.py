@@ -5,15 +5,16 @@ thread pool to the machine by default. That is the fastest choice when one expor
 machine. When several processes share the cores (a build farm running jobs side by side,
 pytest-xdist workers), every pool spins for cores the others hold, and the small ops of INT8
 calibration (one observer per activation, hundreds per image) get many times slower: two
-concurrent TFLite INT8 exports of the test model took 3 min each with the default pools and
-under 1 min each with one thread (docs/decisions.md, "Thread budget").
+concurrent TFLite INT8 exports of the test model took 80 s each with the default pools and
+47 s each with one thread (docs/decisions.md, "Thread budget").
 
 ``LSNET_DEPLOY_THREADS=N`` (a positive integer) caps that work at N threads:
 
 - PyTorch's intra-op pool (``torch.set_num_threads``), set when a CLI command starts
   (:func:`apply_to_torch`; Python API users call it, or ``torch.set_num_threads``, themselves);
-- the ONNX Runtime sessions and LiteRT interpreters that validate artifacts and compare them
-  (:func:`default_threads`, the thread count when the caller names none).
+- the ONNX Runtime sessions, LiteRT interpreters and ExecuTorch's thread pool that validate
+  artifacts and compare them (:func:`default_threads`, the thread count when the caller names
+  none); :func:`lsnet_deploy.pipeline.run_export` checks the value before any work.
 
 Benchmarks are not affected: ``bench`` times the thread counts it is given (``--threads``).
 Unset (the default): every library keeps its own default.

@@ -11,7 +11,8 @@ from pathlib import Path
 def _thread_budget() -> int | None:
     """Threads per pytest-xdist worker: the cores shared out, at least 1 (``None``: not a
     worker). Every pool sized to the whole machine in every worker makes the pools spin for
-    each other's cores: the suite ran 1.7x slower (docs/decisions.md, "Thread budget")."""
+    each other's cores: the suite took 75 min instead of 21-24 (docs/decisions.md, "Thread
+    budget")."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
     if not os.environ.get("PYTEST_XDIST_WORKER") or workers < 1:
         return None
@@ -26,13 +27,14 @@ if _BUDGET is not None:  # before torch's import; inherited by the CLI subproces
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-if _BUDGET is not None:  # torch may already be imported by a plugin
-    torch.set_num_threads(int(os.environ["LSNET_DEPLOY_THREADS"]))
-
 from lsnet_deploy.lsnet import LSNet, build_lsnet  # noqa: E402
 from lsnet_deploy.paths import calibration_dir  # noqa: E402
 from lsnet_deploy.preprocess import Preprocess, load_folder  # noqa: E402
 from lsnet_deploy.synthetic import init_trained_looking  # noqa: E402
+from lsnet_deploy.threads import default_threads  # noqa: E402
+
+if _BUDGET is not None:  # torch may already be imported by a plugin; a budget the user set wins
+    torch.set_num_threads(default_threads() or _BUDGET)
 
 REPO = Path(__file__).resolve().parent.parent
 OFFICIAL = ["lsnet_t", "lsnet_t_distill", "lsnet_s", "lsnet_s_distill", "lsnet_b", "lsnet_b_distill"]

@@ -157,7 +157,7 @@ def test_whole_real_variant(variant: str, real_images: torch.Tensor) -> None:
     report = reparameterize(model, real_images)
     # float rounding of the fused sums: about 1e-5 of the largest logit (up to 20); the order
     # of the sums, so the rounding, changes with the thread count (B, 1 thread: 1.6e-5 of 13.6)
-    bound = 2.5e-5 * float(ref.detach().abs().max())
+    bound = max(2.5e-5 * float(ref.detach().abs().max()), 5e-5)
     assert report.max_abs_diff is not None and report.max_abs_diff <= bound
     leftovers = remaining_batchnorms(model)
     assert leftovers and all(n.endswith(".mixer.bn") for n in leftovers)

@@ -51,3 +51,29 @@ def test_torch_and_onnx_runtime_take_the_budget(monkeypatch: pytest.MonkeyPatch,
     assert _load(path, 2).get_session_options().intra_op_num_threads == 2  # named: kept
     monkeypatch.delenv(ENV)
     assert _load(path, None).get_session_options().intra_op_num_threads == 0  # ORT's default
+
+
+def test_an_export_refuses_a_bad_budget_before_any_work(monkeypatch: pytest.MonkeyPatch,
+                                                        tmp_path: Path) -> None:
+    from lsnet_deploy.pipeline import export
+
+    monkeypatch.setenv(ENV, "0")
+    with pytest.raises(UnsupportedOptionError, match="positive number of threads"):
+        export("test_lsnet", "onnx", weights="random", img_size=128, output_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_executorch_pool_takes_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    from executorch.extension.pybindings import portable_lib
+
+    from lsnet_deploy.exporters.executorch import _set_threads
+
+    before = portable_lib._threadpool_get_thread_count()
+    try:
+        monkeypatch.setenv(ENV, "1")
+        _set_threads(2)
+        assert portable_lib._threadpool_get_thread_count() == 2  # named: kept
+        _set_threads(None)
+        assert portable_lib._threadpool_get_thread_count() == 1  # the budget
+    finally:
+        _set_threads(before)

@@ -84,7 +84,8 @@ def collect_environment(threads: list[int] | None = None, **settings: Any) -> di
         "versions": tool_versions(_RUNTIME_PACKAGES),
         "threads": threads,
         "torch_default_threads": torch.get_num_threads(),
-        "thread_env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+        "thread_env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                                                  "LSNET_DEPLOY_THREADS")
                        if k in os.environ},
         "load_avg_before": load_average(),
         "settings": settings,

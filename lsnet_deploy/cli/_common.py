@@ -115,8 +115,9 @@ ComputeUnits = _choices("ComputeUnits", COMPUTE_UNITS)
 IoType = _choices("IoType", IO_TYPES)
 """TFLite INT8 boundary tensor types."""
 IosTarget = _choices("IosTarget", tuple(str(v) for v in IOS_SPEC_VERSION))
-W8a8Scheme = _choices("W8a8Scheme", W8A8_SCHEMES)
 """CoreML minimum deployment targets."""
+W8a8Scheme = _choices("W8a8Scheme", W8A8_SCHEMES)
+"""CoreML W8A8 quantization schemes."""
 CalibMethod = _choices("CalibMethod", CALIB_METHODS)
 """Calibration range methods."""
 Layout = _choices("Layout", ("nchw", "nhwc"))

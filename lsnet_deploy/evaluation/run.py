@@ -103,7 +103,8 @@ def evaluate(
             theirs, and a different one is refused).
         limit: score at most this many images (a round-robin spread over the classes).
         batch: images per chunk (decoded, run, then dropped).
-        threads: threads of the artifacts' runtimes (default: theirs).
+        threads: threads of the artifacts' runtimes (default: the ``LSNET_DEPLOY_THREADS``
+            budget, else theirs).
         progress: "evaluating k/n" steps (:mod:`lsnet_deploy.progress`).
 
     Raises:

@@ -210,8 +210,8 @@ class CoremlExporter(Exporter):
     def _w8a8(self, model: nn.Module, spec: IOSpec, task: ExportTask,
               classifier: bool) -> tuple[Any, dict[str, Any]]:
         """Calibrate int8 weights + activations in PyTorch with coremltools' LinearQuantizer
-        (fake quantization, symmetric or ``--w8a8-scheme affine``), report its fidelity against the reference logits, and
-        return the finalized model traced with ``torch.jit.trace`` (``torch.export`` does not
+        (fake quantization, symmetric or ``--w8a8-scheme affine``), report its fidelity against
+        the reference logits, and return the finalized model traced with ``torch.jit.trace`` (``torch.export`` does not
         take the quantized model) for conversion."""
         from coremltools.optimize.torch.quantization import (
             LinearQuantizer,

@@ -67,6 +67,7 @@ from ..errors import (
 from ..metadata import from_native, to_native
 from ..portable import GroupNormRank4
 from ..spec import IOSpec
+from ..threads import default_threads
 from .base import Capabilities, Exporter, ExportResult, ExportTask, Runner
 from .inputs import batched, calibration_inputs, example_input, graph_model
 from .session import Session, native_stderr_silenced, random_input
@@ -327,10 +328,11 @@ def _runtime_program(source: Path | bytes, path: Path) -> Any:
 
 
 def _set_threads(threads: int | None) -> None:
-    """Reset XNNPACK's process-wide thread pool to ``threads`` (``None``: one per core)."""
+    """Reset XNNPACK's process-wide thread pool to ``threads`` (``None``: the
+    ``LSNET_DEPLOY_THREADS`` budget, else one per core)."""
     from executorch.extension.pybindings import portable_lib
 
-    wanted = threads or os.cpu_count() or 1
+    wanted = threads or default_threads() or os.cpu_count() or 1
     if portable_lib._threadpool_get_thread_count() != wanted:
         with native_stderr_silenced():  # it prints the new size on stderr
             portable_lib._unsafe_reset_threadpool(wanted)

@@ -384,6 +384,7 @@ class TfliteExporter(Exporter):
 
     def runner(self, path: Path, threads: int | None = None,
                accelerator: str | None = None) -> Runner:
+        threads = threads or default_threads()  # a bad budget: its own error, not "cannot load"
         try:
             interp = _interpreter(path, threads)
             interp.allocate_tensors()

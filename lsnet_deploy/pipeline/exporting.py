@@ -35,6 +35,7 @@ from ..preprocess import Preprocess
 from ..progress import counted
 from ..quantize.prepare import prepare_for_int8
 from ..reparam import is_reparameterized, reparameterize
+from ..threads import default_threads
 from .images import ImageSplit, split_images
 from .plan import ExportJob, check_destinations, plan
 from .publish import Artifact, Progress, Provenance, publish
@@ -113,6 +114,7 @@ def export(
 def run_export(request: ExportRequest, progress: Progress | None = None) -> list[Artifact]:
     """Run the steps of the module docstring for ``request``."""
     say = progress or (lambda _msg: None)
+    default_threads()  # a bad LSNET_DEPLOY_THREADS is refused before any work
     # 1. Plan: options checked, artifacts named, existing ones refused, before any work
     jobs = plan(request)
     # 2. The output folders: writable, interrupted exports recovered, destinations re-checked
