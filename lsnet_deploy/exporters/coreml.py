@@ -181,7 +181,7 @@ class CoremlExporter(Exporter):
         info: dict[str, Any] = {}
         try:
             if options.precision == "w8a8":
-                source, info["w8a8"] = self._w8a8(model, spec, task, classifier)
+                source, info["w8a8"] = self._w8a8(model, spec, task, classifier, fmt.scheme)
             else:
                 with torch.no_grad():
                     source = torch.export.export(module.eval(), (torch.randn(shape),)
@@ -208,11 +208,12 @@ class CoremlExporter(Exporter):
             metadata={**features, "output_kind": "probabilities" if classifier else "logits"})
 
     def _w8a8(self, model: nn.Module, spec: IOSpec, task: ExportTask,
-              classifier: bool) -> tuple[Any, dict[str, Any]]:
+              classifier: bool, scheme: str) -> tuple[Any, dict[str, Any]]:
         """Calibrate int8 weights + activations in PyTorch with coremltools' LinearQuantizer
-        (fake quantization, symmetric or ``--w8a8-scheme affine``), report its fidelity against
-        the reference logits, and return the finalized model traced with ``torch.jit.trace`` (``torch.export`` does not
-        take the quantized model) for conversion."""
+        (fake quantization, ``scheme``: ``symmetric`` or ``affine``), report its fidelity
+        against the reference logits, and return the finalized model traced with
+        ``torch.jit.trace`` (``torch.export`` does not take the quantized model) for
+        conversion."""
         from coremltools.optimize.torch.quantization import (
             LinearQuantizer,
             LinearQuantizerConfig,
@@ -234,9 +235,8 @@ class CoremlExporter(Exporter):
         calib = calibration.images
         # observers run from step 0 and are never frozen: pure post-training calibration; min/max
         # activation observers (the default moving average barely moves off the first image)
-        fmt = options.format if isinstance(options.format, CoremlOptions) else CoremlOptions()
         config = LinearQuantizerConfig(global_config=ModuleLinearQuantizerConfig(
-            quantization_scheme=fmt.scheme, activation_observer="min_max",
+            quantization_scheme=scheme, activation_observer="min_max",
             milestones=[0, 10**9, 10**9, 0]))
         quantizer = LinearQuantizer(base.eval(), config)
         prepared = quantizer.prepare(example_inputs=(prepare_input(calib[:1]),), inplace=True)
@@ -248,9 +248,9 @@ class CoremlExporter(Exporter):
         prepared.eval()
         final = quantizer.finalize(inplace=True).eval()
         info: dict[str, Any] = {
-            "method": f"coremltools.optimize.torch LinearQuantizer ({fmt.scheme} int8 weights "
+            "method": f"coremltools.optimize.torch LinearQuantizer ({scheme} int8 weights "
                       "and activations), calibrated in PyTorch",
-            "scheme": fmt.scheme,
+            "scheme": scheme,
             "calibration_source": calibration.source,
             "linear_quantize_activations": "not used: it calibrates by running the Core ML "
                                            "model, which only macOS can do",
