@@ -4,7 +4,8 @@ on both synthetic weight families, against the issue's goals.
 Usage (from the repository root)::
 
     .venv/bin/python benchmarks/int8_acceptance.py [--variants lsnet_t lsnet_s lsnet_b]
-        [--families random random-outliers] [--formats onnx tflite coreml]
+        [--families random random-outliers] [--formats onnx tflite coreml
+         tflite-16x8 coreml-affine]
         [--rounds 6] [--calls 15] [--no-equalize] [--out FILE.md]
 
 For every variant, weight family and format it exports fp32 and full-integer INT8 (Core ML:
@@ -16,7 +17,9 @@ INT8 on 1 thread, **interleaved** (``ab_latency.measure``: the same runtime load
 ``lsnet-deploy bench``), and reports the median ms of each and their ratio.
 
 Core ML's cosine is the saved ML Program run by lsnet-deploy's reference executor (Apple's
-runtime needs macOS), so Core ML has no time on Linux.
+runtime needs macOS), so Core ML has no time on Linux. Two formats are opt-in:
+``tflite-16x8`` (``--int8-int16 all``: int16 activations, timed like the others, in LiteRT's
+reference kernels) and ``coreml-affine`` (``--w8a8-scheme affine``).
 
 The goals (issue 13): mean cosine >= 0.99, min >= 0.98, top-1 agreement >= 95%, INT8 >= 1.8x
 faster than fp32 on 1 thread (ONNX Runtime and LiteRT). The last column says which are met.
@@ -49,16 +52,25 @@ import lsnet_deploy
 
 COLUMNS = ["variant", "weights", "format", "INT8 mean cos", "min cos", "top-1 agree",
            "INT8 MB", "fp32 MB", "fp32 ms", "INT8 ms", "speed-up", "goals met"]
-TIMED = ("onnx", "tflite")
-LOW = {"coreml": "w8a8"}
+FORMATS: dict[str, tuple[str, str, dict[str, object]]] = {
+    "onnx": ("onnx", "int8", {}),
+    "tflite": ("tflite", "int8", {}),
+    "coreml": ("coreml", "w8a8", {}),
+    "tflite-16x8": ("tflite", "int8", {"int8_int16": ["all"]}),
+    "coreml-affine": ("coreml", "w8a8", {"w8a8_scheme": "affine"}),
+}
+"""Table format -> (lsnet-deploy format, reduced precision, its export options)."""
+LABELS = {"coreml": "coreml (w8a8)", "coreml-affine": "coreml (w8a8, affine)",
+          "tflite-16x8": "tflite (16x8)"}
+TIMED = ("onnx", "tflite", "tflite-16x8")
 
 
 def _export(variant: str, weights: str, fmt: str, precision: str, out: Path, img_size: int,
-            equalize: bool) -> lsnet_deploy.Artifact:
+            equalize: bool, **options: object) -> lsnet_deploy.Artifact:
     [art] = lsnet_deploy.export(variant, fmt, weights=weights, precision=precision,
                                 img_size=img_size, output_dir=out,
                                 min_cosine=None if precision == "fp32" else 0.0,
-                                equalize=equalize)
+                                equalize=equalize, **options)  # type: ignore[arg-type]
     return art
 
 
@@ -73,10 +85,11 @@ def _goals(mean: float, low: float, top1: float, speedup: float | None) -> str:
 def _row(variant: str, family: str, fmt: str, out: Path, img_size: int, rounds: int,
          calls: int, equalize: bool) -> list[str]:
     weights = weights_for(family, variant)
-    fp32 = _export(variant, weights, fmt, "fp32" if fmt != "coreml" else "fp16",
+    target, precision, options = FORMATS[fmt]
+    fp32 = _export(variant, weights, target, "fp32" if target != "coreml" else "fp16",
                    out / "fp32", img_size, equalize)
-    low = _export(variant, weights, fmt, LOW.get(fmt, "int8"), out / "int8", img_size,
-                  equalize)
+    low = _export(variant, weights, target, precision, out / "int8", img_size, equalize,
+                  **options)
     v = low.validation
     fp32_ms = int8_ms = speedup = None
     if fmt in TIMED:
@@ -85,10 +98,10 @@ def _row(variant: str, family: str, fmt: str, out: Path, img_size: int, rounds: 
         speedup = statistics.median(x / y for x, y in zip(a.round_medians, b.round_medians,
                                                            strict=True))
     ms = (lambda t: "-" if t is None else f"{t:.1f}")
-    row = [variant, family, fmt if fmt != "coreml" else "coreml (w8a8)",
+    row = [variant, family, LABELS.get(fmt, fmt),
            f"{v['mean_cosine']:.4f}", f"{v['min_cosine']:.4f}", f"{v['top1_agreement']:.0%}",
            f"{low.size_bytes / 1e6:.1f}", f"{fp32.size_bytes / 1e6:.1f}"
-           + (" (fp16)" if fmt == "coreml" else ""), ms(fp32_ms), ms(int8_ms),
+           + (" (fp16)" if target == "coreml" else ""), ms(fp32_ms), ms(int8_ms),
            "-" if speedup is None else f"{speedup:.2f}x",
            _goals(v["mean_cosine"], v["min_cosine"], v["top1_agreement"], speedup)]
     progress(row)
@@ -102,7 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="synthetic weight families, used with --weights random "
                          "(default: %(default)s)")
     ap.add_argument("--formats", nargs="+", default=["onnx", "tflite", "coreml"],
-                    choices=["onnx", "tflite", "coreml"], help="(default: %(default)s)")
+                    choices=list(FORMATS), help="(default: %(default)s; tflite-16x8: "
+                    "--int8-int16 all, coreml-affine: --w8a8-scheme affine)")
     ap.add_argument("--rounds", type=int, default=6,
                     help="interleaved timing rounds (default: %(default)s)")
     ap.add_argument("--calls", type=int, default=15,

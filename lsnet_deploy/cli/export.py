@@ -82,9 +82,11 @@ OrtOpt = Annotated[bool, typer.Option(
     "--ort", help="ONNX: also write the ONNX Runtime Mobile .ort file and its "
     "required_operators.config.")]
 Int8Int16Opt = Annotated[list[str] | None, typer.Option(
-    "--int8-int16", help="ONNX INT8: op group (or node name) whose activations are int16 "
-    "instead of uint8 (w8a16; repeatable; 'all' for every activation). Higher fidelity; ONNX "
-    "Runtime's CPU provider runs those ops in float, slower than uint8.", show_default=False)]
+    "--int8-int16", help="INT8: op group (or node name) whose activations are int16 "
+    "instead of 8-bit (w8a16; repeatable; 'all' for every activation). ONNX takes groups; "
+    "TFLite takes 'all' (LiteRT's 16x8, through ai-edge-quantizer). Higher fidelity, for "
+    "accelerators with int16 kernels: on a CPU, ONNX Runtime runs those ops in float and "
+    "LiteRT in its reference kernels, slower than 8-bit.", show_default=False)]
 EqualizeOpt = Annotated[bool, typer.Option(
     "--equalize/--no-equalize", help="INT8 / W8A8: quantize an exactly channel-equalized copy "
     "of the fused model (residual stream, then conv pairs; float logits unchanged). "

@@ -129,6 +129,16 @@ class FormatOptions:
                 f"{self.owner}, not {format_name}"
             )
 
+    def check_exclude(self, precision: Precision, exclude: tuple[str, ...]) -> None:
+        """Refuse ``--int8-exclude`` (op groups kept in float; ``("auto",)`` included) where
+        these options cannot keep groups in float (nothing is refused by default)."""
+
+    def equalizes(self, precision: Precision) -> bool:
+        """Whether a calibrated export with these options quantizes the equalized copy of the
+        fused model (:func:`~lsnet_deploy.quantize.prepare.prepare_for_int8`; yes by
+        default, unless the request says ``equalize=False``)."""
+        return True
+
     def needs_reference(self, precision: Precision) -> bool:
         """Whether the export itself needs the held-out reference (``ExportData.reference``),
         e.g. to validate a companion file (ONNX's ``.ort``) before publishing."""

@@ -96,6 +96,12 @@ class OnnxOptions(FormatOptions):
             raise UnsupportedOptionError("--int8-int16 and --ort: ONNX Runtime Mobile's .ort "
                                          "has no int16 kernels; drop one of them")
 
+    def refuse_for(self, format_name: str, precision: Precision) -> None:
+        if self.int8_int16:  # TFLite takes it too (16x8), so the plan never asks TFLite
+            raise UnsupportedOptionError(
+                f"--int8-int16 applies to ONNX and TFLite, not {format_name}")
+        super().refuse_for(format_name, precision)
+
     def needs_reference(self, precision: Precision) -> bool:
         """The ``.ort`` is validated against PyTorch inside the export: it needs the
         held-out reference."""

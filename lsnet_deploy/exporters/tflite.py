@@ -33,11 +33,11 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -60,10 +60,7 @@ from .base import (
     ExportOptions,
     ExportResult,
     ExportTask,
-    FormatOptions,
-    NameParts,
     OutputKind,
-    Precision,
     ReferenceSet,
     Runner,
 )
@@ -88,6 +85,7 @@ from .tflite_metadata import (
     standard_metadata,
     write_standard_metadata,
 )
+from .tflite_options import IO_TYPES, TfliteOptions
 from .tflite_xnnpack import xnnpack_partitions
 
 if TYPE_CHECKING:
@@ -98,11 +96,6 @@ log = logging.getLogger(__name__)
 __all__ = ["IO_TYPES", "TfliteExporter", "TfliteOptions", "convertible_module",
            "tflite_quant_setup"]
 
-IO_TYPES = ("float32", "uint8", "int8")
-"""INT8 boundary tensor types (``--io``: the output and a tensor input; an image input is
-uint8 whatever the type); the first is the default."""
-FLOAT_IO = IO_TYPES[0]
-
 
 def _require() -> None:
     # litert-torch prints its own progress lines on *stdout* (it would corrupt --json);
@@ -110,69 +103,6 @@ def _require() -> None:
     os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     require("tflite", "ai_edge_litert", "litert_torch", "torchao", what="TFLite export")
-
-
-def _needs_int8(io: str) -> UnsupportedOptionError:
-    return UnsupportedOptionError(f"--io {io} needs --int8 (fp32/fp16 models have float32 "
-                                  "inputs and outputs)")
-
-
-@dataclass(frozen=True)
-class TfliteOptions(FormatOptions):
-    """TFLite's own options: the INT8 boundary tensor type (``None``: ``float32``) and the
-    classifier head."""
-
-    owner: ClassVar[str] = "TFLite"
-    io: str | None = field(default=None, metadata={"flag": "--io"})
-    classifier: bool | None = field(default=None, metadata={"flag": "--classifier"})
-    """Softmax probabilities (``None``: yes for 1000-class models with float32 outputs) or raw
-    logits (``--logits``); shared with CoreML."""
-
-    @property
-    def io_type(self) -> str:
-        return self.io if self.io is not None else FLOAT_IO
-
-    def _default_classifier(self, num_classes: int) -> bool:
-        # quantized outputs (--io uint8/int8) are the raw integer forms: logits
-        return num_classes == 1000 and self.io_type == FLOAT_IO
-
-    def is_classifier(self, num_classes: int) -> bool:
-        return (self.classifier if self.classifier is not None
-                else self._default_classifier(num_classes))
-
-    def check(self, precision: Precision) -> None:
-        if self.io is None:
-            return
-        if precision != "int8" and self.io != FLOAT_IO:
-            raise _needs_int8(self.io)
-        if precision == "int8" and self.io not in IO_TYPES:
-            raise UnsupportedOptionError(
-                f"tflite INT8 export supports --io {', '.join(IO_TYPES)}, not {self.io}")
-        if self.classifier and self.io != FLOAT_IO:
-            raise UnsupportedOptionError(
-                f"--classifier gives float32 probabilities; --io {self.io} outputs quantized "
-                "logits (drop --classifier, or --io for the float32 probabilities)")
-
-    def refuse_for(self, format_name: str, precision: Precision) -> None:
-        if self.classifier:  # --logits is what every other format gives anyway
-            raise UnsupportedOptionError(
-                f"--classifier applies to CoreML and TFLite, not {format_name}")
-        if self.io is None or self.io == FLOAT_IO:  # every other format is float at the edge
-            return
-        if precision != "int8":
-            raise _needs_int8(self.io)
-        raise UnsupportedOptionError(
-            f"{format_name} INT8 export supports --io float32, not {self.io}")
-
-    def name_parts(self, precision: Precision, num_classes: int) -> NameParts:
-        extra = ""
-        if self.is_classifier(num_classes) != self._default_classifier(num_classes):
-            extra = "_cls" if self.is_classifier(num_classes) else "_logits"
-        io = self.io if precision == "int8" and self.io_type != FLOAT_IO else None
-        return NameParts(extra=extra, io=io)
-
-    def output_names(self, num_classes: int) -> tuple[str, ...] | None:
-        return ("probabilities",) if self.is_classifier(num_classes) else None
 
 
 def convertible_module(model: torch.nn.Module, spec: IOSpec) -> torch.nn.Module:
@@ -303,11 +233,14 @@ class TfliteExporter(Exporter):
 
                 edge = litert_torch.convert(module, (example,),
                                             quant_config=quant_recipes.full_fp16_recipe())
+            elif options.precision == "int8" and _a16(options):
+                edge, meta["int8"] = None, self._a16(module, spec, example, task, out)
             elif options.precision == "int8":
                 edge, meta["int8"] = self._int8(module, spec, example, task)
             else:
                 raise UnsupportedOptionError(f"TFLite export does not support {options.precision}")
-            edge.export(str(out))
+            if edge is not None:
+                edge.export(str(out))
         except (UnsupportedOptionError, ExportError, MissingDependencyError):
             raise
         except Exception as e:
@@ -367,6 +300,31 @@ class TfliteExporter(Exporter):
         edge = litert_torch.convert(gm, (example,),
                                     quant_config=QuantConfig(pt2e_quantizer=quantizer))
         return edge, info
+
+    def _a16(self, module: torch.nn.Module, spec: IOSpec, example: torch.Tensor,
+             task: ExportTask, out: Path) -> dict[str, Any]:
+        """16x8 (:mod:`~lsnet_deploy.quantize.tflite_16x8`): the float file of ``module``,
+        quantized by ai-edge-quantizer into ``out``. Returns the sidecar's ``export.int8``."""
+        import litert_torch
+
+        from ..quantize.tflite_16x8 import quantize_16x8
+
+        calibration = task.data.calibration
+        if calibration is None:
+            raise UnsupportedOptionError("INT8 export needs calibration images (--calib DIR)")
+        if calibration.method != "minmax":
+            raise UnsupportedOptionError("TFLite 16x8 calibrates with the running min/max of "
+                                         "every tensor; --calib-method applies to ONNX only")
+        calib = batched(_to_torch(calibration.images, spec), int(example.shape[0]))
+        with tempfile.TemporaryDirectory(prefix="lsnet-deploy-16x8-") as tmp:
+            float_path = Path(tmp) / "float.tflite"
+            litert_torch.convert(module, (example,)).export(str(float_path))
+            info = quantize_16x8(float_path, out, [x.numpy() for x in calib],
+                                 default_threads(), task.progress)
+        log.warning("%s: 16x8 has no XNNPACK kernels; on a CPU it runs LiteRT's reference "
+                    "kernels (LSNet-T: ~20x fp32's time). It is a file for int16-capable "
+                    "accelerators (docs/int8.md)", out.name)
+        return {"calibration_source": calibration.source, **info, "equalized": False}
 
     def embed_metadata(self, path: Path, metadata: dict[str, str]) -> None:
         """lsnet-deploy's JSON entry, and the standard TFLite Metadata derived from it (when
@@ -456,6 +414,10 @@ class TfliteExporter(Exporter):
         """From the constant tensors' types (int8/uint8 -> int8, float16 -> fp16, else fp32):
         the weights, since a float model may well take a uint8 image."""
         return constant_precision(path)
+
+
+def _a16(options: ExportOptions) -> bool:
+    return isinstance(options.format, TfliteOptions) and options.format.a16
 
 
 def _interpreter(path: Path, threads: int | None) -> Any:

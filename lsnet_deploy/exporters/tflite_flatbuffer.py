@@ -219,8 +219,8 @@ def _boundary_tensor(graph: Any, like: int, type_name: str, zp_shift: int,
 
 def set_io_types(path: Path, input_type: str, output_type: str) -> None:
     """Re-type the boundary of an int8-I/O model: ``float32`` adds QUANTIZE (in) and
-    DEQUANTIZE (out); ``uint8`` adds QUANTIZE ops that shift the zero point by 128; ``int8``
-    leaves that side as it is (e.g. the uint8 pixel input of an image-input model). A boundary
+    DEQUANTIZE (out), from int8 or int16 (16x8); ``uint8`` adds QUANTIZE ops that shift the
+    zero point by 128; ``int8`` leaves that side as it is (e.g. the uint8 pixel input of an image-input model). A boundary
     tensor that already has the asked type stays as it is (a mixed-precision model whose
     first or last op group is kept in float has float32 there).
 
@@ -236,7 +236,8 @@ def set_io_types(path: Path, input_type: str, output_type: str) -> None:
         t = graph.tensors[i]
         if wanted == "int8" or t.type == types[wanted]:
             return False
-        if t.type != int8 or t.quantization is None or not t.quantization.scale:
+        integer = (int8, s.TensorType.INT16) if wanted == "float32" else (int8,)
+        if t.type not in integer or t.quantization is None or not t.quantization.scale:
             raise ExportError(f"{path}: boundary tensor {_name(t.name)!r} is neither int8 nor "
                               f"{wanted}: it cannot be given the {wanted} type")
         return True

@@ -18,11 +18,13 @@ __all__ = ["xnnpack_partitions"]
 
 
 def xnnpack_partitions(path: Path, threads: int = 1) -> dict[str, Any]:
-    """``{"partitions": n, "cpu_ops": {op: count}}`` of the model at ``path`` loaded as
-    ``bench`` and validation load it (the interpreter's default XNNPACK delegate). An op counts
-    as a CPU op when an output of it is an input of a delegate partition without being produced
-    by one (the interpreter ran it between partitions); the graph's first ``CAST`` of a uint8
-    image input is one of them."""
+    """``{"partitions": n, "cpu_ops": {op: count}, "interpreter_ops": m}`` of the model at
+    ``path`` loaded as ``bench`` and validation load it (the interpreter's default XNNPACK
+    delegate). An op counts in ``cpu_ops`` when an output of it is an input of a delegate
+    partition without being produced by one (the interpreter ran it between partitions); the
+    graph's first ``CAST`` of a uint8 image input is one of them. ``interpreter_ops``: every op
+    XNNPACK did not take, wherever it sits (a 16x8 file, which XNNPACK has no kernels for:
+    nearly all of them)."""
     from .tflite import _interpreter
 
     interp = _interpreter(Path(path), threads)
@@ -39,4 +41,5 @@ def xnnpack_partitions(path: Path, threads: int = 1) -> dict[str, Any]:
         outs = set(native.NodeOutputs(k))
         if outs & into_delegates and not outs <= from_delegates:
             cpu[native.NodeName(k)] += 1
-    return {"partitions": len(delegates), "cpu_ops": dict(cpu.most_common())}
+    return {"partitions": len(delegates), "cpu_ops": dict(cpu.most_common()),
+            "interpreter_ops": len(nodes) - len(delegates)}

@@ -88,8 +88,8 @@ def export(
     ``layout``: ``None`` is the format's default (CoreML: fp16 with image input; TFLite:
     NHWC). ``int8_exclude``: op groups or node names kept in float, ``["auto"]`` to search
     them until ``min_cosine``. Format options: ``opset`` (ONNX), ``io`` (TFLite INT8 boundary
-    type), ``ort`` (ONNX: also the ``.ort`` file), ``int8_int16`` (ONNX INT8: op groups whose
-    activations are int16, w8a16), ``ios`` and ``w8a8_scheme`` (CoreML W8A8:
+    type), ``ort`` (ONNX: also the ``.ort`` file), ``int8_int16`` (INT8: op groups whose
+    activations are int16, w8a16, in ONNX; ``["all"]`` in TFLite: its 16x8), ``ios`` and ``w8a8_scheme`` (CoreML W8A8:
     ``"symmetric"`` by default, or ``"affine"``) and ``classifier``
     (CoreML and TFLite: probabilities, or ``False`` for logits). ``val_size``: validate on
     at most that many of the held-out photos (faster checks). ``equalize``: INT8 and W8A8
@@ -143,16 +143,23 @@ def _run_jobs(request: ExportRequest, jobs: list[ExportJob], say: Progress) -> l
                             ref_logits)
     # 6. INT8 preparation of another copy (exact channel equalization), for calibrated jobs
     prepared, preparation = fused, None
-    if request.equalize and images.calib is not None and any(j.calibrate for j in jobs):
+    equalized = [j for j in jobs if request.equalize and _equalizes(j)]
+    if images.calib is not None and equalized:
         prepared, preparation = prepared_copy(fused, images, say)
     # 7. Publish each artifact
-    artifacts = [publish(job, prepared if job.calibrate else fused,
-                         _data(job, request, images, ref_logits, preparation), provenance, say)
+    artifacts = [publish(job, prepared if job in equalized else fused,
+                         _data(job, request, images, ref_logits,
+                               preparation if job in equalized else None), provenance, say)
                  for job in counted(say if len(jobs) > 1 else None, "artifacts", jobs,
                                     lambda j: j.dest.name)]
     # 8. Summarize
     _raise_on_failures(artifacts, request.precision or jobs[0].options.precision)
     return artifacts
+
+
+def _equalizes(job: ExportJob) -> bool:
+    """A calibrated job whose format quantizes the equalized copy (not TFLite's 16x8)."""
+    return job.calibrate and job.options.format.equalizes(job.options.precision)
 
 
 def _prepare_folders(jobs: list[ExportJob]) -> list[Path]:

@@ -214,6 +214,7 @@ def _format_options(request: ExportRequest, exp: Exporter, precision: str) -> Fo
     if unset:
         own = replace(own, **unset)
     own.check(precision)  # type: ignore[arg-type]
+    own.check_exclude(precision, request.int8_exclude)  # type: ignore[arg-type]
     return own
 
 

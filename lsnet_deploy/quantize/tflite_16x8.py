@@ -1,0 +1,92 @@
+"""LiteRT's 16x8 quantization (int16 activations, int8 weights) through ai-edge-quantizer.
+
+Input: a float ``.tflite`` of the fused model in the artifact's IO form (litert-torch's
+conversion: a uint8 NHWC image with the normalization in the graph, or a float tensor). Recipe:
+ai-edge-quantizer's ``static_wi8_ai16``: symmetric int16 activations, per-channel int8 weights,
+int64 biases; every op of LSNet has a 16x8 kernel in LiteRT, so nothing stays in float.
+
+Ranges: the running min/max over the calibration photos. The library's default update, a
+moving average of each photo's min/max (smoothing 0.95), clips what the calibration set does
+not cover: on LSNet-T (trained-looking weights) min logit cosine 0.845 against 0.984
+(docs/int8.md, "TFLite 16x8 and ai-edge-quantizer").
+
+Boundary of the quantized file: the float file's input (a uint8 image input is CAST to float
+and then quantized in the graph; a float input is quantized by a QUANTIZE op), and an int16
+output (the exporter then adds a DEQUANTIZE to float32,
+:func:`~lsnet_deploy.exporters.tflite_flatbuffer.set_io_types`).
+
+Speed: XNNPACK has no 16x8 kernels, so on a CPU every op runs in LiteRT's reference kernels
+(LSNet-T: about 24x the fp32 latency on this project's x86 host). The file is for int16-capable
+accelerators (e.g. Qualcomm's HTP through LiteRT's QNN delegate), where its fidelity is the point.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..deps import require
+from ..errors import ExportError, first_line
+from ..progress import Say, counted
+
+__all__ = ["RECIPE", "quantize_16x8"]
+
+RECIPE = "static_wi8_ai16"
+"""ai-edge-quantizer's recipe: int16 activations, int8 weights (LiteRT's 16x8)."""
+SIGNATURE = "serving_default"
+"""The signature litert-torch gives the one function it converts."""
+
+
+def quantize_16x8(float_path: Path, out: Path, inputs: Sequence[np.ndarray], threads: int,
+                  progress: Say | None = None) -> dict[str, Any]:
+    """Quantize the float ``.tflite`` at ``float_path`` to 16x8 and write it to ``out``.
+
+    ``inputs``: the calibration photos, one array per photo in the float file's input format
+    (shape and dtype of its input: ``(1, H, W, 3)`` uint8 for an image input). ``threads``:
+    the calibration interpreter's thread count. Returns the sidecar's ``export.int8`` entries
+    (quantizer, recipe, range update, calibrated photos). Raises :class:`ExportError` when
+    ai-edge-quantizer fails (its message on one line)."""
+    require("tflite", "ai_edge_quantizer", what="TFLite 16x8 quantization")
+    from ai_edge_quantizer import calibrator, quantizer, recipe, recipe_manager
+    from ai_edge_quantizer.utils import qsv_utils
+
+    model_recipe = getattr(recipe, RECIPE)()
+    try:
+        manager = recipe_manager.RecipeManager()
+        manager.load_quantization_recipe(model_recipe)
+        cal = calibrator.Calibrator(str(float_path), num_threads=threads,
+                                    qsv_update_func=qsv_utils.min_max_update)
+        name = _input_name(float_path)
+        for x in counted(progress, "calibrating (16x8)", inputs, lambda _x: "photo"):
+            with contextlib.redirect_stderr(io.StringIO()):  # its tqdm bar, one per photo
+                cal.calibrate({SIGNATURE: [{name: x}]}, manager)
+        ranges = cal.get_model_qsvs()
+        result = quantizer.Quantizer(str(float_path), model_recipe).quantize(
+            ranges, enable_progress_bar=False, enable_progress_report=False)
+    except ExportError:
+        raise
+    except Exception as e:
+        raise ExportError(f"ai-edge-quantizer could not quantize to 16x8: "
+                          f"{type(e).__name__}: {first_line(e)}") from e
+    out.write_bytes(bytes(result.quantized_model))
+    return {"quantizer": "ai-edge-quantizer (LiteRT 16x8): int16 activations, per-channel "
+                         "int8 weights",
+            "recipe": RECIPE, "range_update": "running min/max",
+            "int16_activations": ["all"], "calibration_photos": len(inputs)}
+
+
+def _input_name(float_path: Path) -> str:
+    """The signature's one input name (litert-torch: ``args_0``)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    signature = Interpreter(model_path=str(float_path)).get_signature_runner(SIGNATURE)
+    names = list(signature.get_input_details())
+    if len(names) != 1:
+        raise ExportError(f"{float_path.name}: expected one input in signature {SIGNATURE!r}, "
+                          f"found {len(names)}")
+    return names[0]

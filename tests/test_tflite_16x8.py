@@ -1,0 +1,126 @@
+"""TFLite 16x8 (``--int8-int16 all``): int16 activations and int8 weights through
+ai-edge-quantizer, its option checks (planned before any work), the file it writes (read from
+the flatbuffer), and LSNet-T end to end against issue 13's fidelity goal."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ai_edge_litert import schema_py_generated as schema
+
+from conftest import TINY_SIZE, write_checkpoint
+from lsnet_deploy.errors import UnsupportedOptionError
+from lsnet_deploy.metadata import read_sidecar
+from lsnet_deploy.pipeline import ExportRequest, export, plan, validate
+from test_cli import run_main
+
+TINY = "test_lsnet"
+
+
+def _plan(tmp_path: Path, fmt: str = "tflite", **kw: object) -> list:
+    return plan(ExportRequest.build("lsnet_t", fmt, weights=None, output_dir=tmp_path, **kw))
+
+
+def test_16x8_is_planned_and_named(tmp_path: Path) -> None:
+    [job] = _plan(tmp_path, precision="int8", int8_int16=["all"])
+    assert job.dest.name == "lsnet_t_224_int8_a16.tflite"
+    assert job.options.format.a16 and not job.options.format.equalizes("int8")
+    [plain] = _plan(tmp_path, precision="int8")
+    assert plain.options.format.equalizes("int8")  # 8-bit keeps the preparation
+    [logits] = _plan(tmp_path, precision="int8", int8_int16=["all"], classifier=False)
+    assert logits.dest.name == "lsnet_t_224_int8_a16_logits.tflite"
+    [onnx] = _plan(tmp_path, fmt="onnx", precision="int8", int8_int16=["all"])
+    assert onnx.dest.name == "lsnet_t_224_int8_a16.onnx"  # the same flag, the same name part
+
+
+@pytest.mark.parametrize(("kw", "message"), [
+    ({"precision": "int8", "int8_int16": ["residual"]}, "use --int8-int16 all"),
+    ({"int8_int16": ["all"]}, "add --int8"),
+    ({"precision": "int8", "int8_int16": ["all"], "io": "uint8"}, "a 16x8 file has float32"),
+    ({"precision": "int8", "int8_int16": ["all"], "int8_exclude": ["ffn"]},
+     "--int8-exclude with --int8-int16"),
+    ({"precision": "int8", "int8_int16": ["all"], "int8_exclude": ["auto"]},
+     "--int8-exclude with --int8-int16"),
+])
+def test_16x8_refusals(tmp_path: Path, kw: dict[str, object], message: str) -> None:
+    with pytest.raises(UnsupportedOptionError, match=message):
+        _plan(tmp_path, **kw)
+
+
+def test_int8_int16_is_refused_where_no_format_takes_it(tmp_path: Path) -> None:
+    for fmt in ("coreml", "executorch"):
+        with pytest.raises(UnsupportedOptionError,
+                           match=f"--int8-int16 applies to ONNX and TFLite, not {fmt}"):
+            _plan(tmp_path, fmt=fmt, precision="int8", int8_int16=["all"])
+
+
+def test_cli_refuses_groups_for_tflite_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_main(["export", "--model", "lsnet_t", "--weights", "random", "--format",
+                             "tflite", "--int8", "--int8-int16", "se"], capsys)
+    err = err.strip()
+    assert code == 2 and "use --int8-int16 all" in err and "Traceback" not in err
+    assert len(err.splitlines()) == 1, err
+
+
+def _tensors(path: Path) -> list[tuple[str, bool]]:
+    """``(type name, is constant)`` of every tensor of the file's main graph, read straight
+    from the schema."""
+    model = schema.Model.GetRootAs(path.read_bytes(), 0)
+    names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    graph = model.Subgraphs(0)
+    out = []
+    for i in range(graph.TensorsLength()):
+        t = graph.Tensors(i)
+        constant = t.Buffer() > 0 and model.Buffers(t.Buffer()).DataLength() > 0
+        out.append((names[t.Type()], constant or _offset_buffer(model, t.Buffer())))
+    return out
+
+
+def _offset_buffer(model: schema.Model, index: int) -> bool:
+    """A constant stored past the flatbuffer (large models): ``offset``/``size`` set."""
+    return index > 0 and model.Buffers(index).Size() > 0
+
+
+def test_tiny_16x8_export(tmp_path: Path) -> None:
+    ckpt = write_checkpoint(tmp_path, TINY, TINY_SIZE, seed=5)
+    [art] = export(TINY, "tflite", weights=ckpt, img_size=TINY_SIZE, precision="int8",
+                   int8_int16=["all"], output_dir=tmp_path / "out", min_cosine=0.99)
+    assert art.path.name == f"{TINY}_{TINY_SIZE}_int8_a16.tflite" and art.passed
+    tensors = _tensors(art.path)
+    activations = [t for t, const in tensors if not const]
+    weights = [t for t, const in tensors if const]
+    # every activation inside is int16; only the boundary is uint8 (image) and float32
+    assert activations.count("INT16") >= 0.9 * len(activations), activations
+    assert "INT8" not in activations
+    assert "INT8" in weights and "FLOAT32" not in weights  # int8 weights, nothing in float
+    info = read_sidecar(art.path)["export"]  # type: ignore[index]
+    assert info["int8"]["recipe"] == "static_wi8_ai16"
+    assert info["int8"]["range_update"] == "running min/max"
+    assert info["int8"]["equalized"] is False and "preparation" not in info
+    assert info["inputs"][0]["dtype"] == "uint8" and info["outputs"][0]["dtype"] == "float32"
+    assert info["xnnpack"]["interpreter_ops"] >= 0.9 * sum(info["op_histogram"].values())
+    # int16 activations leave the int8 weights' rounding: close to fp32
+    assert art.validation["mean_cosine"] > 0.999, art.validation
+    again = validate(art.path, weights=ckpt)  # the file read back by the validate verb
+    assert again["passed"]
+    assert np.isclose(again["validation"]["mean_cosine"], art.validation["mean_cosine"],
+                      atol=1e-6)
+
+
+@pytest.mark.slow
+def test_lsnet_t_16x8_meets_the_fidelity_goal(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 13's goal (mean >= 0.99, min >= 0.98 on the held-out photos) for LSNet-T
+    (trained-looking weights), full integer at 16x8."""
+    code, out, err = run_main(["export", "--model", "lsnet_t", "--weights", "random",
+                               "--format", "tflite", "--int8", "--int8-int16", "all",
+                               "--min-cosine", "0.99", "--output-dir", str(tmp_path), "--json"],
+                              capsys)
+    assert code == 0, err[-2000:]
+    [record] = json.loads(out)["artifacts"]
+    assert record["path"].endswith("lsnet_t_224_int8_a16.tflite")
+    validation = record["validation"]
+    assert validation["mean_cosine"] >= 0.99 and validation["min_cosine"] >= 0.98, validation
