@@ -13,9 +13,13 @@ from ai_edge_litert import schema_py_generated as schema
 
 from conftest import TINY_SIZE, write_checkpoint
 from lsnet_deploy.errors import UnsupportedOptionError
+from lsnet_deploy.fidelity import to_artifact_input
 from lsnet_deploy.metadata import read_sidecar
 from lsnet_deploy.pipeline import ExportRequest, export, plan, validate
+from lsnet_deploy.pipeline.images import split_images
+from lsnet_deploy.preprocess import Preprocess
 from test_cli import run_main
+from test_mediapipe import IMAGE, _classify, _litert_probs
 
 TINY = "test_lsnet"
 
@@ -84,6 +88,22 @@ def _offset_buffer(model: schema.Model, index: int) -> bool:
     return index > 0 and model.Buffers(index).Size() > 0
 
 
+def _misaligned(path: Path) -> list[str]:
+    """Constants whose data does not start at a multiple of 16 bytes in the file (LiteRT
+    copies those smaller than their element size's alignment to the heap, with a warning)."""
+    raw = path.read_bytes()
+    base = np.frombuffer(raw, np.uint8).__array_interface__["data"][0]
+    model = schema.Model.GetRootAs(raw, 0)
+    bad = []
+    for i in range(model.BuffersLength()):
+        data = model.Buffers(i).DataAsNumpy()
+        if isinstance(data, np.ndarray) and data.size:
+            start = data.__array_interface__["data"][0] - base
+            if start % 16:
+                bad.append(f"buffer {i} at {start}")
+    return bad
+
+
 def test_tiny_16x8_export(tmp_path: Path) -> None:
     ckpt = write_checkpoint(tmp_path, TINY, TINY_SIZE, seed=5)
     [art] = export(TINY, "tflite", weights=ckpt, img_size=TINY_SIZE, precision="int8",
@@ -96,6 +116,7 @@ def test_tiny_16x8_export(tmp_path: Path) -> None:
     assert activations.count("INT16") >= 0.9 * len(activations), activations
     assert "INT8" not in activations
     assert "INT8" in weights and "FLOAT32" not in weights  # int8 weights, nothing in float
+    assert "INT64" in weights and not _misaligned(art.path)  # 8-byte biases, mapped in place
     info = read_sidecar(art.path)["export"]  # type: ignore[index]
     assert info["int8"]["recipe"] == "static_wi8_ai16"
     assert info["int8"]["range_update"] == "running min/max"
@@ -124,3 +145,9 @@ def test_lsnet_t_16x8_meets_the_fidelity_goal(tmp_path: Path,
     assert record["path"].endswith("lsnet_t_224_int8_a16.tflite")
     validation = record["validation"]
     assert validation["mean_cosine"] >= 0.99 and validation["min_cosine"] >= 0.98, validation
+    # the app form is kept: MediaPipe Tasks loads the file as it is and agrees with LiteRT
+    path = Path(record["path"])
+    pixels = to_artifact_input(split_images(Preprocess(), need_calib=False).val[:6], IMAGE)
+    litert = _litert_probs(path, pixels)
+    for (index, _name, score), p in zip(_classify(path, pixels), litert, strict=True):
+        assert index == int(p.argmax()) and abs(score - p[index]) <= 1e-3, (index, score)

@@ -28,6 +28,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..errors import ExportError
 
 __all__ = [
@@ -89,13 +91,49 @@ def _write(model: Any, path: Path, files: dict[str, bytes] | None = None) -> Non
         raise ExportError(f"{path}: models with external buffer offsets cannot be edited")
     if files is None:
         files = associated_files(path) if path.exists() else {}
-    flatbuffer_utils.write_model(model, str(path))
+    buffers = model.buffers
+    model.buffers = [_AlignedBuffer(b) for b in buffers or []]
+    try:
+        flatbuffer_utils.write_model(model, str(path))
+    finally:
+        model.buffers = buffers
     if files:
         # zipfile's append mode on a file that is not an archive writes one after its end;
         # stored (not deflated): readers hand out views of the files inside the model buffer
         with open(path, "r+b") as f, zipfile.ZipFile(f, "a", zipfile.ZIP_STORED) as zf:
             for name, data in files.items():
                 zf.writestr(name, data)
+
+
+BUFFER_ALIGNMENT = 16
+"""Where every constant's data starts in the file (the schema's ``force_align: 16``, what
+LiteRT's converter writes): the runtime maps them in place only when each is aligned to its
+element size, and copies the others to the heap with a warning (int64 biases of 16x8 files)."""
+
+
+class _AlignedBuffer:
+    """Packs a ``BufferT`` like the generated code, with its data vector aligned to
+    :data:`BUFFER_ALIGNMENT` (the generated Python packer aligns it to 4 only)."""
+
+    def __init__(self, buffer: Any) -> None:
+        self.buffer = buffer
+
+    def Pack(self, builder: Any) -> int:  # noqa: N802 (the flatbuffers object API's name)
+        s = _schema()
+        data = None
+        if self.buffer.data is not None:
+            payload = np.asarray(self.buffer.data, dtype=np.uint8).tobytes()
+            builder.StartVector(1, len(payload), BUFFER_ALIGNMENT)
+            builder.head -= len(payload)
+            builder.Bytes[builder.head : builder.head + len(payload)] = payload
+            builder.vectorNumElems = len(payload)
+            data = builder.EndVector()
+        s.BufferStart(builder)
+        if data is not None:
+            s.BufferAddData(builder, data)
+        s.BufferAddOffset(builder, self.buffer.offset)
+        s.BufferAddSize(builder, self.buffer.size)
+        return int(s.BufferEnd(builder))
 
 
 def associated_files(path: Path) -> dict[str, bytes]:
@@ -353,8 +391,6 @@ def rename_io(path: Path, input_names: list[str], output_names: list[str]) -> No
 
 def _perm(model: Any, graph: Any, tensor_index: int) -> list[int] | None:
     """The constant permutation a TRANSPOSE reads (``None`` if it is not a constant)."""
-    import numpy as np
-
     buf = model.buffers[graph.tensors[tensor_index].buffer]
     if buf.data is None or len(buf.data) == 0:
         return None
