@@ -134,7 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         rows.append(_row(variant, family, fmt, Path(tmp), args.img_size,
                                          args.rounds, args.calls, args.equalize))
     caption = (f"Machine: {machine()}; {args.img_size}x{args.img_size}; full integer (nothing excluded), "
-               f"{'channel-equalized' if args.equalize else 'not equalized'}; cosine and "
+               f"{'channel-equalized' if args.equalize else 'not equalized'}"
+               f"{' (16x8 never is)' if 'tflite-16x8' in args.formats else ''}; cosine and "
                "top-1 agreement vs the unfused PyTorch model on the held-out photos; 1 thread, "
                f"{args.rounds} interleaved rounds of {args.calls} calls; speed-up = median "
                "of per-round fp32/INT8 ratios.")

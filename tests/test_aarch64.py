@@ -305,3 +305,19 @@ def test_onnx_int8_on_aarch64_kernels(tmp_path: Path) -> None:
     assert val["emulation"]["machine"] == "aarch64"
     assert val["aarch64_vs_host"]["mean_cosine"] > 0.99
     assert abs(val["mean_cosine"] - val["host"]["mean_cosine"]) < 0.01
+
+
+@pytest.mark.slow
+def test_tflite_16x8_runs_alike_on_both_isas(tmp_path: Path) -> None:
+    """TFLite 16x8 runs in LiteRT's reference kernels on both ISAs (XNNPACK has none for
+    it), so the aarch64 run matches the host's to float rounding, unlike 8-bit (LSNet-T:
+    max |diff| 2.6e-7, docs/benchmarks.md)."""
+    from lsnet_deploy.pipeline import export, validate
+
+    _environment()
+    [a16] = export("test_lsnet", "tflite", weights=None, img_size=128, precision="int8",
+                   int8_int16=["all"], output_dir=tmp_path / "export", min_cosine=0.0)
+    val = validate(a16.path, arch="aarch64", max_images=2)["validation"]
+    assert val["emulation"]["runtime"] == "ai-edge-litert" and val["n_images"] == 2
+    versus = val["aarch64_vs_host"]
+    assert versus["mean_cosine"] > 0.99999 and versus["max_abs_diff"] < 1e-4, versus

@@ -131,6 +131,19 @@ def test_tiny_16x8_export(tmp_path: Path) -> None:
                       atol=1e-6)
 
 
+def test_tiny_16x8_with_a_float_tensor_input(tmp_path: Path) -> None:
+    """``--tensor-input``: the quantizer adds the input's QUANTIZE to int16 itself; the file
+    takes the normalized float32 tensor (NCHW here) and still passes."""
+    ckpt = write_checkpoint(tmp_path, TINY, TINY_SIZE, seed=5)
+    [art] = export(TINY, "tflite", weights=ckpt, img_size=TINY_SIZE, precision="int8",
+                   int8_int16=["all"], image_input=False, layout="nchw",
+                   output_dir=tmp_path / "out", min_cosine=0.99)
+    assert art.path.name == f"{TINY}_{TINY_SIZE}_int8_tensor_a16_nchw.tflite" and art.passed
+    [inp] = art.export_info["inputs"]
+    assert inp["dtype"] == "float32" and inp["shape"] == [1, 3, TINY_SIZE, TINY_SIZE]
+    assert art.export_info["op_histogram"]["QUANTIZE"] >= 1
+
+
 @pytest.mark.slow
 def test_lsnet_t_16x8_meets_the_fidelity_goal(tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:

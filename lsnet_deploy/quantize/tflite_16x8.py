@@ -66,8 +66,9 @@ def quantize_16x8(float_path: Path, out: Path, inputs: Sequence[np.ndarray], thr
             with contextlib.redirect_stderr(io.StringIO()):  # its tqdm bar, one per photo
                 cal.calibrate({SIGNATURE: [{name: x}]}, manager)
         ranges = cal.get_model_qsvs()
-        result = quantizer.Quantizer(str(float_path), model_recipe).quantize(
-            ranges, enable_progress_bar=False, enable_progress_report=False)
+        with contextlib.redirect_stderr(io.StringIO()):  # a bar of its own, whatever it is told
+            result = quantizer.Quantizer(str(float_path), model_recipe).quantize(
+                ranges, enable_progress_bar=False, enable_progress_report=False)
     except ExportError:
         raise
     except Exception as e:

@@ -1,0 +1,135 @@
+"""TFLite 16x8 (ai-edge-quantizer ``static_wi8_ai16``): what the shipped form is measured
+against. The float file is the one ``export --format tflite --int8 --int8-int16 all`` converts
+(the fused model in the app form: uint8 NHWC image in), calibrated with the running min/max on
+the calibration photos, exactly as :func:`lsnet_deploy.quantize.tflite_16x8.quantize_16x8`
+does; then:
+
+* ``shipped``: those ranges;
+* ``ranges +20%``: every activation range widened by 20% (less clipping, coarser steps);
+* ``stream alpha A``: the residual stream equalized first
+  (:func:`lsnet_deploy.quantize.stream.equalize_stream`, ``alpha`` = A; 1 is what every 8-bit
+  export applies, with the pair and attention steps).
+
+Usage (from the repository root)::
+
+    .venv/bin/python benchmarks/int8_libraries/tflite_16x8_variants.py [--variants lsnet_t]
+        [--weights random-outliers] [--alphas 0.5 1.0] [--out FILE.md]
+
+Prints a Markdown table: mean / min logit cosine against the unfused PyTorch model on the
+held-out photos (each file run in the LiteRT interpreter, 2 threads). About 5 minutes for
+LSNet-T.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import lsnet_deploy
+from lsnet_deploy.exporters.inputs import example_input
+from lsnet_deploy.exporters.tflite import TfliteExporter, _to_torch, convertible_module
+from lsnet_deploy.fidelity import compare_logits
+from lsnet_deploy.pipeline.images import ImageSplit, split_images
+from lsnet_deploy.preprocess import Preprocess
+from lsnet_deploy.quantize.stream import equalize_stream
+from lsnet_deploy.reparam import reparameterize
+from lsnet_deploy.spec import IOSpec
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/_common
+from _common import (  # noqa: E402
+    base_parser,
+    markdown_table,
+    progress,
+    weights_for,
+    write_markdown,
+)
+
+os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")  # its progress lines go to stdout
+SPEC = IOSpec(layout="NHWC", dtype="uint8", value_range="0..255")  # the app form
+COLUMNS = ["variant", "weights", "16x8 form", "mean cos", "min cos"]
+
+
+def _ranges(float_path: Path, images: ImageSplit) -> dict[str, Any]:
+    """The running min/max of every tensor on the calibration photos (as shipped)."""
+    import contextlib
+    import io
+
+    from ai_edge_quantizer import calibrator, recipe, recipe_manager
+    from ai_edge_quantizer.utils import qsv_utils
+
+    manager = recipe_manager.RecipeManager()
+    manager.load_quantization_recipe(recipe.static_wi8_ai16())
+    cal = calibrator.Calibrator(str(float_path), num_threads=2,
+                                qsv_update_func=qsv_utils.min_max_update)
+    assert images.calib is not None
+    for x in _to_torch(images.calib, SPEC):
+        with contextlib.redirect_stderr(io.StringIO()):
+            cal.calibrate({"serving_default": [{"args_0": x.numpy()}]}, manager)
+    return cal.get_model_qsvs()
+
+
+def _score(float_path: Path, ranges: dict[str, Any], widen: float, images: ImageSplit,
+           reference: np.ndarray) -> tuple[float, float]:
+    from ai_edge_quantizer import quantizer, recipe
+
+    wide = {name: {k: (v * widen if k in ("min", "max") else v) for k, v in qsv.items()}
+            for name, qsv in ranges.items()}
+    out = quantizer.Quantizer(str(float_path), recipe.static_wi8_ai16()).quantize(
+        wide, enable_progress_bar=False, enable_progress_report=False).quantized_model
+    path = float_path.with_name(f"{float_path.stem}_a16_{widen}.tflite")
+    path.write_bytes(bytes(out))
+    run = TfliteExporter().runner(path, threads=2)
+    logits = np.concatenate([run(x.numpy()) for x in _to_torch(images.val, SPEC)])
+    report = compare_logits(logits.astype(np.float64), reference, "int8", "held-out", 0.0)
+    return report.mean_cosine, report.min_cosine
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = base_parser(__doc__)
+    ap.set_defaults(variants=["lsnet_t"], weights="random-outliers")
+    ap.add_argument("--alphas", type=float, nargs="*", default=[0.5, 1.0],
+                    help="residual stream equalization strengths (default: %(default)s)")
+    args = ap.parse_args(argv)
+    rows = []
+    for variant in args.variants:
+        model = lsnet_deploy.create_model(variant, weights_for(args.weights, variant)).eval()
+        images = split_images(Preprocess(img_size=model.img_size))
+        with torch.no_grad():
+            reference = model(images.val).numpy().astype(np.float64)
+        fused = copy.deepcopy(model)
+        reparameterize(fused, check_inputs=None)
+        forms: list[tuple[str, torch.nn.Module, float]] = [("shipped", fused, 1.0),
+                                                           ("ranges +20%", fused, 1.2)]
+        for alpha in args.alphas:
+            eq = copy.deepcopy(fused)
+            assert images.calib is not None
+            equalize_stream(eq, images.calib, alpha=alpha)
+            forms.append((f"stream alpha {alpha:g}", eq, 1.0))
+        import litert_torch
+
+        with tempfile.TemporaryDirectory(prefix="lsnet-16x8-") as tmp:
+            converted: dict[int, tuple[Path, dict[str, Any]]] = {}
+            for k, (label, net, widen) in enumerate(forms):
+                if id(net) not in converted:
+                    path = Path(tmp) / f"form{k}.tflite"
+                    litert_torch.convert(convertible_module(net, SPEC),
+                                         (example_input(SPEC, 1),)).export(str(path))
+                    converted[id(net)] = (path, _ranges(path, images))
+                path, ranges = converted[id(net)]
+                mean, low = _score(path, ranges, widen, images, reference)
+                rows.append([variant, args.weights, label, f"{mean:.4f}", f"{low:.4f}"])
+                progress(rows[-1])
+    write_markdown(markdown_table("TFLite 16x8 forms, held-out photos, vs the unfused PyTorch "
+                                  "model", COLUMNS, rows), args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
