@@ -6,22 +6,27 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
+import fastjsonschema
 import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as schema
 
 from conftest import TINY_SIZE, write_checkpoint
-from lsnet_deploy.errors import UnsupportedOptionError
+from lsnet_deploy.errors import UnsupportedOptionError, ValidationFailedError
+from lsnet_deploy.exporters.onnx import OnnxOptions
 from lsnet_deploy.fidelity import to_artifact_input
 from lsnet_deploy.metadata import read_sidecar
 from lsnet_deploy.pipeline import ExportRequest, export, plan, validate
+from lsnet_deploy.pipeline.exporting import _names
 from lsnet_deploy.pipeline.images import split_images
 from lsnet_deploy.preprocess import Preprocess
 from test_cli import run_main
 from test_mediapipe import IMAGE, _classify, _litert_probs
 
 TINY = "test_lsnet"
+SCHEMA = Path(__file__).resolve().parent.parent / "docs" / "sidecar.schema.json"
 
 
 def _plan(tmp_path: Path, fmt: str = "tflite", **kw: object) -> list:
@@ -48,10 +53,48 @@ def test_16x8_is_planned_and_named(tmp_path: Path) -> None:
      "--int8-exclude with --int8-int16"),
     ({"precision": "int8", "int8_int16": ["all"], "int8_exclude": ["auto"]},
      "--int8-exclude with --int8-int16"),
+    ({"precision": "int8", "int8_int16": ["all"], "calib_method": "percentile"},
+     "running min/max.*--calib-method applies to ONNX only"),
+    ({"precision": "int8", "calib_method": "percentile"},  # 8-bit TFLite too, before any work
+     "PT2E observers.*--calib-method applies to ONNX only"),
 ])
 def test_16x8_refusals(tmp_path: Path, kw: dict[str, object], message: str) -> None:
     with pytest.raises(UnsupportedOptionError, match=message):
         _plan(tmp_path, **kw)
+
+
+def test_one_name_may_be_a_plain_string(tmp_path: Path) -> None:
+    request = ExportRequest.build("lsnet_t", "tflite", weights=None, output_dir=tmp_path,
+                                  precision="int8", int8_int16=_names("all"))
+    [job] = plan(request)
+    assert job.options.format.int8_int16 == ("all",)
+    assert _names(["residual", "se"]) == ("residual", "se") and _names(None) is None
+
+
+def test_mixed_jobs_get_their_own_model_and_hint(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """ONNX w8a16 and TFLite 16x8 in one run: the ONNX job quantizes the equalized copy (and
+    records it), the 16x8 job the fused model as is; a 16x8 failure names what 16x8 takes."""
+    import lsnet_deploy.pipeline.exporting as exporting
+
+    ckpt = write_checkpoint(tmp_path, TINY, TINY_SIZE, seed=5)
+    given: dict[str, tuple[object, object]] = {}
+
+    def fake_publish(job, model, data, provenance, say):  # type: ignore[no-untyped-def]
+        given[job.format] = (model, data.preparation)
+        return SimpleNamespace(path=job.dest, passed=job.format != "tflite",
+                               validation={"summary": "FAIL (test)"})
+
+    monkeypatch.setattr(exporting, "publish", fake_publish)
+    request = ExportRequest(model=TINY, formats=("onnx", "tflite"), weights=ckpt,
+                            img_size=TINY_SIZE, precision="int8", output_dir=tmp_path / "out",
+                            format_options=(OnnxOptions(int8_int16=("all",)),))
+    with pytest.raises(ValidationFailedError) as failed:
+        exporting.run_export(request)
+    (onnx_model, onnx_prep), (tflite_model, tflite_prep) = given["onnx"], given["tflite"]
+    assert onnx_prep is not None and tflite_prep is None and onnx_model is not tflite_model
+    message = str(failed.value)
+    assert "--calib-size" in message and "--int8-exclude auto" not in message, message
 
 
 def test_int8_int16_is_refused_where_no_format_takes_it(tmp_path: Path) -> None:
@@ -112,15 +155,18 @@ def test_tiny_16x8_export(tmp_path: Path) -> None:
     tensors = _tensors(art.path)
     activations = [t for t, const in tensors if not const]
     weights = [t for t, const in tensors if const]
-    # every activation inside is int16; only the boundary is uint8 (image) and float32
-    assert activations.count("INT16") >= 0.9 * len(activations), activations
-    assert "INT8" not in activations
+    # every activation inside is int16; only the boundary is not: the uint8 image, its CAST
+    # to float32 (quantized next), the DEQUANTIZE to the float32 logits
+    assert sorted(t for t in activations if t != "INT16") == ["FLOAT32", "FLOAT32", "UINT8"]
     assert "INT8" in weights and "FLOAT32" not in weights  # int8 weights, nothing in float
     assert "INT64" in weights and not _misaligned(art.path)  # 8-byte biases, mapped in place
-    info = read_sidecar(art.path)["export"]  # type: ignore[index]
+    sidecar = read_sidecar(art.path)
+    fastjsonschema.compile(json.loads(SCHEMA.read_text(encoding="utf-8")))(sidecar)
+    info = sidecar["export"]  # type: ignore[index]
     assert info["int8"]["recipe"] == "static_wi8_ai16"
     assert info["int8"]["range_update"] == "running min/max"
     assert info["int8"]["equalized"] is False and "preparation" not in info
+    assert info["int8"]["calibration_photos"] == info["int8"]["calibration_calls"] >= 48
     assert info["inputs"][0]["dtype"] == "uint8" and info["outputs"][0]["dtype"] == "float32"
     assert info["xnnpack"]["interpreter_ops"] >= 0.9 * sum(info["op_histogram"].values())
     # int16 activations leave the int8 weights' rounding: close to fp32

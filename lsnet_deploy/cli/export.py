@@ -88,9 +88,9 @@ Int8Int16Opt = Annotated[list[str] | None, typer.Option(
     "accelerators with int16 kernels: on a CPU, ONNX Runtime runs those ops in float and "
     "LiteRT in its reference kernels, slower than 8-bit.", show_default=False)]
 EqualizeOpt = Annotated[bool, typer.Option(
-    "--equalize/--no-equalize", help="INT8 / W8A8: quantize an exactly channel-equalized copy "
-    "of the fused model (residual stream, then conv pairs; float logits unchanged). "
-    "--no-equalize quantizes the fused model as is.")]
+    "--equalize/--no-equalize", help="8-bit INT8 / W8A8: quantize an exactly channel-equalized "
+    "copy of the fused model (residual stream, then conv pairs; float logits unchanged). "
+    "--no-equalize quantizes the fused model as is. TFLite 16x8 is never equalized.")]
 LayoutOpt = Annotated[Layout | None, typer.Option(
     "--layout", help="Input layout (default: nhwc for TFLite, nchw for ONNX).")]
 IoOpt = Annotated[IoType | None, typer.Option(

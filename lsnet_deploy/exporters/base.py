@@ -129,9 +129,16 @@ class FormatOptions:
                 f"{self.owner}, not {format_name}"
             )
 
-    def check_exclude(self, precision: Precision, exclude: tuple[str, ...]) -> None:
-        """Refuse ``--int8-exclude`` (op groups kept in float; ``("auto",)`` included) where
-        these options cannot keep groups in float (nothing is refused by default)."""
+    def check_quantization(self, precision: Precision, exclude: tuple[str, ...],
+                           calib_method: str) -> None:
+        """Refuse, at plan time, request-wide quantization options these options cannot
+        honour: ``exclude`` (``--int8-exclude``, ``"auto"`` included) and ``calib_method``
+        (``--calib-method``); nothing is refused by default."""
+
+    def failure_hint(self, precision: Precision) -> str | None:
+        """What to try when an artifact with these options misses its gate (``None``: the
+        pipeline's hint for ``precision``)."""
+        return None
 
     def equalizes(self, precision: Precision) -> bool:
         """Whether a calibrated export with these options quantizes the equalized copy of the

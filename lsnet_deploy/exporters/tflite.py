@@ -1,4 +1,4 @@
-"""TFLite exporter: litert-torch conversion (fp32, fp16 weights, full-integer INT8).
+"""TFLite exporter: litert-torch conversion (fp32, fp16 weights, full-integer INT8 and 16x8).
 
 The fused model is first rewritten into its channels-last form
 (:mod:`lsnet_deploy.channels_last`), so that the NHWC graph litert-torch produces has no
@@ -11,6 +11,9 @@ hand over; ``--layout nchw`` keeps NCHW and costs one input transpose).
 * int8: PT2E static quantization calibrated on real photos
   (:mod:`lsnet_deploy.quantize.tflite_int8`), converted with the quantizer so every op gets an
   integer kernel: int8 activations, per-channel int8 weights, int32 biases.
+* int8 with ``--int8-int16 all``: LiteRT's 16x8 (int16 activations, per-channel int8 weights,
+  int64 biases), written by ai-edge-quantizer from the float file
+  (:mod:`lsnet_deploy.quantize.tflite_16x8`); the fused model is not channel-equalized.
 
 App-ready by default (MediaPipe Tasks ``ImageClassifier``, the LiteRT Support Library): the
 input is a uint8 RGB image ``(1, H, W, 3)`` with the normalization inside the graph
@@ -197,14 +200,15 @@ def _boundary(out: Path, spec: IOSpec, options: ExportOptions) -> dict[str, Any]
 
 
 class TfliteExporter(Exporter):
-    """TFLite (``.tflite``): fp32, fp16, full-integer INT8; NHWC or NCHW; static batch.
+    """TFLite (``.tflite``): fp32, fp16, full-integer INT8 (and 16x8); NHWC or NCHW; static
+    batch.
     Runtime: the LiteRT interpreter with XNNPACK."""
 
     name = "tflite"
     suffixes = (".tflite",)
     runtime = "litert"
     extra = "tflite"
-    tools = ("litert-torch", "ai-edge-litert", "torchao")
+    tools = ("litert-torch", "ai-edge-litert", "torchao", "ai-edge-quantizer")
     capabilities = Capabilities(
         precisions=("fp32", "fp16", "int8"),
         dynamic_batch=False,
@@ -234,7 +238,7 @@ class TfliteExporter(Exporter):
                 edge = litert_torch.convert(module, (example,),
                                             quant_config=quant_recipes.full_fp16_recipe())
             elif options.precision == "int8" and _a16(options):
-                edge, meta["int8"] = None, self._a16(module, spec, example, task, out)
+                edge, meta["int8"] = None, self._export_16x8(module, spec, example, task, out)
             elif options.precision == "int8":
                 edge, meta["int8"] = self._int8(module, spec, example, task)
             else:
@@ -301,8 +305,8 @@ class TfliteExporter(Exporter):
                                     quant_config=QuantConfig(pt2e_quantizer=quantizer))
         return edge, info
 
-    def _a16(self, module: torch.nn.Module, spec: IOSpec, example: torch.Tensor,
-             task: ExportTask, out: Path) -> dict[str, Any]:
+    def _export_16x8(self, module: torch.nn.Module, spec: IOSpec, example: torch.Tensor,
+                     task: ExportTask, out: Path) -> dict[str, Any]:
         """16x8 (:mod:`~lsnet_deploy.quantize.tflite_16x8`): the float file of ``module``,
         quantized by ai-edge-quantizer into ``out``. Returns the sidecar's ``export.int8``."""
         import litert_torch
@@ -321,9 +325,10 @@ class TfliteExporter(Exporter):
             litert_torch.convert(module, (example,)).export(str(float_path))
             info = quantize_16x8(float_path, out, [x.numpy() for x in calib],
                                  default_threads(), task.progress)
+        info["calibration_photos"] = int(calibration.images.shape[0])  # not batches
         log.warning("%s: 16x8 has no XNNPACK kernels; on a CPU it runs LiteRT's reference "
-                    "kernels (LSNet-T: ~20x fp32's time). It is a file for int16-capable "
-                    "accelerators (docs/int8.md)", out.name)
+                    "kernels (LSNet-T/S/B: 17-21x fp32's time). It is a file for "
+                    "int16-capable accelerators (docs/benchmarks.md)", out.name)
         return {"calibration_source": calibration.source, **info, "equalized": False}
 
     def embed_metadata(self, path: Path, metadata: dict[str, str]) -> None:

@@ -122,7 +122,9 @@ class _AlignedBuffer:
         s = _schema()
         data = None
         if self.buffer.data is not None:
-            payload = np.asarray(self.buffer.data, dtype=np.uint8).tobytes()
+            data_in = self.buffer.data
+            payload = (np.ascontiguousarray(data_in).view(np.uint8).tobytes()
+                       if isinstance(data_in, np.ndarray) else bytes(bytearray(data_in)))
             builder.StartVector(1, len(payload), BUFFER_ALIGNMENT)
             builder.head -= len(payload)
             builder.Bytes[builder.head : builder.head + len(payload)] = payload
@@ -234,7 +236,7 @@ def _boundary_tensor(graph: Any, like: int, type_name: str, zp_shift: int,
                      rename_to: str | None = None) -> int:
     """A new activation tensor shaped like tensor ``like`` and taking its name: float32 (no
     quantization) or uint8 (same scale, zero point shifted by ``zp_shift``); ``like`` is renamed
-    ``rename_to`` (default: its name + ``_int8``)."""
+    ``rename_to`` (default: its name + ``_int8`` or ``_int16``)."""
     import copy
 
     s = _schema()
@@ -250,7 +252,8 @@ def _boundary_tensor(graph: Any, like: int, type_name: str, zp_shift: int,
         q.scale = list(src.quantization.scale)
         q.zeroPoint = [int(z) + zp_shift for z in src.quantization.zeroPoint]
         t.quantization = q
-    src.name = rename_to if rename_to is not None else _name(src.name) + "_int8"
+    interior = "_int16" if src.type == s.TensorType.INT16 else "_int8"
+    src.name = rename_to if rename_to is not None else _name(src.name) + interior
     graph.tensors.append(t)
     return len(graph.tensors) - 1
 

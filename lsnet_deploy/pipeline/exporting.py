@@ -66,14 +66,14 @@ def export(
     val: Path | None = None,
     val_size: int | None = None,
     min_cosine: float | None = None,
-    int8_exclude: Sequence[str] = (),
+    int8_exclude: str | Sequence[str] = (),
     layout: str | None = None,
     io: str | None = None,
     ios: int | None = None,
     classifier: bool | None = None,
     ort: bool | None = None,
     w8a8_scheme: str | None = None,
-    int8_int16: Sequence[str] | None = None,
+    int8_int16: str | Sequence[str] | None = None,
     equalize: bool = True,
     output_dir: Path | None = None,
     force: bool = False,
@@ -92,8 +92,9 @@ def export(
     activations are int16, w8a16, in ONNX; ``["all"]`` in TFLite: its 16x8), ``ios`` and ``w8a8_scheme`` (CoreML W8A8:
     ``"symmetric"`` by default, or ``"affine"``) and ``classifier``
     (CoreML and TFLite: probabilities, or ``False`` for logits). ``val_size``: validate on
-    at most that many of the held-out photos (faster checks). ``equalize``: INT8 and W8A8
-    quantize an exactly equalized copy of the fused model (``False``: the fused model as is).
+    at most that many of the held-out photos (faster checks). ``equalize``: 8-bit INT8 and W8A8
+    quantize an exactly equalized copy of the fused model (``False``: the fused model as is;
+    TFLite 16x8 never is).
     The fields are those of
     :class:`~lsnet_deploy.pipeline.request.ExportRequest`; see ``lsnet-deploy export --help``.
 
@@ -104,11 +105,19 @@ def export(
         model, format, weights=weights, precision=precision, img_size=img_size, batch=batch,
         dynamic_batch=dynamic_batch, image_input=image_input, opset=opset, calib=calib,
         calib_size=calib_size, calib_method=calib_method, val=val, val_size=val_size,
-        min_cosine=min_cosine, int8_exclude=tuple(int8_exclude), layout=layout, io=io, ios=ios,
-        classifier=classifier, ort=ort, int8_int16=tuple(int8_int16) if int8_int16 else None,
+        min_cosine=min_cosine, int8_exclude=_names(int8_exclude) or (), layout=layout, io=io,
+        ios=ios,
+        classifier=classifier, ort=ort, int8_int16=_names(int8_int16),
         w8a8_scheme=w8a8_scheme,
         equalize=equalize, output_dir=output_dir, force=force)
     return run_export(request, progress)
+
+
+def _names(given: str | Sequence[str] | None) -> tuple[str, ...] | None:
+    """Op group names as a tuple: one name may be given as a plain string (``"all"``)."""
+    if not given:
+        return None
+    return (given,) if isinstance(given, str) else tuple(given)
 
 
 def run_export(request: ExportRequest, progress: Progress | None = None) -> list[Artifact]:
@@ -153,7 +162,7 @@ def _run_jobs(request: ExportRequest, jobs: list[ExportJob], say: Progress) -> l
                  for job in counted(say if len(jobs) > 1 else None, "artifacts", jobs,
                                     lambda j: j.dest.name)]
     # 8. Summarize
-    _raise_on_failures(artifacts, request.precision or jobs[0].options.precision)
+    _raise_on_failures(artifacts, jobs, request.precision or jobs[0].options.precision)
     return artifacts
 
 
@@ -260,12 +269,17 @@ def _data(job: ExportJob, request: ExportRequest, images: ImageSplit,
     return ExportData(calibration, reference, preparation)
 
 
-def _raise_on_failures(artifacts: list[Artifact], precision: str) -> None:
-    failures = [f"{a.path.name}: {a.validation['summary']}" for a in artifacts if not a.passed]
+def _raise_on_failures(artifacts: list[Artifact], jobs: list[ExportJob],
+                       precision: str) -> None:
+    failed = [(a, j) for a, j in zip(artifacts, jobs, strict=True) if not a.passed]
+    failures = [f"{a.path.name}: {a.validation['summary']}" for a, _ in failed]
     if not failures:
         return
+    hints = {j.options.format.failure_hint(j.options.precision) for _, j in failed}
     hint = ""
-    if precision == "w8a8":
+    if len(hints) == 1 and None not in hints:  # the format's own (TFLite 16x8)
+        hint = hints.pop() or ""
+    elif precision == "w8a8":
         hint = " try --int8 (8-bit weights, fp16 activations) or lower --min-cosine"
     elif precision == "int8":
         hint = (" try --int8-exclude auto (keeps the most sensitive op groups in float), "

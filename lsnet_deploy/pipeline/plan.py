@@ -198,8 +198,9 @@ def _check_capabilities(request: ExportRequest, exp: Exporter, precision: str) -
 def _format_options(request: ExportRequest, exp: Exporter, precision: str) -> FormatOptions:
     """The format's own options (checked), after refusing those of formats not exported.
 
-    A field several formats own (``classifier``: TFLite and CoreML) is not refused for a
-    format that owns it too: the format takes the value into its own options."""
+    A field several formats own (``classifier``: TFLite and CoreML; ``int8_int16``: ONNX and
+    TFLite) is not refused for a format that owns it too: the format takes the value into its
+    own options (:meth:`ExportRequest.build` gives it to the first such format's options)."""
     own_fields = {f.name for f in fields(exp.options_type)}
     shared: dict[str, Any] = {}
     for given in request.format_options:
@@ -214,7 +215,8 @@ def _format_options(request: ExportRequest, exp: Exporter, precision: str) -> Fo
     if unset:
         own = replace(own, **unset)
     own.check(precision)  # type: ignore[arg-type]
-    own.check_exclude(precision, request.int8_exclude)  # type: ignore[arg-type]
+    own.check_quantization(precision, request.int8_exclude,  # type: ignore[arg-type]
+                           request.calib_method)
     return own
 
 

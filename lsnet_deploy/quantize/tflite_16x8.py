@@ -16,7 +16,8 @@ output (the exporter then adds a DEQUANTIZE to float32,
 :func:`~lsnet_deploy.exporters.tflite_flatbuffer.set_io_types`).
 
 Speed: XNNPACK has no 16x8 kernels, so on a CPU every op runs in LiteRT's reference kernels
-(LSNet-T: about 24x the fp32 latency on this project's x86 host). The file is for int16-capable
+(LSNet-T/S/B: 17-21x the fp32 latency on 1 thread of this project's x86 host,
+docs/benchmarks.md "TFLite 16x8 export"). The file is for int16-capable
 accelerators (e.g. Qualcomm's HTP through LiteRT's QNN delegate), where its fidelity is the point.
 """
 
@@ -46,11 +47,12 @@ def quantize_16x8(float_path: Path, out: Path, inputs: Sequence[np.ndarray], thr
                   progress: Say | None = None) -> dict[str, Any]:
     """Quantize the float ``.tflite`` at ``float_path`` to 16x8 and write it to ``out``.
 
-    ``inputs``: the calibration photos, one array per photo in the float file's input format
-    (shape and dtype of its input: ``(1, H, W, 3)`` uint8 for an image input). ``threads``:
-    the calibration interpreter's thread count. Returns the sidecar's ``export.int8`` entries
-    (quantizer, recipe, range update, calibrated photos). Raises :class:`ExportError` when
-    ai-edge-quantizer fails (its message on one line)."""
+    ``inputs``: the calibration photos in the float file's input format, one array per call
+    of its static batch (shape and dtype of its input: ``(B, H, W, 3)`` uint8 for an image
+    input, ``B`` photos each). ``threads``: the calibration interpreter's thread count.
+    Returns the sidecar's ``export.int8`` entries (quantizer, recipe, range update, the number
+    of calibration calls). Raises :class:`ExportError` when ai-edge-quantizer fails (its
+    message on one line)."""
     require("tflite", "ai_edge_quantizer", what="TFLite 16x8 quantization")
     from ai_edge_quantizer import calibrator, quantizer, recipe, recipe_manager
     from ai_edge_quantizer.utils import qsv_utils
@@ -62,7 +64,7 @@ def quantize_16x8(float_path: Path, out: Path, inputs: Sequence[np.ndarray], thr
         cal = calibrator.Calibrator(str(float_path), num_threads=threads,
                                     qsv_update_func=qsv_utils.min_max_update)
         name = _input_name(float_path)
-        for x in counted(progress, "calibrating (16x8)", inputs, lambda _x: "photo"):
+        for x in counted(progress, "calibrating (16x8)", inputs, lambda _x: "batch"):
             with contextlib.redirect_stderr(io.StringIO()):  # its tqdm bar, one per photo
                 cal.calibrate({SIGNATURE: [{name: x}]}, manager)
         ranges = cal.get_model_qsvs()
@@ -78,7 +80,7 @@ def quantize_16x8(float_path: Path, out: Path, inputs: Sequence[np.ndarray], thr
     return {"quantizer": "ai-edge-quantizer (LiteRT 16x8): int16 activations, per-channel "
                          "int8 weights",
             "recipe": RECIPE, "range_update": "running min/max",
-            "int16_activations": ["all"], "calibration_photos": len(inputs)}
+            "int16_activations": ["all"], "calibration_calls": len(inputs)}
 
 
 def _input_name(float_path: Path) -> str:
