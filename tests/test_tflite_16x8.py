@@ -71,10 +71,11 @@ def test_one_name_may_be_a_plain_string(tmp_path: Path) -> None:
     assert _names(["residual", "se"]) == ("residual", "se") and _names(None) is None
 
 
-def test_mixed_jobs_get_their_own_model_and_hint(tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    """ONNX w8a16 and TFLite 16x8 in one run: the ONNX job quantizes the equalized copy (and
-    records it), the 16x8 job the fused model as is; a 16x8 failure names what 16x8 takes."""
+def test_int16_everywhere_quantizes_the_fused_model(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """ONNX w8a16 ``all`` and TFLite 16x8 in one run: neither is channel-equalized (both get
+    the fused model, no preparation is made or recorded), and a 16x8 failure names what 16x8
+    takes. Named int16 groups leave 8-bit parts, which keep the equalization."""
     import lsnet_deploy.pipeline.exporting as exporting
 
     ckpt = write_checkpoint(tmp_path, TINY, TINY_SIZE, seed=5)
@@ -85,16 +86,22 @@ def test_mixed_jobs_get_their_own_model_and_hint(tmp_path: Path,
         return SimpleNamespace(path=job.dest, passed=job.format != "tflite",
                                validation={"summary": "FAIL (test)"})
 
+    def no_preparation(*_a, **_k):  # type: ignore[no-untyped-def]
+        raise AssertionError("nothing here is 8-bit: no equalized copy is needed")
+
     monkeypatch.setattr(exporting, "publish", fake_publish)
+    monkeypatch.setattr(exporting, "prepared_copy", no_preparation)
     request = ExportRequest(model=TINY, formats=("onnx", "tflite"), weights=ckpt,
                             img_size=TINY_SIZE, precision="int8", output_dir=tmp_path / "out",
                             format_options=(OnnxOptions(int8_int16=("all",)),))
     with pytest.raises(ValidationFailedError) as failed:
         exporting.run_export(request)
     (onnx_model, onnx_prep), (tflite_model, tflite_prep) = given["onnx"], given["tflite"]
-    assert onnx_prep is not None and tflite_prep is None and onnx_model is not tflite_model
+    assert onnx_prep is None and tflite_prep is None and onnx_model is tflite_model
     message = str(failed.value)
     assert "--calib-size" in message and "--int8-exclude auto" not in message, message
+    assert OnnxOptions(int8_int16=("residual",)).equalizes("int8")
+    assert not OnnxOptions(int8_int16=("all",)).equalizes("int8")
 
 
 def test_int8_int16_is_refused_where_no_format_takes_it(tmp_path: Path) -> None:

@@ -90,7 +90,8 @@ Int8Int16Opt = Annotated[list[str] | None, typer.Option(
 EqualizeOpt = Annotated[bool, typer.Option(
     "--equalize/--no-equalize", help="8-bit INT8 / W8A8: quantize an exactly channel-equalized "
     "copy of the fused model (residual stream, then conv pairs; float logits unchanged). "
-    "--no-equalize quantizes the fused model as is. TFLite 16x8 is never equalized.")]
+    "--no-equalize quantizes the fused model as is. --int8-int16 all (int16 everywhere, "
+    "TFLite 16x8 included) is never equalized.")]
 LayoutOpt = Annotated[Layout | None, typer.Option(
     "--layout", help="Input layout (default: nhwc for TFLite, nchw for ONNX).")]
 IoOpt = Annotated[IoType | None, typer.Option(

@@ -102,6 +102,13 @@ class OnnxOptions(FormatOptions):
                 f"--int8-int16 applies to ONNX and TFLite, not {format_name}")
         super().refuse_for(format_name, precision)
 
+    def equalizes(self, precision: Precision) -> bool:
+        """Every activation in int16 (``--int8-int16 all``) quantizes the fused model as it
+        is: the int8 weights are then the error, and the equalization widens weight ranges
+        (LSNet-T: 0.9981 / 0.9839 mean / min cosine without, 0.9972 / 0.9661 with; docs/int8.md).
+        Named groups in int16 leave the rest 8-bit, which the equalization helps."""
+        return not (self.int8_int16 and "all" in self.int8_int16)
+
     def needs_reference(self, precision: Precision) -> bool:
         """The ``.ort`` is validated against PyTorch inside the export: it needs the
         held-out reference."""

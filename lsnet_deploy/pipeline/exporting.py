@@ -94,7 +94,7 @@ def export(
     (CoreML and TFLite: probabilities, or ``False`` for logits). ``val_size``: validate on
     at most that many of the held-out photos (faster checks). ``equalize``: 8-bit INT8 and W8A8
     quantize an exactly equalized copy of the fused model (``False``: the fused model as is;
-    TFLite 16x8 never is).
+    int16 everywhere, ``int8_int16=["all"]``, never is).
     The fields are those of
     :class:`~lsnet_deploy.pipeline.request.ExportRequest`; see ``lsnet-deploy export --help``.
 
