@@ -112,3 +112,15 @@ def test_imagenet_artifacts_get_a_labels_file_next_to_them(tmp_path: Path) -> No
         assert job.dest.parent / job.labels_file in job.outputs
     [tiny] = plan(ExportRequest.build("test_lsnet", "onnx", img_size=96, output_dir=tmp_path))
     assert tiny.labels_file is None and tiny.companions == ()
+
+
+@pytest.mark.parametrize(("fmt", "precision"), [("coreml", "w8a8"), ("executorch", "int8"),
+                                                ("tflite", "int8")])
+def test_calib_method_is_refused_where_it_is_not_honoured(tmp_path: Path, fmt: str,
+                                                           precision: str) -> None:
+    """Only ONNX Runtime's calibration takes --calib-method percentile; the others calibrate
+    with their own observers and refuse it before any work (Core ML W8A8 ignored it once)."""
+    with pytest.raises(UnsupportedOptionError, match="--calib-method.*applies to ONNX only"):
+        _plan(tmp_path, fmt=fmt, precision=precision, calib_method="percentile")
+    [onnx] = _plan(tmp_path, fmt="onnx", precision="int8", calib_method="percentile")
+    assert onnx.calibrate

@@ -217,3 +217,21 @@ def test_lsnet_t_16x8_meets_the_fidelity_goal(tmp_path: Path,
     litert = _litert_probs(path, pixels)
     for (index, _name, score), p in zip(_classify(path, pixels), litert, strict=True):
         assert index == int(p.argmax()) and abs(score - p[index]) <= 1e-3, (index, score)
+
+
+@pytest.mark.parametrize(("fmt", "int16", "says", "not_said"), [
+    ("onnx", None, "--calib-method percentile", "--calib-size"),
+    ("tflite", None, "--int8-exclude auto", "--calib-method"),  # PT2E takes no other method
+    ("tflite", ["all"], "--calib-size", "--int8-exclude"),
+])
+def test_failure_hint_names_only_what_the_format_takes(tmp_path: Path, fmt: str,
+                                                       int16: list[str] | None, says: str,
+                                                       not_said: str) -> None:
+    from lsnet_deploy.pipeline.exporting import _raise_on_failures
+
+    jobs = _plan(tmp_path, fmt=fmt, precision="int8", int8_int16=int16)
+    failed = [SimpleNamespace(path=j.dest, passed=False, validation={"summary": "FAIL"})
+              for j in jobs]
+    with pytest.raises(ValidationFailedError) as error:
+        _raise_on_failures(failed, jobs, "int8")  # type: ignore[arg-type]
+    assert says in str(error.value) and not_said not in str(error.value), str(error.value)

@@ -82,6 +82,10 @@ class Capabilities:
     only, checked when the export is planned)."""
     calibrated: tuple[Precision, ...] = ("int8",)
     """Precisions that calibrate on images (CoreML's 8-bit *weights* need none, W8A8 does)."""
+    calib_methods: tuple[str, ...] = ("minmax",)
+    """``--calib-method`` values its calibration honours (``minmax``: the format's own
+    observers, whatever they are; ONNX also takes ``percentile``); others are refused when
+    the export is planned."""
     accelerators: tuple[str, ...] = ()
     """Hardware choices of its runtime (CoreML compute units); empty: none to choose."""
     bench_precisions: tuple[Precision, ...] = ()

@@ -202,6 +202,7 @@ class OnnxExporter(Exporter):
     capabilities = Capabilities(
         precisions=("fp32", "int8"), dynamic_batch=True, image_input=True, layouts=("NCHW",),
         bench_precisions=("fp32", "int8"), sensitivity=True, int8_exclude_nodes=True,
+        calib_methods=("minmax", "percentile"),
     )
     options_type = OnnxOptions
 

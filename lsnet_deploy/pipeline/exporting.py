@@ -282,8 +282,10 @@ def _raise_on_failures(artifacts: list[Artifact], jobs: list[ExportJob],
     elif precision == "w8a8":
         hint = " try --int8 (8-bit weights, fp16 activations) or lower --min-cosine"
     elif precision == "int8":
+        percentile = all("percentile" in j.exporter.capabilities.calib_methods
+                         for _, j in failed)  # only what every failed format takes
         hint = (" try --int8-exclude auto (keeps the most sensitive op groups in float), "
-                "--calib-method percentile, or lower --min-cosine")
+                + ("--calib-method percentile, " if percentile else "") + "or lower --min-cosine")
     error = ValidationFailedError(
         "validation failed (artifact kept, sidecar marked failed): "
         + "; ".join(failures) + (";" + hint if hint else ""))

@@ -126,6 +126,11 @@ def plan(request: ExportRequest, facts: ModelFacts | None = None) -> list[Export
     if any(j.calibrate for j in jobs) and request.calib_method not in CALIB_METHODS:
         raise UnsupportedOptionError(
             f"--calib-method {request.calib_method!r}; use minmax or percentile")
+    for job in jobs:  # never ignored silently (Core ML W8A8 used to)
+        if job.calibrate and request.calib_method not in job.exporter.capabilities.calib_methods:
+            raise UnsupportedOptionError(
+                f"--calib-method {request.calib_method}: {job.format} {job.options.precision} "
+                "calibrates with its own observers; the method applies to ONNX only")
     check_destinations(jobs)
     return jobs
 
