@@ -1,8 +1,8 @@
 """TFLite 16x8 (ai-edge-quantizer ``static_wi8_ai16``): what the shipped form is measured
 against. The float file is the one ``export --format tflite --int8 --int8-int16 all`` converts
 (the fused model in the app form: uint8 NHWC image in), calibrated with the running min/max on
-the calibration photos, exactly as :func:`lsnet_deploy.quantize.tflite_16x8.quantize_16x8`
-does; then:
+the calibration photos by :func:`lsnet_deploy.quantize.tflite_16x8.calibrate_16x8` (what the
+export runs); then, written by ``write_16x8``:
 
 * ``shipped``: those ranges;
 * ``ranges +20%``: every activation range widened by 20% (less clipping, coarser steps);
@@ -39,6 +39,7 @@ from lsnet_deploy.fidelity import compare_logits
 from lsnet_deploy.pipeline.images import ImageSplit, split_images
 from lsnet_deploy.preprocess import Preprocess
 from lsnet_deploy.quantize.stream import equalize_stream
+from lsnet_deploy.quantize.tflite_16x8 import calibrate_16x8, write_16x8
 from lsnet_deploy.reparam import reparameterize
 from lsnet_deploy.spec import IOSpec
 
@@ -56,35 +57,13 @@ SPEC = IOSpec(layout="NHWC", dtype="uint8", value_range="0..255")  # the app for
 COLUMNS = ["variant", "weights", "16x8 form", "mean cos", "min cos"]
 
 
-def _ranges(float_path: Path, images: ImageSplit) -> dict[str, Any]:
-    """The running min/max of every tensor on the calibration photos (as shipped)."""
-    import contextlib
-    import io
-
-    from ai_edge_quantizer import calibrator, recipe, recipe_manager
-    from ai_edge_quantizer.utils import qsv_utils
-
-    manager = recipe_manager.RecipeManager()
-    manager.load_quantization_recipe(recipe.static_wi8_ai16())
-    cal = calibrator.Calibrator(str(float_path), num_threads=2,
-                                qsv_update_func=qsv_utils.min_max_update)
-    assert images.calib is not None
-    for x in _to_torch(images.calib, SPEC):
-        with contextlib.redirect_stderr(io.StringIO()):
-            cal.calibrate({"serving_default": [{"args_0": x.numpy()}]}, manager)
-    return cal.get_model_qsvs()
-
-
 def _score(float_path: Path, ranges: dict[str, Any], widen: float, images: ImageSplit,
            reference: np.ndarray) -> tuple[float, float]:
-    from ai_edge_quantizer import quantizer, recipe
-
+    """Mean / min cosine of the 16x8 file written with ``ranges`` widened by ``widen``."""
     wide = {name: {k: (v * widen if k in ("min", "max") else v) for k, v in qsv.items()}
             for name, qsv in ranges.items()}
-    out = quantizer.Quantizer(str(float_path), recipe.static_wi8_ai16()).quantize(
-        wide, enable_progress_bar=False, enable_progress_report=False).quantized_model
     path = float_path.with_name(f"{float_path.stem}_a16_{widen}.tflite")
-    path.write_bytes(bytes(out))
+    write_16x8(float_path, wide, path)
     run = TfliteExporter().runner(path, threads=2)
     logits = np.concatenate([run(x.numpy()) for x in _to_torch(images.val, SPEC)])
     report = compare_logits(logits.astype(np.float64), reference, "int8", "held-out", 0.0)
@@ -121,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
                     path = Path(tmp) / f"form{k}.tflite"
                     litert_torch.convert(convertible_module(net, SPEC),
                                          (example_input(SPEC, 1),)).export(str(path))
-                    converted[id(net)] = (path, _ranges(path, images))
+                    assert images.calib is not None
+                    calib = [x.numpy() for x in _to_torch(images.calib, SPEC)]
+                    converted[id(net)] = (path, calibrate_16x8(path, calib, threads=2))
                 path, ranges = converted[id(net)]
                 mean, low = _score(path, ranges, widen, images, reference)
                 rows.append([variant, args.weights, label, f"{mean:.4f}", f"{low:.4f}"])

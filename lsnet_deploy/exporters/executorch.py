@@ -248,12 +248,8 @@ def _quantize(module: torch.nn.Module, spec: IOSpec, example: torch.Tensor,
 
 def _check_int8(task: ExportTask) -> None:
     calibration = task.data.calibration
-    if calibration is None:
+    if calibration is None:  # --calib-method: refused by the plan (Capabilities.calib_methods)
         raise UnsupportedOptionError("INT8 export needs calibration images (--calib DIR)")
-    if calibration.method != "minmax":
-        raise UnsupportedOptionError(
-            "ExecuTorch INT8 calibrates with the PT2E observers of the XNNPACKQuantizer; "
-            "--calib-method applies to ONNX only")
 
 
 # --- native metadata: a constant method in the program ------------------------------------

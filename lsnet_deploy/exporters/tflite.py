@@ -275,13 +275,8 @@ class TfliteExporter(Exporter):
         from ..quantize.tflite_int8 import TfliteInt8Config, group_counts, quantize_pt2e
 
         options, calibration = task.options, task.data.calibration
-        if calibration is None:
+        if calibration is None:  # --calib-method: refused by the plan (TfliteOptions)
             raise UnsupportedOptionError("INT8 export needs calibration images (--calib DIR)")
-        if calibration.method != "minmax":
-            raise UnsupportedOptionError(
-                "TFLite INT8 calibrates with the PT2E observers (histogram for activations, "
-                "min/max for weights); --calib-method applies to ONNX only"
-            )
         calib = batched(_to_torch(calibration.images, spec), int(example.shape[0]))
         exclude: Sequence[str] = tuple(options.int8_exclude)
         info: dict[str, Any] = {"calibration_source": calibration.source,
@@ -314,11 +309,8 @@ class TfliteExporter(Exporter):
         from ..quantize.tflite_16x8 import quantize_16x8
 
         calibration = task.data.calibration
-        if calibration is None:
+        if calibration is None:  # --calib-method: refused by the plan (TfliteOptions)
             raise UnsupportedOptionError("INT8 export needs calibration images (--calib DIR)")
-        if calibration.method != "minmax":
-            raise UnsupportedOptionError("TFLite 16x8 calibrates with the running min/max of "
-                                         "every tensor; --calib-method applies to ONNX only")
         calib = batched(_to_torch(calibration.images, spec), int(example.shape[0]))
         with tempfile.TemporaryDirectory(prefix="lsnet-deploy-16x8-") as tmp:
             float_path = Path(tmp) / "float.tflite"

@@ -261,9 +261,9 @@ def _boundary_tensor(graph: Any, like: int, type_name: str, zp_shift: int,
 def set_io_types(path: Path, input_type: str, output_type: str) -> None:
     """Re-type the boundary of an int8-I/O model: ``float32`` adds QUANTIZE (in) and
     DEQUANTIZE (out), from int8 or int16 (16x8); ``uint8`` adds QUANTIZE ops that shift the
-    zero point by 128; ``int8`` leaves that side as it is (e.g. the uint8 pixel input of an image-input model). A boundary
-    tensor that already has the asked type stays as it is (a mixed-precision model whose
-    first or last op group is kept in float has float32 there).
+    zero point by 128; ``int8`` leaves that side as it is (e.g. the uint8 pixel input of an
+    image-input model). A boundary tensor that already has the asked type stays as it is (a
+    mixed-precision model whose first or last op group is kept in float has float32 there).
 
     The interior keeps its int8 tensors; the signature is updated to the new tensors.
     """

@@ -167,7 +167,7 @@ def _run_jobs(request: ExportRequest, jobs: list[ExportJob], say: Progress) -> l
 
 
 def _equalizes(job: ExportJob) -> bool:
-    """A calibrated job whose format quantizes the equalized copy (not TFLite's 16x8)."""
+    """A calibrated job whose format quantizes the equalized copy (not int16 everywhere)."""
     return job.calibrate and job.options.format.equalizes(job.options.precision)
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from ..deps import require
 from ..errors import ExportError, first_line
 from ..progress import Say, counted
 
-__all__ = ["RECIPE", "quantize_16x8"]
+__all__ = ["RECIPE", "calibrate_16x8", "quantize_16x8", "write_16x8"]
 
 RECIPE = "static_wi8_ai16"
 """ai-edge-quantizer's recipe: int16 activations, int8 weights (LiteRT's 16x8)."""
@@ -45,7 +45,8 @@ SIGNATURE = "serving_default"
 
 def quantize_16x8(float_path: Path, out: Path, inputs: Sequence[np.ndarray], threads: int,
                   progress: Say | None = None) -> dict[str, Any]:
-    """Quantize the float ``.tflite`` at ``float_path`` to 16x8 and write it to ``out``.
+    """Quantize the float ``.tflite`` at ``float_path`` to 16x8 and write it to ``out``
+    (:func:`calibrate_16x8`, then :func:`write_16x8`).
 
     ``inputs``: the calibration photos in the float file's input format, one array per call
     of its static batch (shape and dtype of its input: ``(B, H, W, 3)`` uint8 for an image
@@ -53,34 +54,55 @@ def quantize_16x8(float_path: Path, out: Path, inputs: Sequence[np.ndarray], thr
     Returns the sidecar's ``export.int8`` entries (quantizer, recipe, range update, the number
     of calibration calls). Raises :class:`ExportError` when ai-edge-quantizer fails (its
     message on one line)."""
+    write_16x8(float_path, calibrate_16x8(float_path, inputs, threads, progress), out)
+    return {"quantizer": "ai-edge-quantizer (LiteRT 16x8): int16 activations, per-channel "
+                         "int8 weights",
+            "recipe": RECIPE, "range_update": "running min/max",
+            "int16_activations": ["all"], "calibration_calls": len(inputs)}
+
+
+def calibrate_16x8(float_path: Path, inputs: Sequence[np.ndarray], threads: int,
+                   progress: Say | None = None) -> dict[str, Any]:
+    """The running min/max of every tensor of the float file over ``inputs`` (as in
+    :func:`quantize_16x8`): ai-edge-quantizer's ranges, ``{tensor name: {"min": ..., "max":
+    ...}}``."""
     require("tflite", "ai_edge_quantizer", what="TFLite 16x8 quantization")
-    from ai_edge_quantizer import calibrator, quantizer, recipe, recipe_manager
+    from ai_edge_quantizer import calibrator, recipe, recipe_manager
     from ai_edge_quantizer.utils import qsv_utils
 
-    model_recipe = getattr(recipe, RECIPE)()
-    try:
+    with _library_errors():
         manager = recipe_manager.RecipeManager()
-        manager.load_quantization_recipe(model_recipe)
+        manager.load_quantization_recipe(getattr(recipe, RECIPE)())
         cal = calibrator.Calibrator(str(float_path), num_threads=threads,
                                     qsv_update_func=qsv_utils.min_max_update)
         name = _input_name(float_path)
         for x in counted(progress, "calibrating (16x8)", inputs, lambda _x: "batch"):
-            with contextlib.redirect_stderr(io.StringIO()):  # its tqdm bar, one per photo
+            with contextlib.redirect_stderr(io.StringIO()):  # its tqdm bar, one per call
                 cal.calibrate({SIGNATURE: [{name: x}]}, manager)
-        ranges = cal.get_model_qsvs()
-        with contextlib.redirect_stderr(io.StringIO()):  # a bar of its own, whatever it is told
-            result = quantizer.Quantizer(str(float_path), model_recipe).quantize(
-                ranges, enable_progress_bar=False, enable_progress_report=False)
+        return cal.get_model_qsvs()
+
+
+def write_16x8(float_path: Path, ranges: dict[str, Any], out: Path) -> None:
+    """Quantize the float file with ``ranges`` (:func:`calibrate_16x8`) and write ``out``."""
+    require("tflite", "ai_edge_quantizer", what="TFLite 16x8 quantization")
+    from ai_edge_quantizer import quantizer, recipe
+
+    with _library_errors(), contextlib.redirect_stderr(io.StringIO()):  # it shows a bar anyway
+        result = quantizer.Quantizer(str(float_path), getattr(recipe, RECIPE)()).quantize(
+            ranges, enable_progress_bar=False, enable_progress_report=False)
+    out.write_bytes(bytes(result.quantized_model))
+
+
+@contextlib.contextmanager
+def _library_errors() -> Iterator[None]:
+    """ai-edge-quantizer's failures as one-line :class:`ExportError`."""
+    try:
+        yield
     except ExportError:
         raise
     except Exception as e:
         raise ExportError(f"ai-edge-quantizer could not quantize to 16x8: "
                           f"{type(e).__name__}: {first_line(e)}") from e
-    out.write_bytes(bytes(result.quantized_model))
-    return {"quantizer": "ai-edge-quantizer (LiteRT 16x8): int16 activations, per-channel "
-                         "int8 weights",
-            "recipe": RECIPE, "range_update": "running min/max",
-            "int16_activations": ["all"], "calibration_calls": len(inputs)}
 
 
 def _input_name(float_path: Path) -> str:
