@@ -27,6 +27,7 @@ Install commands (``python3 -m venv``, ``pip install``) are not re-run, and the 
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
 import shlex
@@ -294,7 +295,38 @@ def test_readme_bash_block_runs(block: Block, tmp_path: Path) -> None:
     work, env = _workdir(tmp_path)
     for n, argv in enumerate(commands(block.text)):
         if is_lsnet_deploy(argv):
-            _run(runnable(argv, n), work, env, f"{block.id}, command {n}")
+            cmd = runnable(argv, n)
+            _run(cmd, work, env, f"{block.id}, command {n}")
+            path, ctx = parse(cmd)
+            if path == ("bench", "host") and ctx.params.get("model"):
+                _check_bench_report(work / ctx.params["output_dir"], ctx.params)
+
+
+EVERY_HOST_RUNTIME = [("pytorch-unfused", "fp32"), ("pytorch-fused", "fp32"),
+                      ("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("litert", "fp32"),
+                      ("litert", "int8")]
+
+
+def _check_bench_report(folder: Path, params: dict[str, Any]) -> None:
+    """A README ``bench --model`` line (default runtimes) timed every variant in every host
+    runtime, fp32 and INT8, at every thread count, and wrote its report folder."""
+    data = json.loads((folder / "results.json").read_text())
+    threads = [int(t) for t in (params.get("threads") or "1").split(",")]
+    models = [str(getattr(m, "value", m)) for m in params["model"]]
+    rows = [(r["model"], r["threads"], r["runtime"], r["precision"]) for r in data["results"]]
+    assert sorted(rows) == sorted((m, t, *rp) for m in models for t in threads
+                                  for rp in EVERY_HOST_RUNTIME), rows
+    runs = params.get("runs") or 1
+    for r in data["results"]:
+        assert r["median_ms"] > 0 and r["runs"] >= runs, r
+        nhwc = r["runtime"] == "litert"
+        assert r["input_shape"] == ([1, 224, 224, 3] if nhwc else [1, 3, 224, 224]), r
+        if not r["runtime"].startswith("pytorch"):  # exported on the fly, then compared
+            assert "cosine vs PyTorch" in r["notes"], r
+    assert not data["failures"] and not data["interrupted"]
+    md = (folder / "results.md").read_text()
+    assert sum(md.count(f"| {m} |") for m in models) == len(rows)
+    assert (folder / "latency.png").stat().st_size > 5000
 
 
 @pytest.mark.slow

@@ -300,9 +300,11 @@ def test_reference_executor_agrees_with_core_ml(tiny_ckpt: Path, out_dir: Path,
 def test_every_variant_converts_and_validates_numerically(
         variant: str, make_checkpoint, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     ckpt = make_checkpoint(variant, seed=3)
-    # a _distill variant fuses to its base's network (the two heads averaged into one), so its
-    # INT8 and W8A8 graphs are its base's: fp16 checks its conversion (CI time, issue 13)
-    precisions = ["fp16"] if variant.endswith("_distill") else ["fp16", "int8", "w8a8"]
+    # every variant converts and runs in fp16; INT8 weights and W8A8 take the same code path
+    # for every variant (the same ops, only widths and depths differ), so LSNet-T checks them
+    # (S and B in W8A8: benchmarks/int8_acceptance.py); a _distill variant fuses to its base's
+    # network (the two heads averaged into one). CI time: the suite's budget, README.md
+    precisions = ["fp16", "int8", "w8a8"] if variant == "lsnet_t" else ["fp16"]
     for precision in precisions:
         # 8 held-out photos: off macOS the reference executor takes over 1 s per photo at 224
         kw: dict[str, Any] = {"val_size": 8}

@@ -347,14 +347,13 @@ def test_mixed_precision_keeps_groups_in_float(tiny_ckpt: Path, out_dir: Path) -
 
 
 def test_auto_mixed_precision(tiny_ckpt: Path, out_dir: Path) -> None:
-    [met] = _export(tiny_ckpt, out_dir, precision="int8", int8_exclude=["auto"], min_cosine=0.9,
-                    force=True)
-    auto = met.export_info["int8"]["auto"]  # full INT8 already meets 0.9: nothing searched
-    assert auto["reached"] and auto["steps"] == [] and auto["excluded_groups"] == []
+    """The LiteRT path of ``--int8-exclude auto`` (the search itself: tests/test_auto.py).
+    16 calibration and 16 held-out photos: the search quantizes and runs the model about 25
+    times."""
     # the search measures the PT2E fake-quantized model; LiteRT's integer kernels land within
     # a few 1e-4 of it (0.99902 searched, 0.99881 run), so the target leaves that margin
     [mixed] = _export(tiny_ckpt, out_dir, precision="int8", int8_exclude=["auto"],
-                      min_cosine=0.998, force=True)
+                      min_cosine=0.998, force=True, calib_size=16, val_size=16)
     auto = mixed.export_info["int8"]["auto"]
     assert auto["full_int8_cosine"] < 0.998 and auto["steps"] and auto["reached"]
     assert len(auto["sensitivity"]) >= 8

@@ -1,7 +1,10 @@
 """No tensor of rank > 4 in any exported LSNet graph (phone GPU delegates and NPUs are built
-around 4-D tensors): LSNet-T and -B (S has no block kind they lack) converted to every format, the ranks counted in the
-artifact files themselves. ExecuTorch INT8 too: the quantized graph XNNPACK compiles for T and
-B, the ``.pte`` of the tiny model (lowering a real variant in INT8 takes minutes)."""
+around 4-D tensors): LSNet-T and the tiny test model converted to every format, the ranks
+counted in the artifact files themselves. Ranks depend on the block kinds, not on widths or
+depths: the tiny model has blocks in every stage, stage 1 included (which T lacks and S and B
+have), so T and the tiny model together hold every block kind of T, S and B. ExecuTorch INT8
+too: the quantized graph XNNPACK compiles, and the ``.pte`` of the tiny model (lowering a real
+variant in INT8 takes minutes)."""
 
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ SIZE = 96  # ranks do not depend on the input size; a small one keeps conversion
 FORMATS = ("onnx", "tflite", "coreml", "executorch")
 
 
-@pytest.fixture(scope="module", params=["lsnet_t", "lsnet_b"])  # S: the blocks of both
+@pytest.fixture(scope="module", params=["lsnet_t", "test_lsnet"])  # every block kind
 def fused(request: pytest.FixtureRequest) -> torch.nn.Module:
     model = trained_looking(request.param, img_size=SIZE, seed=3)
     reparameterize(model, None)
@@ -38,15 +41,16 @@ def fused(request: pytest.FixtureRequest) -> torch.nn.Module:
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_every_tensor_has_rank_at_most_4(fused: torch.nn.Module, fmt: str,
                                          tmp_path: Path) -> None:
-    if fmt == "executorch" and fused.variant != "lsnet_t":  # B: the lowered graph
+    if fmt == "executorch" and fused.variant != "lsnet_t":  # tiny: the lowered graph
         # the .pte keeps only the undelegated tensors; what XNNPACK compiles is the lowered
-        # torch.export graph, checked here for S and B (and for T below, with the artifact)
+        # torch.export graph, checked here (and for T below, with the artifact)
         spec = IOSpec(img_size=(SIZE, SIZE))
         assert max_tensor_rank(graph_model(fused, spec), example_input(spec, 1)) == 4
         return
     exp = get_exporter(fmt)
     layout = exp.capabilities.layouts[0]
-    spec = IOSpec(img_size=(SIZE, SIZE), layout=layout)  # type: ignore[arg-type]
+    spec = IOSpec(img_size=(SIZE, SIZE), layout=layout,  # type: ignore[arg-type]
+                  num_classes=fused.num_classes)
     precision = "fp16" if fmt == "coreml" else "fp32"
     out = tmp_path / f"{fused.variant}{exp.suffix}"
     options = ExportOptions(precision=precision, format=exp.options_type())  # type: ignore[arg-type]
@@ -81,7 +85,7 @@ def _graph_rank(module: torch.nn.Module, example: torch.Tensor) -> int:
 
 @pytest.mark.slow
 def test_executorch_int8_graph_has_rank_at_most_4(fused: torch.nn.Module) -> None:
-    """What XNNPACK compiles for INT8: the quantized portable form (T and B)."""
+    """What XNNPACK compiles for INT8: the quantized portable form (T and tiny)."""
     spec = IOSpec(img_size=(SIZE, SIZE))
     x = example_input(spec, 1)
     module = graph_model(fused, spec, pad_in_conv=False).eval()

@@ -1,0 +1,74 @@
+"""The greedy mixed-precision search of ``--int8-exclude auto`` (``quantize/auto.py``), on a
+synthetic setup whose answers are known: each quantized group adds a known error to the
+logits, so the cosine of every configuration, and so each step of the search, follow."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lsnet_deploy.quantize.auto import QuantSetup, auto_exclude, sensitivity
+
+rng = np.random.default_rng(0)
+REFERENCE = rng.normal(size=(16, 50))
+NOISE = {g: rng.normal(size=REFERENCE.shape) for g in ("ska", "residual", "ffn", "head")}
+HARM = {"ska": 0.30, "residual": 0.10, "ffn": 0.05, "head": 0.01}
+"""How far each group, quantized, moves the logits (a multiple of a random direction)."""
+
+
+@dataclass(frozen=True)
+class Config:
+    exclude: tuple[str, ...] = ()
+    only: tuple[str, ...] | None = None
+
+
+calls: list[Config] = []
+
+
+def _logits(config: Config) -> np.ndarray:
+    calls.append(config)
+    quantized = [g for g in HARM if g not in config.exclude
+                 and (config.only is None or g in config.only)]
+    return REFERENCE + sum((HARM[g] * NOISE[g] for g in quantized), np.zeros_like(REFERENCE))
+
+
+SETUP = QuantSetup(_logits, {g: 3 for g in HARM}, REFERENCE)
+
+
+def _cos(config: Config) -> float:
+    a, b = _logits(config), REFERENCE
+    return float(np.mean(np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)))
+
+
+def test_a_gate_already_met_searches_nothing() -> None:
+    calls.clear()
+    exclude, report = auto_exclude(SETUP, 0.9, Config())
+    assert exclude == () and report["steps"] == [] and report["sensitivity"] == []
+    assert len(calls) == 1  # the baseline alone
+    assert report["reached"] and abs(report["full_int8_cosine"] - _cos(Config())) < 1e-9
+
+
+def test_the_search_keeps_the_most_damaging_groups_in_float_until_the_gate() -> None:
+    full = _cos(Config())
+    target = _cos(Config(exclude=("ska", "residual"))) - 1e-9
+    assert full < target < 1
+    exclude, report = auto_exclude(SETUP, target, Config())
+    # ska then residual: the lowest 'only' cosine first; ffn and head were not needed
+    assert exclude == ("ska", "residual")
+    assert [s["exclude"] for s in report["steps"]] == ["ska", "residual"]
+    assert report["reached"] and report["steps"][-1]["cosine"] >= target
+    assert {r["group"] for r in report["sensitivity"]} == set(HARM)
+
+
+def test_an_unreachable_gate_keeps_every_group_in_float_and_says_so() -> None:
+    exclude, report = auto_exclude(SETUP, 1.5, Config())
+    assert set(exclude) == set(HARM) and not report["reached"]
+
+
+def test_sensitivity_measures_each_group_alone_and_left_out() -> None:
+    baseline, rows = sensitivity(SETUP, Config())
+    by = {r.group: r for r in rows}
+    assert by["ska"].only_cosine < by["head"].only_cosine  # ska alone hurts most
+    assert by["ska"].without_cosine > by["head"].without_cosine  # leaving it out helps most
+    assert baseline["full_int8_cosine"] < min(r.without_cosine for r in rows)
