@@ -13,6 +13,7 @@ import pytest
 import torch
 from conftest import TINY_SIZE, write_checkpoint
 from reference_lsnet import load_reference
+from test_sidecar_schema import check_sidecar
 
 from lsnet_deploy.errors import BenchmarkError, UnsupportedOptionError
 from lsnet_deploy.exporters.executorch import (
@@ -20,7 +21,7 @@ from lsnet_deploy.exporters.executorch import (
     ExecutorchExporter,
     _quantizer,
 )
-from lsnet_deploy.exporters.ranks import max_rank
+from lsnet_deploy.exporters.ranks import max_rank, rank_histogram
 from lsnet_deploy.metadata import from_native, read_sidecar
 from lsnet_deploy.paths import calibration_dir
 from lsnet_deploy.pipeline import export, validate
@@ -191,7 +192,11 @@ def test_int8_with_image_input(tiny_ckpt: Path, tmp_path: Path) -> None:
     assert ExecutorchExporter().precision_of(art.path) == "int8"
     # the portable form (no GroupNorm op, no rank-5 tensor), as for fp32
     assert "aten.native_group_norm.default" not in art.export_info["non_delegated_ops"]
-    assert max_rank(art.path) == 4
+    # rank <= 4 in the .pte itself (the rank-4 INT8 program used not to load; it runs below)
+    ranks = rank_histogram(art.path)
+    assert max_rank(art.path) == 4 and ranks is not None and ranks.get("4", 0) > 20, ranks
+    check_sidecar(art.path, "executorch", {"precision": "int8", "image_input": True}, "uint8",
+                  TINY_SIZE)
     pixels, x = _photo_batch()
     got = ExecutorchExporter().runner(art.path)(pixels)  # uint8 in
     expected = _reference_logits(tiny_ckpt, x)

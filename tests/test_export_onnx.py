@@ -301,14 +301,15 @@ def test_int8_exclude_groups_and_unknown_group(tiny_ckpt: Path, tmp_path: Path) 
 
 
 def test_auto_mixed_precision_raises_fidelity(tiny_ckpt: Path, tmp_path: Path) -> None:
-    [full] = _export(tiny_ckpt, tmp_path, precision="int8", min_cosine=0.5)
+    few = {"calib_size": 16, "val_size": 16}  # the search quantizes about 25 times
+    [full] = _export(tiny_ckpt, tmp_path, precision="int8", min_cosine=0.5, **few)
     c_full = full.validation["mean_cosine"]
     assert c_full < 0.9999, "full INT8 should lose something on trained-looking weights"
     target = 1 - (1 - c_full) / 3  # a third of the error
     with pytest.raises(ValidationFailedError, match="--int8-exclude auto"):
-        _export(tiny_ckpt, tmp_path, precision="int8", min_cosine=target, force=True)
+        _export(tiny_ckpt, tmp_path, precision="int8", min_cosine=target, force=True, **few)
     [mixed] = _export(tiny_ckpt, tmp_path, precision="int8", int8_exclude=["auto"],
-                      min_cosine=target)
+                      min_cosine=target, **few)
     auto = mixed.export_info["int8"]["auto"]
     assert auto["reached"] and auto["steps"]
     assert mixed.validation["mean_cosine"] >= target > c_full
@@ -317,7 +318,7 @@ def test_auto_mixed_precision_raises_fidelity(tiny_ckpt: Path, tmp_path: Path) -
 
 
 def test_quant_report_measures_every_group(tiny_ckpt: Path) -> None:
-    rep = quant_report(TINY, weights=tiny_ckpt, img_size=TINY_SIZE)
+    rep = quant_report(TINY, weights=tiny_ckpt, img_size=TINY_SIZE, calib_size=16, val_size=16)
     groups = {g["group"]: g for g in rep["groups"]}
     for name in ("stem", "ska", "lkp_groupnorm", "attention_core", "se", "ffn", "head"):
         assert name in groups, name

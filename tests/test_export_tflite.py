@@ -37,6 +37,7 @@ from lsnet_deploy.pipeline import export, quant_report, validate
 from lsnet_deploy.spec import IOSpec
 from reference_lsnet import load_reference
 from test_cli import run_main
+from test_sidecar_schema import check_sidecar
 
 TINY = "test_lsnet"
 
@@ -280,6 +281,8 @@ def test_int8_is_fully_integer(tiny_ckpt: Path, out_dir: Path) -> None:
     scale, zp = side["export"]["inputs"][0]["quantization"]
     assert (scale, zp) == pytest.approx(inp["quantization"])
     assert side["metadata"]["io_type"] == "int8" and side["metadata"]["classifier"] is False
+    check_sidecar(art.path, "tflite", {"precision": "int8", "image_input": False, "io": "int8"},
+                  "int8", TINY_SIZE)
 
 
 def test_int8_static_batch_calibrates_in_batches(tiny_ckpt: Path, out_dir: Path) -> None:
@@ -442,7 +445,7 @@ def test_cli_tflite_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> N
 
 def test_tflite_quant_report(tiny_ckpt: Path) -> None:
     rep = quant_report(TINY, weights=tiny_ckpt, img_size=TINY_SIZE, format="tflite",
-                       calib_size=8)
+                       calib_size=8, val_size=16)
     assert rep["format"] == "tflite" and rep["fp32_cosine"] > 0.9999
     groups = {g["group"]: g for g in rep["groups"]}
     assert {"ska", "lkp_groupnorm", "ffn", "residual", "attention_core"} <= set(groups)

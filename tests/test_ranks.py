@@ -3,8 +3,9 @@ around 4-D tensors): LSNet-T and the tiny test model converted to every format, 
 counted in the artifact files themselves. Ranks depend on the block kinds, not on widths or
 depths: the tiny model has blocks in every stage, stage 1 included (which T lacks and S and B
 have), so T and the tiny model together hold every block kind of T, S and B. ExecuTorch INT8
-too: the quantized graph XNNPACK compiles, and the ``.pte`` of the tiny model (lowering a real
-variant in INT8 takes minutes)."""
+too: the quantized graph XNNPACK compiles here, the INT8 ``.pte`` of the tiny model in
+test_export_executorch.py::test_int8_with_image_input (lowering a real variant in INT8 takes
+minutes)."""
 
 from __future__ import annotations
 
@@ -91,19 +92,3 @@ def test_executorch_int8_graph_has_rank_at_most_4(fused: torch.nn.Module) -> Non
     module = graph_model(fused, spec, pad_in_conv=False).eval()
     quantized, _ = _quantize(module, spec, x, _int8_task())
     assert _graph_rank(quantized, x) == 4
-
-
-@pytest.mark.slow
-def test_executorch_int8_pte_has_rank_at_most_4(tmp_path: Path) -> None:
-    """The INT8 ``.pte`` itself, on the tiny model (SKA, GroupNorm and attention blocks)."""
-    model = trained_looking("test_lsnet", img_size=SIZE, seed=3)
-    reparameterize(model, None)
-    out = tmp_path / "tiny_int8.pte"
-    spec = IOSpec(img_size=(SIZE, SIZE))
-    exp = get_exporter("executorch")
-    exp.export(model, spec, out, _int8_task())
-    ranks = rank_histogram(out)
-    assert max_rank(out) <= 4, ranks
-    assert ranks is not None and ranks.get("4", 0) > 20, ranks
-    # and the runtime loads and runs it (the rank-4 INT8 program used not to load)
-    assert exp.runner(out)(example_input(spec, 1).numpy()).shape == (1, 10)

@@ -5,7 +5,8 @@ values encoded once); the recorded preprocessing reproduces :class:`Preprocess`.
 
 One export per (format, precision), of the tiny model at 96 px; only ONNX fp32 is in the fast
 tier (the others take 20-60 s each). Each case is one test, so an export is never repeated
-on another xdist worker."""
+on another xdist worker. :func:`check_sidecar` also checks the artifacts of two tests of
+other modules (TFLite int8 I/O, ExecuTorch INT8), which export those forms anyway."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import copy
 import json
 import math
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -44,22 +46,22 @@ SIZE = 96
 SCHEMA = REPO / "docs" / "sidecar.schema.json"
 QUICK = {"calib_size": 8, "min_cosine": 0.0}  # structure is tested here, not fidelity
 
-# (id, format, export options, the input dtype the file must take)
+# (id, format, export options, the input dtype the file must take); two more forms are checked
+# with check_sidecar on the artifacts of the tests that export them anyway (CI time):
+# TFLite INT8 with int8 I/O (test_export_tflite.py::test_int8_is_fully_integer) and ExecuTorch
+# INT8 (test_export_executorch.py::test_int8_with_image_input)
 CASES = [
     ("onnx-fp32", "onnx", {}, "float32"),
     ("onnx-int8", "onnx", {"precision": "int8", "image_input": True, **QUICK}, "uint8"),
     ("tflite-fp32", "tflite", {}, "uint8"),
     ("tflite-fp16", "tflite", {"precision": "fp16", "classifier": True}, "uint8"),
     ("tflite-int8", "tflite", {"precision": "int8", **QUICK}, "uint8"),
-    ("tflite-int8-raw", "tflite",
-     {"precision": "int8", "image_input": False, "io": "int8", **QUICK}, "int8"),
     ("coreml-fp16", "coreml", {"classifier": True}, "uint8"),
     ("coreml-fp32", "coreml", {"precision": "fp32", "image_input": False}, "float32"),
     ("coreml-int8", "coreml", {"precision": "int8", "image_input": False}, "float16"),
     ("coreml-w8a8", "coreml", {"precision": "w8a8", "calib_size": 4, "min_cosine": 0.0},
      "uint8"),
     ("executorch-fp32", "executorch", {}, "float32"),
-    ("executorch-int8", "executorch", {"precision": "int8", **QUICK}, "float32"),
 ]
 FAST = {"onnx-fp32"}
 
@@ -72,7 +74,7 @@ def _params() -> list[Any]:
 
 @pytest.fixture(scope="module")
 def check_schema() -> Callable[[Any], Any]:
-    return fastjsonschema.compile(json.loads(SCHEMA.read_text(encoding="utf-8")))
+    return _schema()
 
 
 @pytest.fixture(scope="module")
@@ -182,13 +184,23 @@ def _same_entries(recorded: list[dict[str, Any]], real: list[dict[str, Any]]) ->
 
 @pytest.mark.parametrize("fmt,kw,input_dtype", _params())
 def test_the_sidecar_of_every_format_and_precision(
-        fmt: str, kw: dict[str, Any], input_dtype: str, exported: Callable[..., Path],
-        check_schema: Callable[[Any], Any]) -> None:
-    path = exported(fmt, kw)
+        fmt: str, kw: dict[str, Any], input_dtype: str, exported: Callable[..., Path]) -> None:
+    check_sidecar(exported(fmt, kw), fmt, kw, input_dtype, SIZE)
+
+
+@cache
+def _schema() -> Callable[[Any], Any]:
+    return fastjsonschema.compile(json.loads(SCHEMA.read_text(encoding="utf-8")))
+
+
+def check_sidecar(path: Path, fmt: str, kw: dict[str, Any], input_dtype: str,
+                  size: int) -> None:
+    """The sidecar of ``path`` (exported to ``fmt`` with options ``kw`` at ``size`` px) is
+    schema-valid and true to the file: ``input_dtype`` is the dtype the file takes."""
     side = read_sidecar(path)
     assert side is not None
     # 1. the schema, and the agreements it cannot state
-    check_schema(side)
+    _schema()(side)
     meta = side["metadata"]
     assert side["status"] == "passed" and side["artifact"] == path.name
     assert (side["format"], side["precision"]) == (meta["format"], meta["precision"]) == (
@@ -221,9 +233,9 @@ def test_the_sidecar_of_every_format_and_precision(
         assert read_metadata(path) == meta
     # 4. the recorded preprocessing is the one exports calibrate and validate with
     recipe = meta["preprocessing"]
-    assert preprocess_from_recipe(recipe) == Preprocess.for_size(SIZE)
+    assert preprocess_from_recipe(recipe) == Preprocess.for_size(size)
     assert recipe["crop_size"] == meta["img_size"] and recipe["resize_size"] == [
-        math.floor(SIZE / 0.9)] * 2
+        math.floor(size / 0.9)] * 2
     for key in ("colour_order", "mean", "std", "value_range", "layout"):
         assert recipe[key] == meta[key], key
     # 5. an input dtype the export did not ask for still re-validates from the sidecar
