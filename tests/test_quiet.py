@@ -69,7 +69,8 @@ def test_long_steps_report_progress(tmp_path: Path) -> None:
     from lsnet_deploy.pipeline import export, quant_report
 
     said: list[str] = []
-    quant_report("test_lsnet", weights="random", img_size=96, progress=said.append)
+    quant_report("test_lsnet", weights="random", img_size=96, calib_size=8, val_size=8,
+                 progress=said.append)
     steps = [s for s in said if isinstance(s, Step) and s.phase == "INT8 sensitivity"]
     assert steps and [s.index for s in steps] == list(range(1, steps[0].total + 1))
     said.clear()
