@@ -61,6 +61,16 @@ def test_the_search_keeps_the_most_damaging_groups_in_float_until_the_gate() -> 
     assert {r["group"] for r in report["sensitivity"]} == set(HARM)
 
 
+def test_cheap_groups_are_kept_in_float_before_convolutions() -> None:
+    """``ffn`` (convolutions: most of the MACs) moves the logits 5x more than ``head``, yet
+    ``head`` is kept in float first: a compute group only as a last resort."""
+    after_two = _cos(Config(exclude=("ska", "residual")))
+    with_head = _cos(Config(exclude=("ska", "residual", "head")))
+    assert after_two < with_head < _cos(Config(exclude=("ska", "residual", "ffn")))
+    exclude, report = auto_exclude(SETUP, (after_two + with_head) / 2, Config())
+    assert exclude == ("ska", "residual", "head") and report["reached"]
+
+
 def test_an_unreachable_gate_keeps_every_group_in_float_and_says_so() -> None:
     exclude, report = auto_exclude(SETUP, 1.5, Config())
     assert set(exclude) == set(HARM) and not report["reached"]

@@ -310,6 +310,9 @@ EVERY_HOST_RUNTIME = [("pytorch-unfused", "fp32"), ("pytorch-fused", "fp32"),
 def _check_bench_report(folder: Path, params: dict[str, Any]) -> None:
     """A README ``bench --model`` line (default runtimes) timed every variant in every host
     runtime, fp32 and INT8, at every thread count, and wrote its report folder."""
+    assert not (params.get("runtime") or params.get("peer") or params.get("batch")), (
+        "a README bench line with --runtime, --peer or --batch: teach _check_bench_report "
+        "the rows and shapes it gives")
     data = json.loads((folder / "results.json").read_text())
     threads = [int(t) for t in (params.get("threads") or "1").split(",")]
     models = [str(getattr(m, "value", m)) for m in params["model"]]

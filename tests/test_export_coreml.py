@@ -302,8 +302,9 @@ def test_every_variant_converts_and_validates_numerically(
     ckpt = make_checkpoint(variant, seed=3)
     # every variant converts and runs in fp16; INT8 weights and W8A8 take the same code path
     # for every variant (the same ops, only widths and depths differ), so LSNet-T checks them
-    # (S and B in W8A8: benchmarks/int8_acceptance.py); a _distill variant fuses to its base's
-    # network (the two heads averaged into one). CI time: the suite's budget, README.md
+    # (S and B in W8A8 are measured outside the suite: benchmarks/int8_acceptance.py); a
+    # _distill variant fuses to its base's network (the two heads averaged into one). CI time:
+    # "The suite's time budget" in docs/decisions.md
     precisions = ["fp16", "int8", "w8a8"] if variant == "lsnet_t" else ["fp16"]
     for precision in precisions:
         # 8 held-out photos: off macOS the reference executor takes over 1 s per photo at 224

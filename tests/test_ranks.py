@@ -59,7 +59,7 @@ def test_every_tensor_has_rank_at_most_4(fused: torch.nn.Module, fmt: str,
     ranks = rank_histogram(out)
     assert max_rank(out) <= 4, ranks
     assert ranks is not None and ranks.get("4", 0) > 20, ranks  # the feature maps really are counted
-    if fmt == "tflite":  # a real variant: XNNPACK splits the graph only at the attentions
+    if fmt == "tflite":  # XNNPACK splits the graph only at the attentions (T: 5 of them)
         from lsnet_deploy.exporters.tflite_xnnpack import xnnpack_partitions
 
         xnn = xnnpack_partitions(out)

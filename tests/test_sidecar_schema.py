@@ -6,7 +6,8 @@ values encoded once); the recorded preprocessing reproduces :class:`Preprocess`.
 One export per (format, precision), of the tiny model at 96 px; only ONNX fp32 is in the fast
 tier (the others take 20-60 s each). Each case is one test, so an export is never repeated
 on another xdist worker. :func:`check_sidecar` also checks the artifacts of two tests of
-other modules (TFLite int8 I/O, ExecuTorch INT8), which export those forms anyway."""
+other modules (TFLite int8 I/O, ExecuTorch INT8 with image input), which export those forms
+anyway."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from PIL import Image
 
 from lsnet_deploy.errors import UnsupportedOptionError
 from lsnet_deploy.exporters import get_exporter
+from lsnet_deploy.exporters.ranks import max_rank, rank_histogram
 from lsnet_deploy.metadata import (
     METADATA_SCHEMA,
     build_metadata,
@@ -49,7 +51,7 @@ QUICK = {"calib_size": 8, "min_cosine": 0.0}  # structure is tested here, not fi
 # (id, format, export options, the input dtype the file must take); two more forms are checked
 # with check_sidecar on the artifacts of the tests that export them anyway (CI time):
 # TFLite INT8 with int8 I/O (test_export_tflite.py::test_int8_is_fully_integer) and ExecuTorch
-# INT8 (test_export_executorch.py::test_int8_with_image_input)
+# INT8 with image input (test_export_executorch.py::test_int8_with_image_input)
 CASES = [
     ("onnx-fp32", "onnx", {}, "float32"),
     ("onnx-int8", "onnx", {"precision": "int8", "image_input": True, **QUICK}, "uint8"),
@@ -62,6 +64,7 @@ CASES = [
     ("coreml-w8a8", "coreml", {"precision": "w8a8", "calib_size": 4, "min_cosine": 0.0},
      "uint8"),
     ("executorch-fp32", "executorch", {}, "float32"),
+    ("executorch-int8", "executorch", {"precision": "int8", **QUICK}, "float32"),
 ]
 FAST = {"onnx-fp32"}
 
@@ -185,7 +188,11 @@ def _same_entries(recorded: list[dict[str, Any]], real: list[dict[str, Any]]) ->
 @pytest.mark.parametrize("fmt,kw,input_dtype", _params())
 def test_the_sidecar_of_every_format_and_precision(
         fmt: str, kw: dict[str, Any], input_dtype: str, exported: Callable[..., Path]) -> None:
-    check_sidecar(exported(fmt, kw), fmt, kw, input_dtype, SIZE)
+    path = exported(fmt, kw)
+    check_sidecar(path, fmt, kw, input_dtype, SIZE)
+    if fmt == "executorch":  # rank <= 4 in the .pte itself (a rank-5 INT8 program did not load)
+        ranks = rank_histogram(path)
+        assert max_rank(path) <= 4 and ranks is not None and ranks.get("4", 0) > 20, ranks
 
 
 @cache
