@@ -133,11 +133,15 @@ class FormatOptions:
                 f"{self.owner}, not {format_name}"
             )
 
-    def check_quantization(self, precision: Precision, exclude: tuple[str, ...],
-                           calib_method: str) -> None:
-        """Refuse, at plan time, request-wide quantization options these options cannot
-        honour: ``exclude`` (``--int8-exclude``, ``"auto"`` included) and ``calib_method``
-        (``--calib-method``); nothing is refused by default."""
+    def check_quantization(self, precision: Precision, exclude: tuple[str, ...]) -> None:
+        """Refuse, at plan time, an ``exclude`` (``--int8-exclude``, ``"auto"`` included)
+        these options cannot honour; nothing is refused by default (``--calib-method``: the
+        plan checks :attr:`Capabilities.calib_methods`)."""
+
+    def observers(self, precision: Precision) -> str | None:
+        """How a calibration with these options takes its ranges, for the message that
+        refuses ``--calib-method`` (``None``: "its own observers")."""
+        return None
 
     def failure_hint(self, precision: Precision) -> str | None:
         """What to try when an artifact with these options misses its gate (``None``: the

@@ -275,7 +275,7 @@ class TfliteExporter(Exporter):
         from ..quantize.tflite_int8 import TfliteInt8Config, group_counts, quantize_pt2e
 
         options, calibration = task.options, task.data.calibration
-        if calibration is None:  # --calib-method: refused by the plan (TfliteOptions)
+        if calibration is None:  # --calib-method: refused by the plan (Capabilities.calib_methods)
             raise UnsupportedOptionError("INT8 export needs calibration images (--calib DIR)")
         calib = batched(_to_torch(calibration.images, spec), int(example.shape[0]))
         exclude: Sequence[str] = tuple(options.int8_exclude)
@@ -309,7 +309,7 @@ class TfliteExporter(Exporter):
         from ..quantize.tflite_16x8 import quantize_16x8
 
         calibration = task.data.calibration
-        if calibration is None:  # --calib-method: refused by the plan (TfliteOptions)
+        if calibration is None:  # --calib-method: refused by the plan (Capabilities.calib_methods)
             raise UnsupportedOptionError("INT8 export needs calibration images (--calib DIR)")
         calib = batched(_to_torch(calibration.images, spec), int(example.shape[0]))
         with tempfile.TemporaryDirectory(prefix="lsnet-deploy-16x8-") as tmp:

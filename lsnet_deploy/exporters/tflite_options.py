@@ -84,16 +84,14 @@ class TfliteOptions(FormatOptions):
             raise UnsupportedOptionError(f"--io {self.io} with --int8-int16: a 16x8 file has "
                                          "float32 outputs (and a float32 or uint8 image input)")
 
-    def check_quantization(self, precision: Precision, exclude: tuple[str, ...],
-                           calib_method: str) -> None:
+    def check_quantization(self, precision: Precision, exclude: tuple[str, ...]) -> None:
         if self.a16 and exclude:
             raise UnsupportedOptionError("--int8-exclude with --int8-int16: a 16x8 file keeps "
                                          "no op group in float; drop one of them")
-        if precision == "int8" and calib_method != "minmax":
-            how = ("the running min/max of every tensor" if self.a16 else
-                   "the PT2E observers (histogram for activations, min/max for weights)")
-            raise UnsupportedOptionError(f"TFLite INT8 calibrates with {how}; --calib-method "
-                                         "applies to ONNX only")
+
+    def observers(self, precision: Precision) -> str | None:
+        return ("the running min/max of every tensor" if self.a16 else
+                "the PT2E observers (histogram for activations, min/max for weights)")
 
     def failure_hint(self, precision: Precision) -> str | None:
         if self.a16:

@@ -128,9 +128,10 @@ def plan(request: ExportRequest, facts: ModelFacts | None = None) -> list[Export
             f"--calib-method {request.calib_method!r}; use minmax or percentile")
     for job in jobs:  # never ignored silently (Core ML W8A8 used to)
         if job.calibrate and request.calib_method not in job.exporter.capabilities.calib_methods:
+            how = job.options.format.observers(job.options.precision) or "its own observers"
             raise UnsupportedOptionError(
                 f"--calib-method {request.calib_method}: {job.format} {job.options.precision} "
-                "calibrates with its own observers; the method applies to ONNX only")
+                f"calibrates with {how}; --calib-method applies to ONNX only")
     check_destinations(jobs)
     return jobs
 
@@ -220,8 +221,7 @@ def _format_options(request: ExportRequest, exp: Exporter, precision: str) -> Fo
     if unset:
         own = replace(own, **unset)
     own.check(precision)  # type: ignore[arg-type]
-    own.check_quantization(precision, request.int8_exclude,  # type: ignore[arg-type]
-                           request.calib_method)
+    own.check_quantization(precision, request.int8_exclude)  # type: ignore[arg-type]
     return own
 
 
