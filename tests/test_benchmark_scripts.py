@@ -89,7 +89,7 @@ def test_report_scripts_left_the_package() -> None:
 
 @pytest.mark.parametrize("name", ["onnx_int8_report", "tflite_report", "coreml_report",
                                   "ab_latency", "formulations", "int8_diagnosis",
-                                  "int8_acceptance"])
+                                  "int8_acceptance", "int8_ceiling"])
 def test_help(name: str) -> None:
     proc = subprocess.run([sys.executable, f"benchmarks/{name}.py", "--help"], check=False,
                           cwd=REPO, env=dict(os.environ), capture_output=True, text=True,
@@ -126,6 +126,51 @@ def test_int8_diagnosis() -> None:
         wide = number(by[family, "fused", "int16 all", "minmax, ranges from every photo"][
             "mean cos"])
         assert 0 < uint8 < wide <= 1.0  # int16 activations are never worse than uint8 here
+
+
+def _ceiling_module():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("int8_ceiling",
+                                                  REPO / "benchmarks" / "int8_ceiling.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ceiling_quantizes_where_onnx_runtime_does() -> None:
+    ceiling = _ceiling_module()
+    x = torch.linspace(-1.0, 3.0, 1000).reshape(1, 10, 10, 10)
+    q = ceiling._fake_quant(x, x.min(), x.max())
+    assert q.unique().numel() <= 256 and (q == 0).any() and (q - x).abs().max() <= 2.0 / 255
+    conv_a, conv_b = torch.nn.Conv2d(10, 10, 1), torch.nn.Conv2d(10, 10, 1)
+    seen: list[tuple[int, tuple[int, ...], float]] = []
+
+    def record(i: int, t: torch.Tensor) -> torch.Tensor:
+        seen.append((i, tuple(t.shape), float(t.min())))
+        return t
+
+    with torch.no_grad(), ceiling._Quantize(record):
+        y = torch.relu(conv_a(x))  # Conv + Relu: one quantizer, on the ReLU's output
+        z = conv_b(y) + y.reshape(1, 10, 10, 10)  # conv read by an add; a reshape is free
+    assert z.shape == x.shape
+    assert [i for i, _, _ in seen] == [0, 1, 2]  # ReLU, conv_b (when the add reads it), add
+    assert seen[0][2] >= 0.0  # the first quantized tensor is the ReLU's (never negative)
+
+
+def test_int8_ceiling() -> None:
+    markdown = run_script("int8_ceiling", *QUICK, "--families", "random")
+    _caption, header, rows = parse_table(markdown)
+    assert header in (REPO / "docs" / "int8.md").read_text(), "docs/int8.md has other columns"
+    by = {(r["int8 weights"], r["activation ranges"], r["granularity"]): r for r in rows}
+    assert len(rows) == len(by) == 8 and {r["variant"] for r in rows} == {"test_lsnet"}
+    cos = {k: number(r["mean cos"]) for k, r in by.items()}
+    assert all(0 < c <= 1.0 for c in cos.values())
+    # the simulation stands for the artifact: its static row is ONNX Runtime's own number
+    artifact = cos["yes", "ONNX Runtime's INT8 .onnx (the export, not simulated)", "tensor"]
+    assert abs(cos["yes", "static min/max (calibration photos)", "tensor"] - artifact) < 0.005
+    # each photo's own ranges beat static ones, one range per channel beats one per tensor
+    oracle = cos["yes", "oracle min/max (each photo's own)", "tensor"]
+    assert artifact < oracle < cos["yes", "oracle min/max (each photo's own)", "channel"]
 
 
 def test_onnx_int8_report() -> None:
