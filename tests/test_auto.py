@@ -21,6 +21,7 @@ HARM = {"ska": 0.30, "residual": 0.10, "ffn": 0.05, "head": 0.01}
 class Config:
     exclude: tuple[str, ...] = ()
     only: tuple[str, ...] | None = None
+    int16: tuple[str, ...] = ()
 
 
 calls: list[Config] = []
@@ -30,7 +31,9 @@ def _logits(config: Config) -> np.ndarray:
     calls.append(config)
     quantized = [g for g in HARM if g not in config.exclude
                  and (config.only is None or g in config.only)]
-    return REFERENCE + sum((HARM[g] * NOISE[g] for g in quantized), np.zeros_like(REFERENCE))
+    # int16 activations: 1/16 of the group's 8-bit error (not zero: its int8 weights remain)
+    harm = {g: h / 16 if g in config.int16 else h for g, h in HARM.items()}
+    return REFERENCE + sum((harm[g] * NOISE[g] for g in quantized), np.zeros_like(REFERENCE))
 
 
 SETUP = QuantSetup(_logits, {g: 3 for g in HARM}, REFERENCE)
@@ -82,3 +85,20 @@ def test_sensitivity_measures_each_group_alone_and_left_out() -> None:
     assert by["ska"].only_cosine < by["head"].only_cosine  # ska alone hurts most
     assert by["ska"].without_cosine > by["head"].without_cosine  # leaving it out helps most
     assert baseline["full_int8_cosine"] < min(r.without_cosine for r in rows)
+
+
+def test_the_int16_search_carries_groups_in_int16_and_never_drops_them_to_float() -> None:
+    """``--int8-int16 auto``: the same order, but each chosen group joins ``int16`` (still
+    quantized: its error shrinks, it does not vanish); a group the user keeps in float is
+    not chosen again."""
+    target = _cos(Config(int16=("ska", "residual"))) - 1e-9
+    assert _cos(Config(int16=("ska",))) < target < _cos(Config(exclude=("ska", "residual")))
+    carried, report = auto_exclude(SETUP, target, Config(), carry="int16")
+    assert carried == ("ska", "residual") and report["int16_groups"] == ["ska", "residual"]
+    assert [s["int16"] for s in report["steps"]] == ["ska", "residual"]
+    assert "excluded_groups" not in report and report["reached"]
+    carried, report = auto_exclude(SETUP, target, Config(exclude=("ska",)), carry="int16")
+    assert "ska" not in carried and carried[0] == "residual"
+    # every group in int16 still leaves an error: a gate of 1 cannot be reached
+    carried, report = auto_exclude(SETUP, 1.0, Config(), carry="int16")
+    assert set(carried) == set(HARM) and not report["reached"]

@@ -23,7 +23,7 @@ from lsnet_deploy.errors import (
     UnsupportedOptionError,
     ValidationFailedError,
 )
-from lsnet_deploy.exporters.onnx import OnnxExporter
+from lsnet_deploy.exporters.onnx import OnnxExporter, OnnxOptions
 from lsnet_deploy.labels import imagenet_classes
 from lsnet_deploy.metadata import from_native, read_sidecar
 from lsnet_deploy.paths import calibration_dir
@@ -315,6 +315,26 @@ def test_auto_mixed_precision_raises_fidelity(tiny_ckpt: Path, tmp_path: Path) -
     assert mixed.validation["mean_cosine"] >= target > c_full
     assert len(auto["sensitivity"]) >= 8
     assert mixed.export_info["int8"]["excluded_nodes"] > 0
+    # --int8-int16 auto: the same search, carrying groups in int16 instead: full integer,
+    # whose int8 weights stay (the equalized tiny model with every group in int16: ~0.996)
+    half = 1 - (1 - c_full) / 2
+    [a16] = _export(tiny_ckpt, tmp_path, precision="int8", int8_int16=["auto"],
+                    min_cosine=half, **few)
+    assert a16.path.name == f"{TINY}_{TINY_SIZE}_int8_a16.onnx"
+    info = a16.export_info["int8"]
+    assert info["auto"]["reached"] and a16.validation["mean_cosine"] >= half
+    assert info["int16_activations"] == info["auto"]["int16_groups"] == [
+        s["int16"] for s in info["auto"]["steps"]] != []
+    assert info["excluded_groups"] == [] and info["excluded_nodes"] == 0
+    kinds = {i.data_type for i in onnx.load(str(a16.path)).graph.initializer}
+    assert onnx.TensorProto.INT16 in kinds and onnx.TensorProto.FLOAT in kinds
+    with pytest.raises(UnsupportedOptionError, match="one search per export"):
+        _export(tiny_ckpt, tmp_path, precision="int8", int8_int16=["auto"],
+                int8_exclude=["auto"], force=True)
+    with pytest.raises(UnsupportedOptionError, match="already carries"):
+        _export(tiny_ckpt, tmp_path, precision="int8", int8_int16=["auto", "all"], force=True)
+    # missing the gate with every group in int16 says what else to try
+    assert "--int8-exclude auto" in OnnxOptions(int8_int16=("auto",)).failure_hint("int8")
 
 
 def test_quant_report_measures_every_group(tiny_ckpt: Path) -> None:

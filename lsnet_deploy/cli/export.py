@@ -83,8 +83,10 @@ OrtOpt = Annotated[bool, typer.Option(
     "required_operators.config.")]
 Int8Int16Opt = Annotated[list[str] | None, typer.Option(
     "--int8-int16", help="INT8: op group (or node name) whose activations are int16 "
-    "instead of 8-bit (w8a16; repeatable; 'all' for every activation). ONNX takes groups; "
-    "TFLite takes 'all' (LiteRT's 16x8, through ai-edge-quantizer). Higher fidelity, for "
+    "instead of 8-bit (w8a16; repeatable; 'all' for every activation). ONNX takes groups, "
+    "or 'auto': add groups, cheap ones first, until --min-cosine is met (full integer, where "
+    "--int8-exclude auto keeps them in float); TFLite takes 'all' (LiteRT's 16x8, through "
+    "ai-edge-quantizer). Higher fidelity, for "
     "accelerators with int16 kernels: on a CPU, ONNX Runtime runs those ops in float and "
     "LiteRT in its reference kernels, slower than 8-bit.", show_default=False)]
 EqualizeOpt = Annotated[bool, typer.Option(

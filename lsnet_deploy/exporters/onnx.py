@@ -22,7 +22,7 @@ import logging
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -60,6 +60,9 @@ __all__ = ["DEFAULT_OPSET", "OnnxExporter", "OnnxOptions", "calibration_inputs",
            "example_input", "graph_model", "prepare_int8"]
 
 DEFAULT_OPSET = 18
+AUTO = "auto"
+"""The ``--int8-int16`` value that searches the int16 groups (:func:`~lsnet_deploy.quantize.
+auto.auto_exclude` with ``carry="int16"``)."""
 
 
 def _require() -> None:
@@ -75,7 +78,8 @@ class OnnxOptions(FormatOptions):
     ort: bool | None = field(default=None, metadata={"flag": "--ort"})
     """Also write the ONNX Runtime Mobile ``.ort`` file and its operator config."""
     int8_int16: tuple[str, ...] | None = field(default=None, metadata={"flag": "--int8-int16"})
-    """INT8: op groups (or node names; ``all``) whose activations are int16 (w8a16)."""
+    """INT8: op groups (or node names; ``all``) whose activations are int16 (w8a16); ``auto``
+    adds groups, cheap ones first, until the ``--min-cosine`` gate is met."""
 
     @property
     def opset_version(self) -> int:
@@ -95,6 +99,14 @@ class OnnxOptions(FormatOptions):
         if self.int8_int16 and self.ort:
             raise UnsupportedOptionError("--int8-int16 and --ort: ONNX Runtime Mobile's .ort "
                                          "has no int16 kernels; drop one of them")
+        if self.int8_int16 and AUTO in self.int8_int16 and "all" in self.int8_int16:
+            raise UnsupportedOptionError("--int8-int16 auto with all: 'all' already carries "
+                                         "every activation in int16; drop one of them")
+
+    def check_quantization(self, precision: Precision, exclude: tuple[str, ...]) -> None:
+        if self.int8_int16 and AUTO in self.int8_int16 and AUTO in exclude:
+            raise UnsupportedOptionError("--int8-exclude auto and --int8-int16 auto: one "
+                                         "search per export (float or int16); drop one of them")
 
     def refuse_for(self, format_name: str, precision: Precision) -> None:
         if self.int8_int16:  # TFLite takes it too (16x8), so the plan never asks TFLite
@@ -109,10 +121,17 @@ class OnnxOptions(FormatOptions):
         Named groups in int16 leave the rest 8-bit, which the equalization helps."""
         return not (self.int8_int16 and "all" in self.int8_int16)
 
+    def failure_hint(self, precision: Precision) -> str | None:
+        if AUTO in (self.int8_int16 or ()):
+            return (" the groups carried in int16 were not enough (their int8 weights stay): "
+                    "try --int8-exclude auto instead (keeps groups in float) or lower "
+                    "--min-cosine")
+        return None
+
     def needs_reference(self, precision: Precision) -> bool:
-        """The ``.ort`` is validated against PyTorch inside the export: it needs the
-        held-out reference."""
-        return bool(self.ort)
+        """The ``.ort`` is validated against PyTorch inside the export, and ``--int8-int16
+        auto`` searches against it: both need the held-out reference."""
+        return bool(self.ort) or AUTO in (self.int8_int16 or ())
 
     def companion_names(self, artifact_name: str) -> tuple[str, ...]:
         if not self.ort:
@@ -250,7 +269,7 @@ class OnnxExporter(Exporter):
     def _export_int8(
         self, model: torch.nn.Module, spec: IOSpec, out: Path, task: ExportTask
     ) -> dict[str, Any]:
-        from ..quantize.auto import auto_exclude
+        from ..quantize.auto import CARRIERS, auto_exclude
         from ..quantize.onnx_int8 import Int8Config, onnx_setup, quantize_int8
 
         options, calibration = task.options, task.data.calibration
@@ -261,20 +280,21 @@ class OnnxExporter(Exporter):
             calib = calibration_inputs(calibration.images, spec)
             fmt = options.format
             int16 = tuple(fmt.int8_int16 or ()) if isinstance(fmt, OnnxOptions) else ()
+            carry = "int16" if AUTO in int16 else "float" if options.int8_auto else None
             config = Int8Config(method=calibration.method, percentile=calibration.percentile,
-                                exclude=tuple(options.int8_exclude), int16=int16)
+                                exclude=tuple(options.int8_exclude),
+                                int16=tuple(g for g in int16 if g != AUTO))
             auto_report = None
-            if options.int8_auto:
+            if carry is not None:
                 reference = task.data.reference
                 if reference is None:
-                    raise UnsupportedOptionError("--int8-exclude auto needs validation images")
+                    flag = "--int8-int16" if carry == "int16" else "--int8-exclude"
+                    raise UnsupportedOptionError(f"{flag} auto needs validation images")
                 setup = onnx_setup(pre, groups, spec, calib, reference.images, reference.logits,
                                    self.runner)
-                exclude, auto_report = auto_exclude(setup, options.min_cosine, config,
-                                                    task.progress)
-                config = Int8Config(method=calibration.method,
-                                    percentile=calibration.percentile, exclude=exclude,
-                                    int16=int16)
+                chosen, auto_report = auto_exclude(setup, options.min_cosine, config,
+                                                   task.progress, carry)
+                config = replace(config, **{CARRIERS[carry][0]: chosen})
             info = quantize_int8(pre, out, groups, spec.input_name, calib, config,
                                  task.progress)
             info["calibration_source"] = calibration.source

@@ -89,7 +89,8 @@ def export(
     NHWC). ``int8_exclude``: op groups or node names kept in float, ``["auto"]`` to search
     them until ``min_cosine``. Format options: ``opset`` (ONNX), ``io`` (TFLite INT8 boundary
     type), ``ort`` (ONNX: also the ``.ort`` file), ``int8_int16`` (INT8: op groups whose
-    activations are int16, w8a16, in ONNX; ``["all"]`` in TFLite: its 16x8), ``ios`` and ``w8a8_scheme`` (CoreML W8A8:
+    activations are int16, w8a16, in ONNX, ``["auto"]`` to search them until ``min_cosine``;
+    ``["all"]`` in TFLite: its 16x8), ``ios`` and ``w8a8_scheme`` (CoreML W8A8:
     ``"symmetric"`` by default, or ``"affine"``) and ``classifier``
     (CoreML and TFLite: probabilities, or ``False`` for logits). ``val_size``: validate on
     at most that many of the held-out photos (faster checks). ``equalize``: 8-bit INT8 and W8A8

@@ -5,11 +5,13 @@ Sensitivity of an op group is measured two ways, both against PyTorch logits on 
 * ``only``: quantize *only* that group (everything else float): the damage the group does;
 * ``without``: quantize everything *except* that group: what keeping it in float buys.
 
-:func:`auto_exclude` keeps groups in float until the mean cosine reaches the gate: first the
-*cheap* groups (elementwise work: residual adds, SKA, SE, GroupNorm, attention core, head),
-most damaging first (lowest ``only`` cosine), and only then the convolution groups, which carry
-the MACs and therefore the INT8 speed-up. With every group in float the graph is the fp32 one,
-so the gate is always reachable; the report says what stayed INT8.
+:func:`auto_exclude` keeps groups in float (or, for ONNX's ``--int8-int16 auto``, carries
+their activations in int16) until the mean cosine reaches the gate: first the *cheap* groups
+(elementwise work: residual adds, SKA, SE, GroupNorm, attention core, head), most damaging
+first (lowest ``only`` cosine), and only then the convolution groups, which carry the MACs and
+therefore the INT8 speed-up. With every group in float the graph is the fp32 one, so that gate
+is always reachable; with every group in int16 the int8 weights are left, which may not be.
+The report says what was carried.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from ..progress import Say, counted
 from .groups import COMPUTE_GROUPS, GROUPS
 
 __all__ = [
+    "CARRIERS",
     "COMPUTE_GROUPS",
     "GroupSensitivity",
     "QuantSetup",
@@ -106,45 +109,58 @@ def sensitivity(
     return {"full_int8_cosine": full_cos, "full_int8_top1": full_top1}, rows
 
 
+CARRIERS: dict[str, tuple[str, str, str]] = {
+    "float": ("exclude", "float", "excluded_groups"),
+    "int16": ("int16", "int16", "int16_groups"),
+}
+"""What the greedy search does with a chosen group: ``carry`` -> (the config field it joins,
+the word in the progress and log lines, the report's key for the chosen groups)."""
+
+
 def auto_exclude(
     setup: QuantSetup,
     min_cosine: float,
     base: Any,
     progress: Say | None = None,
+    carry: str = "float",
 ) -> tuple[tuple[str, ...], dict[str, Any]]:
-    """Greedy mixed precision: keep groups in float (cheap ones first, each tier most damaging
-    first) until the mean cosine reaches ``min_cosine``. Returns ``(excluded groups, report)``.
+    """Greedy mixed precision: carry groups at a higher precision (``carry``: ``"float"``,
+    kept out of the quantization, or ``"int16"``, w8a16 activations, for configs with an
+    ``int16`` field) until the mean cosine reaches ``min_cosine``, cheap groups first, each
+    tier most damaging first. Returns ``(the groups carried, base's own included; report)``.
 
-    When the starting configuration already meets the gate, nothing is excluded and the
+    When the starting configuration already meets the gate, nothing more is carried and the
     per-group sensitivity is not measured (``"sensitivity": []``; see ``quant-report``)."""
+    field, word, key = CARRIERS[carry]
     steps: list[dict[str, Any]] = []
-    exclude = tuple(base.exclude)
+    carried = tuple(getattr(base, field))
     start_cos, start_top1 = measure(setup, base)
     if start_cos >= min_cosine:
-        log.info("auto INT8: cosine %.5f already meets %.4f; nothing kept in float",
-                 start_cos, min_cosine)
-        return exclude, {"full_int8_cosine": start_cos, "full_int8_top1": start_top1,
+        log.info("auto INT8: cosine %.5f already meets %.4f; nothing carried in %s",
+                 start_cos, min_cosine, word)
+        return carried, {"full_int8_cosine": start_cos, "full_int8_top1": start_top1,
                          "target_cosine": min_cosine, "reached": True, "steps": [],
-                         "excluded_groups": list(exclude), "sensitivity": []}
+                         key: list(carried), "sensitivity": []}
     baseline, rows = sensitivity(setup, base, progress, (start_cos, start_top1))
     cosine = baseline["full_int8_cosine"]
     ranked = sorted(rows, key=lambda r: (r.group in COMPUTE_GROUPS, r.only_cosine))
+    verb = "keeping" if carry == "float" else "carrying"
     for row in counted(progress, "mixed precision", ranked,
-                       lambda r: f"keeping {r.group} in float"):
+                       lambda r: f"{verb} {r.group} in {word}"):
         if cosine >= min_cosine:
             break
-        if row.group in exclude:
+        if row.group in carried or row.group in base.exclude:
             continue
-        exclude = (*exclude, row.group)
-        cosine, top1 = measure(setup, replace(base, exclude=exclude))
-        steps.append({"exclude": row.group, "cosine": cosine, "top1": top1})
-        log.info("auto INT8: + keep %s in float -> cosine %.5f", row.group, cosine)
+        carried = (*carried, row.group)
+        cosine, top1 = measure(setup, replace(base, **{field: carried}))
+        steps.append({field: row.group, "cosine": cosine, "top1": top1})
+        log.info("auto INT8: + %s %s in %s -> cosine %.5f", verb, row.group, word, cosine)
     report = {
         **baseline,
         "target_cosine": min_cosine,
         "reached": cosine >= min_cosine,
         "steps": steps,
-        "excluded_groups": list(exclude),
+        key: list(carried),
         "sensitivity": [r.__dict__ for r in rows],
     }
-    return exclude, report
+    return carried, report
