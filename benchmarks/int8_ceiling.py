@@ -10,11 +10,14 @@ Issue 13 asks for full-integer INT8 at a mean logit cosine >= 0.99. This script 
 PyTorch (fake quantization: quantize, round, dequantize) on the model the exporters quantize
 (fused, then channel-equalized: :func:`lsnet_deploy.quantize.prepare.prepare_for_int8`):
 
-* **where**: every op output that ONNX Runtime's QDQ quantizer requantizes (convolutions,
-  linear layers, adds, multiplies, activations, normalizations, pooling, softmax, matmuls;
-  :data:`QUANTIZED`), and the input; value-preserving ops (reshape, slice, pad, concat, ...)
-  are not requantized. A :class:`torch.overrides.TorchFunctionMode` sees every call, so SKA's
-  nine products and eight partial sums are each requantized, as in the exported graph;
+* **where**: the op outputs ONNX Runtime's QDQ quantizer requantizes (convolutions, with
+  Conv + Relu fused, linear layers, adds, multiplies, activations, normalizations, pooling,
+  softmax, matmuls; :data:`QUANTIZED`), and the input; value-preserving ops (reshape, slice,
+  pad, concat, ...) are not requantized. A :class:`torch.overrides.TorchFunctionMode` sees
+  every call, so SKA's nine products and eight partial sums are each requantized, as in the
+  exported graph. Not modelled: ops PyTorch runs as one and ONNX as several (the GroupNorm is
+  nine ONNX ops, each requantized), so the simulation has fewer rounding points than the
+  artifact;
 * **weights**: per-output-channel symmetric int8 (max-abs scale), biases in float (int32 in
   the artifacts);
 * **activations**: asymmetric uint8, one range per tensor, chosen by a policy:
@@ -31,10 +34,13 @@ PyTorch (fake quantization: quantize, round, dequantize) on the model the export
   - the oracle rows again with float weights (activations alone), and with one range per
     *channel* (what ONNX Runtime's static QDQ cannot express: the granularity's share).
 
-The oracle rows are upper bounds for static per-tensor 8-bit calibration of this graph (MinMax,
-percentile, entropy, MSE, moving average, or any library's): if they stay under 0.99, no
-calibration method reaches it, and what is left is more bits (int16, TFLite 16x8), fewer
-quantization points (kept in float), or training (QAT). No timing; CPU only, a few minutes.
+The oracle rows show what static per-tensor 8-bit calibration of this graph (MinMax,
+percentile, entropy, MSE, moving average, or any library's) could hope for: a static range is
+the same for every photo, and these give each photo, tensor by tensor, its own range or its
+least-error clip. That is not a strict bound (the least error on each tensor is not always the
+best for the logits: "best clip" sometimes scores below "min/max"), but when neither gets
+near 0.99, what is left is more bits (int16, TFLite 16x8), fewer quantization points (kept in
+float), or training (QAT). No timing; CPU only, a few minutes per variant.
 """
 
 from __future__ import annotations
@@ -65,7 +71,15 @@ from lsnet_deploy.spec import IOSpec
 
 if str(Path(__file__).resolve().parent) not in sys.path:  # _common, without installing
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import base_parser, machine, markdown_table, measuring, progress, write_markdown
+from _common import (
+    base_parser,
+    machine,
+    markdown_table,
+    measuring,
+    progress,
+    weights_for,
+    write_markdown,
+)
 
 COLUMNS = ["variant", "weights", "int8 weights", "activation ranges", "granularity", "mean cos",
            "min cos", "top-1 agree"]
@@ -81,6 +95,9 @@ QUANTIZED = frozenset({
 
 ARTIFACT = "ONNX Runtime's INT8 .onnx (the export, not simulated)"
 """The label of the row measured on the real artifact, to check the simulation against."""
+
+NOT_READERS = frozenset({"__get__", "dim", "size", "numel", "is_floating_point"})
+"""Calls that read a tensor's metadata, not its values (``x.shape`` is ``__get__``)."""
 
 CLIPS = np.linspace(1.0, 0.05, 16)
 """Candidate clipped ranges of ``oracle best clip``, as fractions of the full range."""
@@ -134,7 +151,7 @@ class _Quantize(TorchFunctionMode):
         # tensor can take its id
         self.pending: dict[int, torch.Tensor] = {}
         self.settled: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # (read, quantized)
-        self.relu_read: list[torch.Tensor] = []
+        self.relu_read: dict[int, torch.Tensor] = {}
 
     def _quantize(self, out: torch.Tensor) -> torch.Tensor:
         out = self.policy(self.calls, out)
@@ -142,18 +159,22 @@ class _Quantize(TorchFunctionMode):
         return out
 
     def _settle(self, arg: object, name: str) -> object:
-        if not isinstance(arg, torch.Tensor):
+        if not isinstance(arg, torch.Tensor) or name in NOT_READERS:
             return arg
         if id(arg) in self.settled:  # a second reader: the same quantized tensor
             return self.settled[id(arg)][1]
-        if id(arg) not in self.pending:
+        relu = name in ("relu", "relu_")
+        if id(arg) in self.pending and relu:  # fused: only the ReLU's output is quantized
+            self.relu_read[id(arg)] = self.pending.pop(id(arg))
             return arg
-        read = self.pending.pop(id(arg))
-        if name in ("relu", "relu_"):  # fused: only the ReLU's output is quantized
-            self.relu_read.append(read)
-            return arg
-        self.settled[id(arg)] = (read, self._quantize(arg))
-        return self.settled[id(arg)][1]
+        if id(arg) in self.pending or (id(arg) in self.relu_read and not relu):
+            # a conv output that another op reads too is not fused: it is quantized (the ReLU
+            # that read it first got it unquantized, a small optimism of the simulation)
+            source = self.pending if id(arg) in self.pending else self.relu_read
+            read = source.pop(id(arg))
+            self.settled[id(arg)] = (read, self._quantize(arg))
+            return self.settled[id(arg)][1]
+        return arg
 
     def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
         name = getattr(func, "__name__", "")
@@ -284,10 +305,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     with measuring():
         for variant in args.variants:
             for weights in families:
-                rows += _rows(variant, weights, args.img_size)
+                rows += _rows(variant, weights_for(weights, variant), args.img_size)
     caption = (f"Machine: {machine()}; fake quantization in PyTorch of the fused, channel-"
-               "equalized model (every op output ONNX Runtime requantizes, asymmetric uint8); "
-               "cosine vs the unfused PyTorch model on the held-out photos.")
+               "equalized model (the op outputs ONNX Runtime requantizes, GroupNorm as one op; "
+               "asymmetric uint8); cosine vs the unfused PyTorch model on the held-out photos.")
     write_markdown(markdown_table(caption, COLUMNS, rows), args.out)
     return 0
 

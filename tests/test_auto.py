@@ -99,6 +99,10 @@ def test_the_int16_search_carries_groups_in_int16_and_never_drops_them_to_float(
     assert "excluded_groups" not in report and report["reached"]
     carried, report = auto_exclude(SETUP, target, Config(exclude=("ska",)), carry="int16")
     assert "ska" not in carried and carried[0] == "residual"
-    # every group in int16 still leaves an error: a gate of 1 cannot be reached
-    carried, report = auto_exclude(SETUP, 1.0, Config(), carry="int16")
+    # every group in int16 still leaves an error: a gate above it is out of reach in int16,
+    # while float (every group out of the quantization) reaches it
+    gate = (_cos(Config(int16=tuple(HARM))) + 1.0) / 2
+    carried, report = auto_exclude(SETUP, gate, Config(), carry="int16")
     assert set(carried) == set(HARM) and not report["reached"]
+    _, report = auto_exclude(SETUP, gate, Config())
+    assert report["reached"]

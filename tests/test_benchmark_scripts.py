@@ -151,10 +151,16 @@ def test_ceiling_quantizes_where_onnx_runtime_does() -> None:
 
     with torch.no_grad(), ceiling._Quantize(record):
         y = torch.relu(conv_a(x))  # Conv + Relu: one quantizer, on the ReLU's output
-        z = conv_b(y) + y.reshape(1, 10, 10, 10)  # conv read by an add; a reshape is free
-    assert z.shape == x.shape
-    assert [i for i, _, _ in seen] == [0, 1, 2]  # ReLU, conv_b (when the add reads it), add
-    assert seen[0][2] >= 0.0  # the first quantized tensor is the ReLU's (never negative)
+        c = conv_b(y)
+        assert c.shape == x.shape  # reading the shape does not quantize c
+        z = c + y.reshape(1, 10, 10, 10)  # conv read by an add; a reshape is free
+        w = torch.relu(c) * c  # read again: the same quantized c, not a new quantizer
+    assert w.shape == z.shape == x.shape
+    # ReLU, conv_b (when the add reads it), add, the second ReLU, the multiply
+    assert [i for i, _, _ in seen] == [0, 1, 2, 3, 4]
+    assert all(shape == (1, 10, 10, 10) for _, shape, _ in seen)
+    assert seen[0][2] >= 0.0 and seen[3][2] >= 0.0  # ReLU outputs are never negative
+    assert seen[1][2] < 0.0  # conv_b's output, quantized whole (not fused: it has two readers)
 
 
 def test_int8_ceiling() -> None:

@@ -79,7 +79,7 @@ class TfliteOptions(FormatOptions):
         if tuple(given) != (A16_ALL,):
             raise UnsupportedOptionError(
                 f"--int8-int16 {' '.join(given)}: TFLite's 16x8 has int16 activations "
-                f"everywhere, use --int8-int16 {A16_ALL} (op groups apply to ONNX)")
+                f"everywhere, use --int8-int16 {A16_ALL} (op groups and auto apply to ONNX)")
         if self.io_type != FLOAT_IO:
             raise UnsupportedOptionError(f"--io {self.io} with --int8-int16: a 16x8 file has "
                                          "float32 outputs (and a float32 or uint8 image input)")
