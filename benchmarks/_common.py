@@ -19,12 +19,14 @@ from lsnet_deploy.bench.environment import cpu_name
 
 __all__ = [
     "DEFAULT_VARIANTS",
+    "add_families",
     "add_timing_options",
     "base_parser",
     "machine",
     "markdown_table",
     "measuring",
     "progress",
+    "weight_families",
     "weights_for",
     "write_markdown",
 ]
@@ -60,6 +62,19 @@ def add_timing_options(ap: argparse.ArgumentParser, runs: int, warmup: int) -> N
                     help="timed runs per configuration (default: %(default)s)")
     ap.add_argument("--warmup", type=int, default=warmup,
                     help="untimed warm-up runs before them (default: %(default)s)")
+
+
+def add_families(ap: argparse.ArgumentParser) -> None:
+    """Add ``--families``: the synthetic weight families measured with ``--weights random``."""
+    ap.add_argument("--families", nargs="+", default=["random", "random-outliers"],
+                    help="synthetic weight families, used with --weights random "
+                         "(default: %(default)s)")
+
+
+def weight_families(args: argparse.Namespace) -> list[str]:
+    """The ``--weights`` values to measure: ``--families`` with ``--weights random``, else the
+    one ``--weights`` given (resolve a folder per variant with :func:`weights_for`)."""
+    return list(args.families) if args.weights == "random" else [args.weights]
 
 
 def weights_for(weights: str, variant: str) -> str:

@@ -38,11 +38,13 @@ from pathlib import Path
 if str(Path(__file__).resolve().parent) not in sys.path:  # _common, without installing
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
+    add_families,
     base_parser,
     machine,
     markdown_table,
     measuring,
     progress,
+    weight_families,
     weights_for,
     write_markdown,
 )
@@ -111,9 +113,7 @@ def _row(variant: str, family: str, fmt: str, out: Path, img_size: int, rounds: 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = base_parser(__doc__)
     ap.set_defaults(variants=["lsnet_t", "lsnet_s", "lsnet_b"])
-    ap.add_argument("--families", nargs="+", default=["random", "random-outliers"],
-                    help="synthetic weight families, used with --weights random "
-                         "(default: %(default)s)")
+    add_families(ap)
     ap.add_argument("--formats", nargs="+", default=["onnx", "tflite", "coreml"],
                     choices=list(FORMATS), help="(default: %(default)s; tflite-16x8: "
                     "--int8-int16 all, coreml-affine: --w8a8-scheme affine)")
@@ -124,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--no-equalize", dest="equalize", action="store_false",
                     help="quantize without channel equalization (the earlier default)")
     args = ap.parse_args(argv)
-    families = args.families if args.weights == "random" else [args.weights]
+    families = weight_families(args)
     rows: list[list[str]] = []
     with measuring():
         for variant in args.variants:

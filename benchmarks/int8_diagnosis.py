@@ -48,11 +48,13 @@ from lsnet_deploy.spec import IOSpec
 if str(Path(__file__).resolve().parent) not in sys.path:  # _common, without installing
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
+    add_families,
     base_parser,
     machine,
     markdown_table,
     measuring,
     progress,
+    weight_families,
     weights_for,
     write_markdown,
 )
@@ -107,11 +109,9 @@ def _rows(variant: str, weights: str, img_size: int, tmp: Path) -> list[list[str
 def main(argv: Sequence[str] | None = None) -> int:
     ap = base_parser(__doc__)
     ap.set_defaults(variants=["lsnet_t"])
-    ap.add_argument("--families", nargs="+", default=["random", "random-outliers"],
-                    help="synthetic weight families, used with --weights random "
-                         "(default: %(default)s)")
+    add_families(ap)
     args = ap.parse_args(argv)
-    families = args.families if args.weights == "random" else [args.weights]
+    families = weight_families(args)
     rows: list[list[str]] = []
     with measuring(), tempfile.TemporaryDirectory(prefix="lsnet-diag-") as tmp:
         for variant in args.variants:

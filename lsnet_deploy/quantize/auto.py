@@ -109,12 +109,12 @@ def sensitivity(
     return {"full_int8_cosine": full_cos, "full_int8_top1": full_top1}, rows
 
 
-CARRIERS: dict[str, tuple[str, str, str]] = {
-    "float": ("exclude", "float", "excluded_groups"),
-    "int16": ("int16", "int16", "int16_groups"),
+CARRIERS: dict[str, tuple[str, str]] = {
+    "float": ("exclude", "excluded_groups"),
+    "int16": ("int16", "int16_groups"),
 }
-"""What the greedy search does with a chosen group: ``carry`` -> (the config field it joins,
-the word in the progress and log lines, the report's key for the chosen groups)."""
+"""What the greedy search does with a chosen group: ``carry`` (the precision it is carried
+in) -> (the config field it joins, the report's key for the chosen groups)."""
 
 
 def auto_exclude(
@@ -131,13 +131,13 @@ def auto_exclude(
 
     When the starting configuration already meets the gate, nothing more is carried and the
     per-group sensitivity is not measured (``"sensitivity": []``; see ``quant-report``)."""
-    field, word, key = CARRIERS[carry]
+    field, key = CARRIERS[carry]
     steps: list[dict[str, Any]] = []
     carried = tuple(getattr(base, field))
     start_cos, start_top1 = measure(setup, base)
     if start_cos >= min_cosine:
         log.info("auto INT8: cosine %.5f already meets %.4f; nothing carried in %s",
-                 start_cos, min_cosine, word)
+                 start_cos, min_cosine, carry)
         return carried, {"full_int8_cosine": start_cos, "full_int8_top1": start_top1,
                          "target_cosine": min_cosine, "reached": True, "steps": [],
                          key: list(carried), "sensitivity": []}
@@ -146,7 +146,7 @@ def auto_exclude(
     ranked = sorted(rows, key=lambda r: (r.group in COMPUTE_GROUPS, r.only_cosine))
     verb = "keeping" if carry == "float" else "carrying"
     for row in counted(progress, "mixed precision", ranked,
-                       lambda r: f"{verb} {r.group} in {word}"):
+                       lambda r: f"{verb} {r.group} in {carry}"):
         if cosine >= min_cosine:
             break
         if row.group in carried or row.group in base.exclude:
@@ -154,7 +154,7 @@ def auto_exclude(
         carried = (*carried, row.group)
         cosine, top1 = measure(setup, replace(base, **{field: carried}))
         steps.append({field: row.group, "cosine": cosine, "top1": top1})
-        log.info("auto INT8: + %s %s in %s -> cosine %.5f", verb, row.group, word, cosine)
+        log.info("auto INT8: + %s %s in %s -> cosine %.5f", verb, row.group, carry, cosine)
     report = {
         **baseline,
         "target_cosine": min_cosine,
