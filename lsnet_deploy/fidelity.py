@@ -3,7 +3,8 @@
 Metrics (per image, over the validation images): max absolute logit difference, mean and min
 cosine similarity of the logit vectors, top-1 agreement and top-5 overlap (|top5 ∩ top5| / 5).
 Gates: fp32 artifacts must match within ``FP32_ATOL`` max abs; reduced precision (fp16, int8)
-must reach a mean cosine of ``min_cosine``.
+must reach a mean cosine of ``min_cosine`` and, when ``min_photo_cosine`` is given, a cosine of
+at least that on every validation photo (the worst photo, the ``min`` reported).
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ __all__ = [
     "Runner",
     "ValidationReport",
     "artifact_batches",
+    "check_gates",
     "check_min_cosine",
     "comparable_outputs",
+    "cosine_gate",
     "compare_logits",
     "run_artifact",
     "to_artifact_input",
@@ -40,13 +43,16 @@ FP32_ATOL = 1e-3
 """fp32 artifacts: max |artifact - PyTorch| on O(1) logits."""
 
 DEFAULT_MIN_COSINE = {"int8": 0.98, "w8a8": 0.98, "fp16": 0.999}
+"""Default fidelity gates (mean logit cosine vs PyTorch) per reduced precision."""
 
 
-def check_min_cosine(value: float | None, what: str = "--min-cosine") -> float | None:
+def check_min_cosine(value: float | None, what: str = "--min-cosine",
+                     kind: str = "a mean cosine") -> float | None:
     """``value`` when it is a usable reduced-precision gate: ``None`` (the precision's
-    default, :data:`DEFAULT_MIN_COSINE`) or a mean logit cosine in ``[0, 1]``; ``0`` turns
-    the gate off (to report a raw fidelity), a value above 1 or below 0 (or NaN) would make
-    the gate meaningless and is refused before any work.
+    default, :data:`DEFAULT_MIN_COSINE`; for ``--min-photo-cosine``: no per-photo gate) or a
+    logit cosine in ``[0, 1]`` (``kind`` names it in the error); ``0`` turns the gate off (to
+    report a raw fidelity), a value above 1 or below 0 (or NaN) would make the gate
+    meaningless and is refused before any work.
 
     Raises:
         UnsupportedOptionError: ``what`` out of range or not a number.
@@ -55,10 +61,16 @@ def check_min_cosine(value: float | None, what: str = "--min-cosine") -> float |
         return None
     if (isinstance(value, bool) or not isinstance(value, (int, float))
             or not math.isfinite(value) or not 0.0 <= value <= 1.0):
-        raise UnsupportedOptionError(f"{what} must be a mean cosine in [0, 1] (e.g. 0.98; 0 "
+        raise UnsupportedOptionError(f"{what} must be {kind} in [0, 1] (e.g. 0.98; 0 "
                                      f"turns the gate off), got {value!r}")
     return float(value)
-"""Default fidelity gates (mean logit cosine vs PyTorch) per reduced precision."""
+
+
+def check_gates(min_cosine: float | None, min_photo_cosine: float | None) -> None:
+    """Refuse (before any work) a ``--min-cosine`` or ``--min-photo-cosine`` that
+    :func:`check_min_cosine` does not accept."""
+    check_min_cosine(min_cosine)
+    check_min_cosine(min_photo_cosine, "--min-photo-cosine", "a cosine")
 
 
 @dataclass(frozen=True)
@@ -86,6 +98,17 @@ class ValidationReport:
             f"mean {self.mean_cosine:.5f} / min {self.min_cosine:.5f}, top-1 agreement "
             f"{self.top1_agreement:.0%}, top-5 overlap {self.top5_overlap:.0%} (gate: {self.gate})"
         )
+
+
+def cosine_gate(mean: float, worst: float, min_cosine: float,
+                min_photo_cosine: float | None = None) -> tuple[str, bool]:
+    """``(the gate in words, whether it is met)`` for a reduced precision whose logits reach a
+    mean cosine of ``mean`` and ``worst`` on the worst photo."""
+    gate = f"mean cosine >= {min_cosine:g}"
+    if min_photo_cosine is None:
+        return gate, mean >= min_cosine
+    return (f"{gate}, every photo >= {min_photo_cosine:g}",
+            mean >= min_cosine and worst >= min_photo_cosine)
 
 
 def to_artifact_input(images: torch.Tensor, spec: IOSpec) -> np.ndarray:
@@ -170,8 +193,11 @@ def compare_logits(
     precision: str,
     images: str,
     min_cosine: float | None = None,
+    min_photo_cosine: float | None = None,
 ) -> ValidationReport:
-    """Compare ``(N, classes)`` logits and apply the gate of ``precision``."""
+    """Compare ``(N, classes)`` logits and apply the gate of ``precision``: fp32's max |diff|,
+    else a mean cosine of ``min_cosine`` (default: the precision's) and, if given, a cosine of
+    ``min_photo_cosine`` on every photo."""
     a = np.asarray(artifact, dtype=np.float64)
     r = np.asarray(reference, dtype=np.float64)
     if a.shape != r.shape:
@@ -187,8 +213,8 @@ def compare_logits(
         passed = max_abs <= FP32_ATOL
     else:
         threshold = min_cosine if min_cosine is not None else DEFAULT_MIN_COSINE.get(precision, 0.99)
-        gate = f"mean cosine >= {threshold:g}"
-        passed = float(cos.mean()) >= threshold
+        gate, passed = cosine_gate(float(cos.mean()), float(cos.min()), threshold,
+                                   min_photo_cosine)
     return ValidationReport(
         n_images=int(a.shape[0]),
         images=images,

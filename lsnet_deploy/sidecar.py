@@ -158,10 +158,11 @@ def load_sidecar(artifact: Path) -> Sidecar | None:
     if top is not None and inner is not None and top != inner:
         raise ArtifactError(f"{where}: precision {_show(top)} differs from metadata.precision "
                             f"{_show(inner)}; {REDO}")
-    gate = (data.get("export") or {}).get("min_cosine")
-    if gate is not None and not _finite(gate):
-        raise ArtifactError(f"{where}: export.min_cosine must be a number, got {_show(gate)}; "
-                            f"{REDO}")
+    for key in ("min_cosine", "min_photo_cosine"):
+        gate = (data.get("export") or {}).get(key)
+        if gate is not None and not _finite(gate):
+            raise ArtifactError(f"{where}: export.{key} must be a number, got {_show(gate)}; "
+                                f"{REDO}")
     cosine = (data.get("validation") or {}).get("mean_cosine")
     if cosine is not None and not _finite(cosine):
         raise ArtifactError(f"{where}: validation.mean_cosine must be a number, got "

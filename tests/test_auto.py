@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pytest
 
 from lsnet_deploy.quantize.auto import QuantSetup, auto_exclude, sensitivity
 
@@ -106,3 +107,25 @@ def test_the_int16_search_carries_groups_in_int16_and_never_drops_them_to_float(
     assert set(carried) == set(HARM) and not report["reached"]
     _, report = auto_exclude(SETUP, gate, Config())
     assert report["reached"]
+
+
+def _worst(config: Config) -> float:
+    a, b = _logits(config), REFERENCE
+    return float(np.min(np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)))
+
+
+def test_a_photo_gate_searches_on_when_the_mean_is_met() -> None:
+    """``--min-photo-cosine``: the mean gate alone is met with everything quantized, but the
+    worst photo is not; the search goes on, in the same order, until both are."""
+    floor = _worst(Config(exclude=("ska", "residual"))) - 1e-9
+    assert _worst(Config(exclude=("ska",))) < floor and _cos(Config()) > 0.9
+    exclude, report = auto_exclude(SETUP, 0.9, Config(), min_photo_cosine=floor)
+    assert exclude == ("ska", "residual") and report["reached"]
+    assert report["target_cosine"] == 0.9 and report["target_photo_cosine"] == floor
+    assert report["full_int8_min_cosine"] == pytest.approx(_worst(Config()))
+    assert report["full_int8_min_cosine"] < floor
+    assert [s["min_cosine"] for s in report["steps"]] == pytest.approx([
+        _worst(Config(exclude=("ska",))), _worst(Config(exclude=("ska", "residual")))])
+    # without it, the mean alone: nothing carried, and no photo target reported
+    exclude, report = auto_exclude(SETUP, 0.9, Config())
+    assert exclude == () and "target_photo_cosine" not in report

@@ -309,9 +309,11 @@ def test_auto_mixed_precision_raises_fidelity(tiny_ckpt: Path, tmp_path: Path) -
     with pytest.raises(ValidationFailedError, match="--int8-exclude auto"):
         _export(tiny_ckpt, tmp_path, precision="int8", min_cosine=target, force=True, **few)
     [mixed] = _export(tiny_ckpt, tmp_path, precision="int8", int8_exclude=["auto"],
-                      min_cosine=target, **few)
+                      min_cosine=target, min_photo_cosine=0.0, **few)
     auto = mixed.export_info["int8"]["auto"]
-    assert auto["reached"] and auto["steps"]
+    assert auto["reached"] and auto["steps"] and auto["target_photo_cosine"] == 0.0
+    assert mixed.validation["gate"] == f"mean cosine >= {target:g}, every photo >= 0"
+    assert all(s["min_cosine"] <= s["cosine"] for s in auto["steps"])
     assert mixed.validation["mean_cosine"] >= target > c_full
     assert len(auto["sensitivity"]) >= 8
     assert mixed.export_info["int8"]["excluded_nodes"] > 0
@@ -391,6 +393,19 @@ def test_cli_export_json_and_validate(tiny_ckpt: Path, tmp_path: Path,
     code, _, err = run(["export", *tiny, "--int8", "--min-cosine", "0.99999",
                         "-o", str(tmp_path), "--force"])
     assert code == 9 and "--int8-exclude auto" in err and "Traceback" not in err
+    # the photo gate: the mean passes, the worst photo does not; validate re-applies it
+    code, _, err = run(["export", *tiny, "--int8", "--min-cosine", "0.5", "--min-photo-cosine",
+                        "0.99999", "-o", str(tmp_path), "--force"])
+    assert code == 9 and "every photo >= 0.99999" in err and "--min-photo-cosine" in err
+    int8 = tmp_path / TINY / f"{TINY}_{TINY_SIZE}_int8.onnx"
+    side = read_sidecar(int8)
+    assert side is not None and side["export"]["min_photo_cosine"] == 0.99999
+    assert side["validation"]["mean_cosine"] >= 0.5 and side["status"] == "failed"
+    code, out, _ = run(["validate", str(int8), "--json"])  # the sidecar's gates
+    assert code == 9 and json.loads(out)["validation"]["gate"] == (
+        "mean cosine >= 0.5, every photo >= 0.99999")
+    code, out, _ = run(["validate", str(int8), "--min-photo-cosine", "0.5", "--json"])
+    assert code == 0 and json.loads(out)["passed"]
 
 
 @pytest.mark.slow

@@ -356,9 +356,11 @@ def test_auto_mixed_precision(tiny_ckpt: Path, out_dir: Path) -> None:
     # the search measures the PT2E fake-quantized model; LiteRT's integer kernels land within
     # a few 1e-4 of it (0.99902 searched, 0.99881 run), so the target leaves that margin
     [mixed] = _export(tiny_ckpt, out_dir, precision="int8", int8_exclude=["auto"],
-                      min_cosine=0.998, force=True, calib_size=16, val_size=16)
+                      min_cosine=0.998, min_photo_cosine=0.0, force=True, calib_size=16,
+                      val_size=16)
     auto = mixed.export_info["int8"]["auto"]
     assert auto["full_int8_cosine"] < 0.998 and auto["steps"] and auto["reached"]
+    assert auto["target_photo_cosine"] == 0.0 and "every photo >= 0" in mixed.validation["gate"]
     assert len(auto["sensitivity"]) >= 8
     assert mixed.export_info["int8"]["excluded_groups"] == [s["exclude"] for s in auto["steps"]]
     assert mixed.passed and mixed.validation["mean_cosine"] >= 0.998

@@ -1,9 +1,11 @@
 """Comparing a classifier artifact's log-probabilities with PyTorch: in logit units, so the
-metrics and gates are those of a logits artifact (``fidelity.comparable_outputs``)."""
+metrics and gates are those of a logits artifact (``fidelity.comparable_outputs``); and the
+reduced-precision gates themselves."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from lsnet_deploy.fidelity import comparable_outputs, compare_logits
@@ -63,3 +65,20 @@ def test_logits_pass_through() -> None:
     ref = _logits(0)
     a, r = comparable_outputs(ref.numpy() + 1, ref, "logits")
     assert np.all(a == ref.numpy() + 1) and np.all(r == ref.numpy())
+
+
+def test_a_photo_gate_fails_on_the_worst_photo_alone() -> None:
+    """``min_photo_cosine``: a mean that passes does not hide one photo far off."""
+    ref = np.random.default_rng(1).normal(size=(8, 20))
+    out = ref.copy()
+    out[3] = -ref[3]  # one photo's logits reversed: cosine -1; the other seven exact
+    mean = compare_logits(out, ref, "int8", "x", min_cosine=0.5)
+    assert mean.passed and mean.gate == "mean cosine >= 0.5"
+    assert mean.mean_cosine == pytest.approx(0.75) and mean.min_cosine == pytest.approx(-1)
+    both = compare_logits(out, ref, "int8", "x", min_cosine=0.5, min_photo_cosine=0.9)
+    assert not both.passed and both.gate == "mean cosine >= 0.5, every photo >= 0.9"
+    assert "every photo >= 0.9" in both.summary()
+    out[3] = ref[3]
+    assert compare_logits(out, ref, "int8", "x", 0.5, 0.9).passed
+    # fp32 keeps its own gate (max |diff|); a photo gate there has no meaning
+    assert compare_logits(ref, ref, "fp32", "x", min_photo_cosine=0.9).gate == "max|diff| <= 0.001"

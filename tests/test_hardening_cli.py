@@ -53,6 +53,8 @@ def test_img_size_is_bounded_before_anything_is_built(monkeypatch: pytest.Monkey
     (["--img-size", "4096"], "largest side allowed is 1024"),
     (["--int8", "--min-cosine", "2"], "--min-cosine must be a mean cosine in [0, 1]"),
     (["--int8", "--min-cosine", "nan"], "--min-cosine must be a mean cosine in [0, 1]"),
+    (["--int8", "--min-photo-cosine", "1.5"], "--min-photo-cosine must be a cosine in [0, 1]"),
+    (["--fp32", "--min-photo-cosine", "0.9"], "--min-photo-cosine gates reduced precision"),
     (["--format", "tflite", "--int8", "--int8-exclude", "bogus"],
      "unknown op group(s) bogus for tflite INT8"),
     (["--opset", "17"], "the dynamo exporter needs opset >= 18"),

@@ -315,11 +315,18 @@ def test_swapped_artifact_with_edited_gate_is_refused(artifact: Path, no_work: N
     _one_line_error(code, err, 12, "its sha256 differs from the one in", artifact.name)
 
 
-def test_edited_gate_on_the_real_artifact_is_refused(artifact: Path, no_work: None) -> None:
-    _edit(artifact, _set("export", "min_cosine", value=-1))
-    with pytest.raises(ArtifactError, match=r"export.min_cosine must be a mean cosine in \[0, 1\] "
+@pytest.mark.parametrize(("key", "kind"), [("min_cosine", "a mean cosine"),
+                                         ("min_photo_cosine", "a cosine")])
+def test_edited_gate_on_the_real_artifact_is_refused(artifact: Path, no_work: None, key: str,
+                                                     kind: str) -> None:
+    _edit(artifact, _set("export", key, value=-1))
+    flag = "--" + key.replace("_", "-")
+    with pytest.raises(ArtifactError, match=rf"export.{key} must be {kind} in \[0, 1\] "
                                             r"\(e.g. 0.98; 0 turns the gate off\), got -1; "
-                                            r"the sidecar was edited"):
+                                            rf"the sidecar was edited: .*, or pass {flag}$"):
+        validate(artifact)
+    _edit(artifact, _set("export", key, value="high"))
+    with pytest.raises(ArtifactError, match=rf"export.{key} must be a number, got 'high'"):
         validate(artifact)
 
 
@@ -341,6 +348,8 @@ def test_min_cosine_is_range_checked_up_front(artifact: Path, no_work: None, val
                                               capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_main(["validate", str(artifact), "--min-cosine", value], capsys)
     _one_line_error(code, err, 2, "--min-cosine must be a mean cosine in [0, 1]")
+    code, _, err = run_main(["validate", str(artifact), "--min-photo-cosine", value], capsys)
+    _one_line_error(code, err, 2, "--min-photo-cosine must be a cosine in [0, 1]")
 
 
 def test_check_min_cosine() -> None:

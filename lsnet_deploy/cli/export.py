@@ -102,6 +102,10 @@ IoOpt = Annotated[IoType | None, typer.Option(
 MinCosineOpt = Annotated[float | None, typer.Option(
     "--min-cosine", help="INT8/fp16 gate: mean logit cosine vs PyTorch, in [0, 1] (default "
     "0.98 for INT8, 0.999 for fp16; 0 turns the gate off).")]
+MinPhotoCosineOpt = Annotated[float | None, typer.Option(
+    "--min-photo-cosine", help="INT8/fp16: a second gate, the logit cosine every validation "
+    "photo must reach (the worst photo), in [0, 1] (default: none); --int8-exclude auto and "
+    "--int8-int16 auto then search until both gates are met.", show_default=False)]
 Int8ExcludeOpt = Annotated[list[str] | None, typer.Option(
     "--int8-exclude", help="Op group or node kept in float (repeatable), or 'auto'.")]
 OutputDirOpt = Annotated[Path | None, typer.Option("--output-dir", "-o", help="Default: export/.")]
@@ -150,6 +154,7 @@ def export_cmd(
     layout: LayoutOpt = None,
     io: IoOpt = None,
     min_cosine: MinCosineOpt = None,
+    min_photo_cosine: MinPhotoCosineOpt = None,
     int8_exclude: Int8ExcludeOpt = None,
     output_dir: OutputDirOpt = None,
     force: ForceOpt = False,
@@ -170,8 +175,8 @@ def export_cmd(
         precision=_precision(int8=int8, fp16=fp16, fp32=fp32, w8a8=w8a8), img_size=img_size,
         batch=batch, dynamic_batch=dynamic_batch, image_input=image_input, opset=opset,
         calib=calib, calib_size=calib_size, calib_method=calib_method.value, val=val,
-        min_cosine=min_cosine, int8_exclude=int8_exclude or (),
-        layout=layout.value if layout else None, io=io.value if io else None,
+        min_cosine=min_cosine, min_photo_cosine=min_photo_cosine,
+        int8_exclude=int8_exclude or (), layout=layout.value if layout else None, io=io.value if io else None,
         ios=int(ios.value) if ios else None, classifier=classifier, ort=ort or None,
         w8a8_scheme=w8a8_scheme.value if w8a8_scheme else None,
         int8_int16=tuple(int8_int16) if int8_int16 else None, equalize=equalize,
@@ -208,6 +213,9 @@ def validate_cmd(
     min_cosine: Annotated[float | None, typer.Option(
         "--min-cosine", help="Gate of a reduced precision, in [0, 1] (default: the one the "
         "artifact was exported with).")] = None,
+    min_photo_cosine: Annotated[float | None, typer.Option(
+        "--min-photo-cosine", help="Gate on every photo's cosine, in [0, 1] (default: the one "
+        "the artifact was exported with, if any).", show_default=False)] = None,
     compute_units: Annotated[ComputeUnits | None, typer.Option(
         "--compute-units", help="CoreML on macOS: the compute units to run on (default ALL).")
     ] = None,
@@ -230,7 +238,7 @@ def validate_cmd(
     with WorkProgress() as say:
         say(f"validating {artifact.name}")
         result = validate(artifact, weights=weights if weights else ..., images=images,
-                          min_cosine=min_cosine,
+                          min_cosine=min_cosine, min_photo_cosine=min_photo_cosine,
                           compute_units=compute_units.value if compute_units else None,
                           arch=arch.value, max_images=max_images,
                           cpu=cpu.value if cpu else None, progress=say)

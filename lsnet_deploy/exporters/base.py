@@ -214,6 +214,8 @@ class ExportOptions:
         int8_exclude: op groups (or node names) kept in float for INT8.
         int8_auto: exclude the most sensitive groups until the cosine gate is met.
         min_cosine: reduced-precision fidelity gate (mean logit cosine vs PyTorch).
+        min_photo_cosine: and the cosine every validation photo must reach (``None``: no
+            such gate).
         format: the format's own options (an instance of its ``options_type``).
     """
 
@@ -224,6 +226,7 @@ class ExportOptions:
     int8_exclude: tuple[str, ...] = ()
     int8_auto: bool = False
     min_cosine: float = 0.99
+    min_photo_cosine: float | None = None
     format: FormatOptions = field(default_factory=NoOptions)
 
 

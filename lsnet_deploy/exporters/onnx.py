@@ -261,8 +261,9 @@ class OnnxExporter(Exporter):
             raise ExportError("--ort validates the .ort on the held-out images, but the export "
                               "was planned without them (a bug: please report it)")
         files = convert_to_ort(out)
-        record = validate_ort(files, spec, task.options.precision, task.options.min_cosine,
-                              reference, self.runner(out))
+        options = task.options
+        record = validate_ort(files, spec, options.precision, options.min_cosine, reference,
+                              self.runner(out), options.min_photo_cosine)
         log.info("%s: %s", files.model.name, record["validation"]["summary"])
         return record, (files.model, files.config)
 
@@ -293,7 +294,8 @@ class OnnxExporter(Exporter):
                 setup = onnx_setup(pre, groups, spec, calib, reference.images, reference.logits,
                                    self.runner)
                 chosen, auto_report = auto_exclude(setup, options.min_cosine, config,
-                                                   task.progress, carry)
+                                                   task.progress, carry,
+                                                   options.min_photo_cosine)
                 config = replace(config, **{CARRIERS[carry][0]: chosen})
             info = quantize_int8(pre, out, groups, spec.input_name, calib, config,
                                  task.progress)

@@ -291,7 +291,8 @@ class TfliteExporter(Exporter):
                                        reference.logits)
             exclude, info["auto"] = auto_exclude(setup, options.min_cosine,
                                                  TfliteInt8Config(exclude=tuple(exclude)),
-                                                 task.progress)
+                                                 task.progress,
+                                                 min_photo_cosine=options.min_photo_cosine)
         config = TfliteInt8Config(exclude=tuple(exclude))
         gm, quantizer = quantize_pt2e(module, example, calib, config, task.progress)
         info["excluded_groups"] = list(config.exclude)

@@ -66,6 +66,7 @@ def export(
     val: Path | None = None,
     val_size: int | None = None,
     min_cosine: float | None = None,
+    min_photo_cosine: float | None = None,
     int8_exclude: str | Sequence[str] = (),
     layout: str | None = None,
     io: str | None = None,
@@ -87,7 +88,8 @@ def export(
     the same way for latency comparisons). ``precision``, ``image_input``,
     ``layout``: ``None`` is the format's default (CoreML: fp16 with image input; TFLite:
     NHWC). ``int8_exclude``: op groups or node names kept in float, ``["auto"]`` to search
-    them until ``min_cosine``. Format options: ``opset`` (ONNX), ``io`` (TFLite INT8 boundary
+    them until ``min_cosine`` (and ``min_photo_cosine``, a cosine every validation photo must
+    reach, when given) is met. Format options: ``opset`` (ONNX), ``io`` (TFLite INT8 boundary
     type), ``ort`` (ONNX: also the ``.ort`` file), ``int8_int16`` (INT8: op groups whose
     activations are int16, w8a16, in ONNX, ``["auto"]`` to search them until ``min_cosine``;
     ``["all"]`` in TFLite: its 16x8), ``ios`` and ``w8a8_scheme`` (CoreML W8A8:
@@ -106,8 +108,8 @@ def export(
         model, format, weights=weights, precision=precision, img_size=img_size, batch=batch,
         dynamic_batch=dynamic_batch, image_input=image_input, opset=opset, calib=calib,
         calib_size=calib_size, calib_method=calib_method, val=val, val_size=val_size,
-        min_cosine=min_cosine, int8_exclude=_names(int8_exclude) or (), layout=layout, io=io,
-        ios=ios,
+        min_cosine=min_cosine, min_photo_cosine=min_photo_cosine,
+        int8_exclude=_names(int8_exclude) or (), layout=layout, io=io, ios=ios,
         classifier=classifier, ort=ort, int8_int16=_names(int8_int16),
         w8a8_scheme=w8a8_scheme,
         equalize=equalize, output_dir=output_dir, force=force)
@@ -287,6 +289,8 @@ def _raise_on_failures(artifacts: list[Artifact], jobs: list[ExportJob],
                          for _, j in failed)  # only what every failed format takes
         hint = (" try --int8-exclude auto (keeps the most sensitive op groups in float), "
                 + ("--calib-method percentile, " if percentile else "") + "or lower --min-cosine")
+    if any(j.options.min_photo_cosine is not None for _, j in failed):
+        hint = hint.replace("lower --min-cosine", "lower --min-cosine or --min-photo-cosine")
     error = ValidationFailedError(
         "validation failed (artifact kept, sidecar marked failed): "
         + "; ".join(failures) + (";" + hint if hint else ""))

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import OutputError, UnknownVariantError, UnsupportedOptionError
 from ..exporters import PRECISIONS, Exporter, ExportOptions, FormatOptions, get_exporter
-from ..fidelity import DEFAULT_MIN_COSINE, check_min_cosine
+from ..fidelity import DEFAULT_MIN_COSINE, check_gates
 from ..limits import check_img_size
 from ..lsnet import VARIANTS, LSNet, to_hw
 from ..metadata import sidecar_path
@@ -173,10 +173,12 @@ def _check_common(request: ExportRequest, precision: str) -> None:
         raise UnsupportedOptionError("--batch and --dynamic-batch are exclusive")
     if request.int8_exclude and precision != "int8":
         raise UnsupportedOptionError("--int8-exclude only applies with --int8")
-    if request.precision == "fp32" and request.min_cosine is not None:
-        raise UnsupportedOptionError("--min-cosine gates reduced precision; fp32 is gated by "
-                                     "max |diff| <= 1e-3")
-    check_min_cosine(request.min_cosine)
+    for given, flag in ((request.min_cosine, "--min-cosine"),
+                        (request.min_photo_cosine, "--min-photo-cosine")):
+        if request.precision == "fp32" and given is not None:
+            raise UnsupportedOptionError(f"{flag} gates reduced precision; fp32 is gated by "
+                                         "max |diff| <= 1e-3")
+    check_gates(request.min_cosine, request.min_photo_cosine)
 
 
 def _check_capabilities(request: ExportRequest, exp: Exporter, precision: str) -> None:
@@ -249,6 +251,7 @@ def _job(request: ExportRequest, exp: Exporter, precision: str, fmt: FormatOptio
         int8_exclude=tuple(e for e in request.int8_exclude if e != "auto"),
         int8_auto=auto,
         min_cosine=gate if gate is not None else 0.99,
+        min_photo_cosine=request.min_photo_cosine if precision != "fp32" else None,
         format=fmt,
     )
     parts = fmt.name_parts(options.precision, facts.num_classes)

@@ -111,6 +111,8 @@ def _publish(job: ExportJob, fused: torch.nn.Module, data: ExportData, provenanc
         info["tensor_ranks"] = ranks
     if options.precision != "fp32":
         info["min_cosine"] = options.min_cosine
+        if options.min_photo_cosine is not None:
+            info["min_photo_cosine"] = options.min_photo_cosine
     meta = _metadata(job, provenance, result)
     exp.embed_metadata(tmp, to_native(meta))
     with staging.temp_files_here():
@@ -184,7 +186,7 @@ def _validate(exp: Exporter, job: ExportJob, path: Path, info: dict[str, Any],
         run_artifact(exp.runner(path), provenance.val_images, job.spec, say),
         provenance.val_logits, exp.output_kind(info))
     report = compare_logits(outputs, expected, job.options.precision, provenance.val_source,
-                            job.options.min_cosine)
+                            job.options.min_cosine, job.options.min_photo_cosine)
     return {**report.to_dict(), **exp.validation_facts(), "summary": report.summary()}
 
 

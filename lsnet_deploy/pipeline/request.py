@@ -30,7 +30,9 @@ class ExportRequest:
         layout: ``NCHW`` / ``NHWC``.
         calib / calib_size / calib_method / val: calibration and validation photos.
         val_size: validate on at most this many photos (``None``: all; Python API only).
-        min_cosine: the reduced-precision gate.
+        min_cosine: the reduced-precision gate (mean logit cosine).
+        min_photo_cosine: a second reduced-precision gate, on every photo's cosine (``None``:
+            none).
         int8_exclude: op groups or node names kept in float; ``"auto"`` searches them.
         equalize: INT8 / W8A8 quantize an exactly channel-equalized copy of the fused model.
         format_options: typed options of single formats (ONNX opset, TFLite ``--io``,
@@ -53,6 +55,7 @@ class ExportRequest:
     val: Path | None = None
     val_size: int | None = None
     min_cosine: float | None = None
+    min_photo_cosine: float | None = None
     int8_exclude: tuple[str, ...] = ()
     equalize: bool = True
     format_options: tuple[FormatOptions, ...] = ()

@@ -4,7 +4,7 @@ export, run again from what the artifact says about itself (sidecar or embedded 
 Nothing the artifact says is taken on trust (see :mod:`lsnet_deploy.sidecar`): the sidecar's
 structure, its sha256 against the artifact and its metadata against the embedded one are
 checked, then the input the metadata describes against the input the artifact really takes,
-all before any model is built. Gates are range-checked up front (:func:`check_min_cosine`).
+all before any model is built. Gates are range-checked up front (:func:`check_gates`).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from ..errors import (
 )
 from ..exporters import Exporter, exporter_for_path, exporters
 from ..fidelity import (
+    check_gates,
     check_min_cosine,
     comparable_outputs,
     compare_logits,
@@ -50,6 +51,7 @@ def validate(
     weights: str | Path | None | object = ...,
     images: Path | None = None,
     min_cosine: float | None = None,
+    min_photo_cosine: float | None = None,
     threads: int | None = None,
     compute_units: str | None = None,
     arch: str = "host",
@@ -63,11 +65,12 @@ def validate(
     metadata embedded in the artifact). ``weights`` defaults to what the artifact was exported
     from (the same file if it still exists with the same sha256, the official checkpoint, or
     the same synthetic random weights). ``images``: a folder (default: the held-out
-    calibration photos). ``min_cosine``: the gate of reduced precisions, in [0, 1] (default:
-    the sidecar's, else the precision's). ``compute_units``: the accelerator of formats that
-    have them (CoreML on macOS: ``ALL``, ``CPU_ONLY``, ``CPU_AND_GPU``, ``CPU_AND_NE``);
-    formats that cannot run here are re-checked structurally. ``arch="aarch64"``: gate the
-    run on the aarch64 kernels (emulated ``cpu``) and compare it with the host's, see
+    calibration photos). Reduced precisions' gates, in [0, 1]: ``min_cosine`` (default: the
+    sidecar's, else the precision's) and ``min_photo_cosine``, on every photo (default: the
+    sidecar's, if any). ``compute_units``: the accelerator of formats that have them (CoreML
+    on macOS: ``ALL``, ``CPU_ONLY``, ``CPU_AND_GPU``, ``CPU_AND_NE``); formats that cannot
+    run here are re-checked structurally. ``arch="aarch64"``: gate the run on the aarch64
+    kernels (emulated ``cpu``) and compare it with the host's, see
     :mod:`~lsnet_deploy.pipeline.cross_arch`. ``max_images``: the first N images only
     (default: all; 4 under emulation). ``progress``: see :mod:`lsnet_deploy.progress`.
     Returns ``{"artifact", "passed", "validation", ...}``.
@@ -76,13 +79,13 @@ def validate(
         ArtifactError: a malformed sidecar or embedded metadata, a sidecar whose sha256 or
             metadata does not match the artifact, or metadata describing another input than
             the artifact takes (all before any work is done).
-        UnsupportedOptionError: ``min_cosine`` outside [0, 1], a folder that is not an
-            artifact, an artifact without metadata, an ``arch`` it cannot run on.
+        UnsupportedOptionError: a gate outside [0, 1], a folder that is not an artifact, an
+            artifact without metadata, an ``arch`` it cannot run on.
         MissingDependencyError: ``arch="aarch64"`` without its environment.
     """
     from ..api import create_model
 
-    check_min_cosine(min_cosine)
+    check_gates(min_cosine, min_photo_cosine)
     path = Path(artifact)
     if not path.exists():
         raise OutputError(f"artifact not found: {path}")
@@ -95,8 +98,7 @@ def validate(
     variant, spec = str(meta["variant"]), spec_from_metadata(meta)
     precision = str(meta.get("precision", "fp32"))
     details = sidecar.export if sidecar is not None else {}
-    if min_cosine is None and sidecar is not None:
-        min_cosine = _sidecar_gate(sidecar.export.get("min_cosine"), sidecar.path.name)
+    gates = _gates(sidecar, min_cosine, min_photo_cosine)
     if not exp.can_run():
         structural = exp.structural_validation(path, spec, precision, details)  # type: ignore[arg-type]
         return {"artifact": str(path), "variant": variant, "precision": precision,
@@ -114,14 +116,13 @@ def validate(
     if tuple(outputs.shape) != tuple(logits.shape):
         raise ArtifactError(f"{path.name}: it returns {tuple(outputs.shape)} where the model "
                             f"{source} describes returns {tuple(logits.shape)}; {todo}")
-    kind = exp.output_kind(details)
-    outputs, expected = comparable_outputs(outputs, logits, kind)
-    report = compare_logits(outputs, expected, precision, images_from, min_cosine)
+    outputs, expected = comparable_outputs(outputs, logits, kind := exp.output_kind(details))
+    report = compare_logits(outputs, expected, precision, images_from, *gates)
     record = {**report.to_dict(), **exp.validation_facts(), "summary": report.summary()}
     if arch == "aarch64":  # the same images on the phone kernels, beside this run
         record = emulated_record(path, exp.name, val, spec, logits, (outputs, report), kind=kind,
-                                 precision=precision, min_cosine=min_cosine, threads=threads,
-                                 cpu=cpu, progress=progress)
+                                 precision=precision, gates=gates, threads=threads, cpu=cpu,
+                                 progress=progress)
     return {"artifact": str(path), "variant": variant, "precision": precision,
             "passed": bool(record["passed"]), "validation": record}
 
@@ -186,13 +187,27 @@ def _exporter(path: Path) -> Exporter:
         raise
 
 
-def _sidecar_gate(gate: Any, side: str) -> float | None:
-    """The sidecar's ``export.min_cosine``, refused when it is outside [0, 1] (an edited
-    sidecar must not make the gate meaningless)."""
+def _gates(sidecar: Sidecar | None, min_cosine: float | None,
+           min_photo_cosine: float | None) -> tuple[float | None, float | None]:
+    """The gates to apply: those given, else the sidecar's (checked), else ``None``."""
+    if sidecar is None:
+        return min_cosine, min_photo_cosine
+    side = sidecar.path.name
+    return (min_cosine if min_cosine is not None
+            else _sidecar_gate(sidecar.export, "min_cosine", side),
+            min_photo_cosine if min_photo_cosine is not None
+            else _sidecar_gate(sidecar.export, "min_photo_cosine", side))
+
+
+def _sidecar_gate(export: dict[str, Any], key: str, side: str) -> float | None:
+    """The sidecar's gate ``export[key]`` (``min_cosine`` or ``min_photo_cosine``), refused
+    when it is outside [0, 1] (an edited sidecar must not make the gate meaningless)."""
+    kind = "a mean cosine" if key == "min_cosine" else "a cosine"
     try:
-        return check_min_cosine(gate, f"{side}: export.min_cosine")
+        return check_min_cosine(export.get(key), f"{side}: export.{key}", kind)
     except UnsupportedOptionError as e:
-        raise ArtifactError(f"{e}; the sidecar was edited: {REDO}, or pass --min-cosine") from None
+        flag = "--" + key.replace("_", "-")
+        raise ArtifactError(f"{e}; the sidecar was edited: {REDO}, or pass {flag}") from None
 
 
 def _check_real_input(exp: Exporter, path: Path, spec: IOSpec, source: str, todo: str) -> None:
