@@ -10,7 +10,7 @@ at least that on every validation photo (the worst photo, the ``min`` reported).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -75,7 +75,9 @@ def check_gates(min_cosine: float | None, min_photo_cosine: float | None) -> Non
 
 @dataclass(frozen=True)
 class ValidationReport:
-    """Artifact vs PyTorch on ``n_images`` real images, with the gate applied."""
+    """Artifact vs PyTorch on ``n_images`` real images, with the gate applied;
+    ``worst_photo``: the file name of the photo with the lowest cosine (``None`` when the
+    names are not known)."""
 
     n_images: int
     images: str
@@ -87,6 +89,7 @@ class ValidationReport:
     max_abs_logit: float
     gate: str
     passed: bool
+    worst_photo: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,7 +98,8 @@ class ValidationReport:
         status = "PASS" if self.passed else "FAIL"
         return (
             f"{status} on {self.n_images} images: max|diff| {self.max_abs_diff:.2e}, cosine "
-            f"mean {self.mean_cosine:.5f} / min {self.min_cosine:.5f}, top-1 agreement "
+            f"mean {self.mean_cosine:.5f} / min {self.min_cosine:.5f}"
+            + (f" ({self.worst_photo})" if self.worst_photo else "") + ", top-1 agreement "
             f"{self.top1_agreement:.0%}, top-5 overlap {self.top5_overlap:.0%} (gate: {self.gate})"
         )
 
@@ -194,10 +198,12 @@ def compare_logits(
     images: str,
     min_cosine: float | None = None,
     min_photo_cosine: float | None = None,
+    names: Sequence[str] = (),
 ) -> ValidationReport:
     """Compare ``(N, classes)`` logits and apply the gate of ``precision``: fp32's max |diff|,
     else a mean cosine of ``min_cosine`` (default: the precision's) and, if given, a cosine of
-    ``min_photo_cosine`` on every photo."""
+    ``min_photo_cosine`` on every photo. ``names``: the photos' file names, in order (the
+    report names the worst one; ignored unless there is one per row)."""
     a = np.asarray(artifact, dtype=np.float64)
     r = np.asarray(reference, dtype=np.float64)
     if a.shape != r.shape:
@@ -226,4 +232,5 @@ def compare_logits(
         max_abs_logit=float(np.abs(r).max()),
         gate=gate,
         passed=bool(passed),
+        worst_photo=str(names[int(cos.argmin())]) if len(names) == a.shape[0] else None,
     )

@@ -361,6 +361,8 @@ def test_validate_reruns_from_the_sidecar_and_from_embedded_metadata(
     (art.path.parent / (art.path.name + ".json")).unlink()  # only the embedded metadata left
     third = validate(art.path, weights=tiny_ckpt, images=calibration_dir())
     assert third["passed"] and third["validation"]["n_images"] == len(list_images(calibration_dir()))
+    files = {f.name for f in list_images(calibration_dir())}
+    assert third["validation"]["worst_photo"] in files and again["validation"]["worst_photo"]
 
 
 def test_cli_export_json_and_validate(tiny_ckpt: Path, tmp_path: Path,
@@ -401,9 +403,12 @@ def test_cli_export_json_and_validate(tiny_ckpt: Path, tmp_path: Path,
     side = read_sidecar(int8)
     assert side is not None and side["export"]["min_photo_cosine"] == 0.99999
     assert side["validation"]["mean_cosine"] >= 0.5 and side["status"] == "failed"
+    worst = side["validation"]["worst_photo"]  # named, in the error too
+    assert (calibration_dir() / worst).is_file() and f"({worst})" in err
     code, out, _ = run(["validate", str(int8), "--json"])  # the sidecar's gates
-    assert code == 9 and json.loads(out)["validation"]["gate"] == (
-        "mean cosine >= 0.5, every photo >= 0.99999")
+    again = json.loads(out)["validation"]
+    assert code == 9 and again["gate"] == "mean cosine >= 0.5, every photo >= 0.99999"
+    assert again["worst_photo"] == worst
     code, out, _ = run(["validate", str(int8), "--min-photo-cosine", "0.5", "--json"])
     assert code == 0 and json.loads(out)["passed"]
 

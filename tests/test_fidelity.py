@@ -78,6 +78,11 @@ def test_a_photo_gate_fails_on_the_worst_photo_alone() -> None:
     both = compare_logits(out, ref, "int8", "x", min_cosine=0.5, min_photo_cosine=0.9)
     assert not both.passed and both.gate == "mean cosine >= 0.5, every photo >= 0.9"
     assert "every photo >= 0.9" in both.summary()
+    names = [f"p{i}.jpg" for i in range(8)]
+    named = compare_logits(out, ref, "int8", "x", 0.5, 0.9, names)
+    assert named.worst_photo == "p3.jpg" and "min -1.00000 (p3.jpg)" in named.summary()
+    assert both.worst_photo is None and compare_logits(out, ref, "int8", "x",
+                                                       names=names[:7]).worst_photo is None
     out[3] = ref[3]
     assert compare_logits(out, ref, "int8", "x", 0.5, 0.9).passed
     # fp32 keeps its own gate (max |diff|); a photo gate there has no meaning

@@ -410,6 +410,7 @@ def test_split_keeps_every_4th_readable_image_for_validation(tmp_path: Path) -> 
     assert split.val.shape[0] == 2 and split.calib is not None and split.calib.shape[0] == 3
     red = ((split.val[:, 0, 0, 0] * 0.229 + 0.485) * 255).round().tolist()
     assert red == [0.0, 160.0]  # 0.png and 4.png: readable images 0 and 4
+    assert split.val_names == ("0.png", "4.png")  # the unreadable file shifts no name
     none = split_images(Preprocess.for_size(32), folder, need_calib=False)
     assert none.calib is None and none.val.shape[0] == 2
 

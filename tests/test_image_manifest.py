@@ -47,13 +47,16 @@ def test_manifest_split_is_honoured(tmp_path: Path) -> None:
                                            3: "calibration", 4: "calibration", 5: "validation"})
     split = split_images(PRE, folder)
     assert _red(split.val) == [20.0, 100.0] and split.calib is not None
+    assert split.val_names == ("1.png", "5.png")  # each validation row's file
     assert _red(split.calib) == [0.0, 40.0, 60.0, 80.0]
     assert "2 photos marked validation in SOURCES.json" in split.val_source
     assert split.calib_source.endswith("(4 images)")
     limited = split_images(PRE, folder, calib_size=2, val_size=1)
     assert _red(limited.val) == [20.0] and _red(limited.calib) == [0.0, 40.0]  # type: ignore[arg-type]
+    assert limited.val_names == ("1.png",)
     only_val = split_images(PRE, folder, need_calib=False)
     assert only_val.calib is None and only_val.val.shape[0] == 2
+    assert only_val.val_names == ("1.png", "5.png")
 
 
 def test_files_missing_from_the_manifest_calibrate(
@@ -77,6 +80,7 @@ def test_folder_without_split_keeps_every_4th_rule(tmp_path: Path) -> None:
     # val_size caps the held-out images without moving the others to calibration
     capped = split_images(PRE, plain, val_size=1)
     assert _red(capped.val) == [0.0] and capped.calib is not None and capped.calib.shape[0] == 4
+    assert split.val_names == ("0.png", "4.png") and capped.val_names == ("0.png",)
 
 
 def test_val_dir_and_val_size(tmp_path: Path) -> None:
@@ -84,6 +88,7 @@ def test_val_dir_and_val_size(tmp_path: Path) -> None:
     other = _folder(tmp_path / "val", 3)
     split = split_images(PRE, folder, other, val_size=2)
     assert _red(split.val) == [0.0, 20.0] and split.calib is not None
+    assert split.val_names == ("0.png", "1.png")
     assert split.calib.shape[0] == 3  # with a validation folder every image calibrates
     with pytest.raises(UnsupportedOptionError, match="val_size"):
         split_images(PRE, folder, val_size=0)

@@ -194,11 +194,12 @@ class CalibrationSet:
 class ReferenceSet:
     """Held-out photos ``images`` ``(N, 3, H, W)`` (normalized) and the unfused PyTorch model's
     ``logits`` ``(N, classes)`` on them: what automatic mixed precision and fake-quant
-    fidelity reports compare against."""
+    fidelity reports compare against; ``names``: the photos' file names, in order."""
 
     images: torch.Tensor
     logits: np.ndarray
     source: str = ""
+    names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -260,7 +260,8 @@ class CoremlExporter(Exporter):
             with torch.no_grad():
                 fake = final(prepare_input(reference.images)).numpy()
             report = compare_logits(fake, reference.logits, "int8", "held-out (PyTorch fake-quant)",
-                                    options.min_cosine, options.min_photo_cosine)
+                                    options.min_cosine, options.min_photo_cosine,
+                                    reference.names)
             info["fake_quant_fidelity"] = {**report.to_dict(), "summary": report.summary()}
         module: nn.Module = _Probabilities(final) if classifier else final
         h, w = spec.img_size

@@ -306,7 +306,7 @@ def validate_ort(files: OrtFiles, spec: IOSpec, precision: str, min_cosine: floa
     the ``.ort`` misses the gate, in either mode where it loads. Returns the sidecar record."""
     outputs = run_artifact(_runner(load_ort(files.model)), reference.images, spec)
     report = compare_logits(outputs, reference.logits, precision, reference.source, min_cosine,
-                            min_photo_cosine)
+                            min_photo_cosine, reference.names)
     onnx = compare_logits(outputs, run_artifact(onnx_runner, reference.images, spec), "fp32",
                           "the .onnx on the same images")
     record: dict[str, Any] = {
@@ -327,7 +327,7 @@ def validate_ort(files: OrtFiles, spec: IOSpec, precision: str, min_cosine: floa
         log.warning("%s loads, but not with %s=1 (%s)", files.model.name, _REPLAY, e)
     else:
         again = compare_logits(replayed, reference.logits, precision, reference.source,
-                               min_cosine, min_photo_cosine)
+                               min_cosine, min_photo_cosine, reference.names)
         record["replay"] = {"loads": True, "summary": again.summary(), "passed": again.passed}
         if not again.passed:
             failed.append(f"{files.model.name} with {_REPLAY}=1: {again.summary()}")

@@ -152,7 +152,7 @@ def _run_jobs(request: ExportRequest, jobs: list[ExportJob], say: Progress) -> l
     say("reparameterizing")
     fused, reparam = _fused_copy(reference, images)
     provenance = Provenance(_weights_info(reference), reparam, images.val, images.val_source,
-                            ref_logits)
+                            ref_logits, images.val_names)
     # 6. INT8 preparation of another copy (exact channel equalization), for calibrated jobs
     prepared, preparation = fused, None
     equalized = [j for j in jobs if request.equalize and _equalizes(j)]
@@ -265,7 +265,8 @@ def _data(job: ExportJob, request: ExportRequest, images: ImageSplit,
     if job.calibrate and images.calib is not None:
         calibration = CalibrationSet(images.calib, images.calib_source,
                                      request.calib_method)  # type: ignore[arg-type]
-    reference = (ReferenceSet(images.val, ref_logits.numpy(), images.val_source)
+    reference = (ReferenceSet(images.val, ref_logits.numpy(), images.val_source,
+                              images.val_names)
                  if job.needs_reference else None)
     if not job.calibrate:
         preparation = None

@@ -33,12 +33,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ImageSplit:
-    """Calibration and validation images (normalized ``(N, 3, H, W)``) and their sources."""
+    """Calibration and validation images (normalized ``(N, 3, H, W)``), their sources, and
+    the file name of each validation image, in order."""
 
     calib: torch.Tensor | None
     calib_source: str
     val: torch.Tensor
     val_source: str
+    val_names: tuple[str, ...] = ()
 
 
 def split_images(
@@ -78,14 +80,15 @@ def split_images(
         raise ImageError(f"no image files in calibration folder {cdir}")
     if val_dir is not None:
         val_source = str(val_dir)
-        val = load_files(list_images(val_dir), pre, limit=val_size, source=val_source,
-                         budget=budget).tensors
+        held = load_files(list_images(val_dir), pre, limit=val_size, source=val_source,
+                          budget=budget)
+        val, names = held.tensors, tuple(f.name for f in held.paths)
         calib, calib_source = None, ""
         if need_calib:
             _warn_short(calib_size, len(files), cdir)
             loaded = load_files(files, pre, limit=calib_size, source=str(cdir), budget=budget)
             calib, calib_source = loaded.tensors, f"{cdir} ({len(loaded.paths)} images)"
-        return ImageSplit(calib, calib_source, val, val_source)
+        return ImageSplit(calib, calib_source, val, val_source, names)
     manifest = read_split(cdir, (f.name for f in files))
     if manifest is not None:
         return _split_manifest(pre, files, manifest, (calib_size, val_size), need_calib, budget)
@@ -119,8 +122,9 @@ def _split_manifest(
     val = load_files(val_files, pre, limit=val_size, source=f"{cdir} (validation)",
                      budget=budget)
     val_source = f"{cdir} (held out: {len(val.paths)} photos marked validation in {name})"
+    names = tuple(f.name for f in val.paths)
     if not need_calib:
-        return ImageSplit(None, "", val.tensors, val_source)
+        return ImageSplit(None, "", val.tensors, val_source, names)
     calib_files = [f for f in files if f.name not in manifest.validation]
     if not calib_files:
         raise ImageError(f"{manifest.path} marks every image \"validation\"; mark some "
@@ -132,7 +136,7 @@ def _split_manifest(
     _warn_short(calib_size, len(calib_files), cdir)
     calib = load_files(calib_files, pre, limit=calib_size, source=str(cdir), budget=budget)
     calib_source = f"{cdir} ({len(calib.paths)} images)"
-    return ImageSplit(calib.tensors, calib_source, val.tensors, val_source)
+    return ImageSplit(calib.tensors, calib_source, val.tensors, val_source, names)
 
 
 def _split_folder(
@@ -148,6 +152,7 @@ def _split_folder(
     dropped."""
     calib_size, val_size = sizes
     val: list[torch.Tensor] = []
+    names: list[str] = []
     calib: list[torch.Tensor] = []
     first: torch.Tensor | None = None
     skipped: list[Path] = []
@@ -161,6 +166,7 @@ def _split_folder(
         if readable % 4 == 0:
             if val_size is None or len(val) < val_size:
                 val.append(result)
+                names.append(path.name)
         elif need_calib and (calib_size is None or len(calib) < calib_size):
             calib.append(result)
         readable += 1
@@ -169,11 +175,12 @@ def _split_folder(
         raise no_usable_image(str(cdir), skipped)
     val_source = f"{cdir} (held out: every 4th image)"
     if not need_calib:
-        return ImageSplit(None, "", torch.stack(val), val_source)
+        return ImageSplit(None, "", torch.stack(val), val_source, tuple(names))
     n_calib = readable - (readable + 3) // 4  # every 4th held out, counted even past val_size
     if n_calib == 0:  # a single readable image: use it for both, but say so
         log.warning("only 1 readable image in %s: calibrating and validating on it", cdir)
         calib, n_calib = [first], 1
     _warn_short(calib_size, n_calib, cdir)
     calib_source = f"{cdir} ({len(calib)} images)"
-    return ImageSplit(torch.stack(calib), calib_source, torch.stack(val), val_source)
+    return ImageSplit(torch.stack(calib), calib_source, torch.stack(val), val_source,
+                      tuple(names))

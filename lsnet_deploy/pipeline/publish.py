@@ -71,13 +71,15 @@ class Artifact:
 @dataclass(frozen=True)
 class Provenance:
     """What every artifact of one export shares: where the weights came from, the
-    fused-vs-unfused record, and the held-out photos with the unfused model's logits."""
+    fused-vs-unfused record, and the held-out photos (and their file names) with the unfused
+    model's logits."""
 
     weights: dict[str, Any]
     reparam: dict[str, Any]
     val_images: torch.Tensor
     val_source: str
     val_logits: torch.Tensor
+    val_names: tuple[str, ...] = ()
 
 
 def publish(job: ExportJob, fused: torch.nn.Module, data: ExportData, provenance: Provenance,
@@ -186,7 +188,8 @@ def _validate(exp: Exporter, job: ExportJob, path: Path, info: dict[str, Any],
         run_artifact(exp.runner(path), provenance.val_images, job.spec, say),
         provenance.val_logits, exp.output_kind(info))
     report = compare_logits(outputs, expected, job.options.precision, provenance.val_source,
-                            job.options.min_cosine, job.options.min_photo_cosine)
+                            job.options.min_cosine, job.options.min_photo_cosine,
+                            provenance.val_names)
     return {**report.to_dict(), **exp.validation_facts(), "summary": report.summary()}
 
 

@@ -107,7 +107,7 @@ def validate(
     # 2. the reference and the images
     chosen = source_weights(meta) if weights is ... else weights
     reference = create_model(variant, chosen, img_size=spec.img_size)  # type: ignore[arg-type]
-    val, images_from = _held_out(images, _preprocess(meta, reference.img_size), max_images)
+    val, images_from, names = _held_out(images, meta, reference.img_size, max_images)
     # 3. run and compare
     outputs = run_artifact(exp.runner(path, threads, accelerator=compute_units), val, spec,
                            progress)
@@ -117,7 +117,7 @@ def validate(
         raise ArtifactError(f"{path.name}: it returns {tuple(outputs.shape)} where the model "
                             f"{source} describes returns {tuple(logits.shape)}; {todo}")
     outputs, expected = comparable_outputs(outputs, logits, kind := exp.output_kind(details))
-    report = compare_logits(outputs, expected, precision, images_from, *gates)
+    report = compare_logits(outputs, expected, precision, images_from, *gates, names)
     record = {**report.to_dict(), **exp.validation_facts(), "summary": report.summary()}
     if arch == "aarch64":  # the same images on the phone kernels, beside this run
         record = emulated_record(path, exp.name, val, spec, logits, (outputs, report), kind=kind,
@@ -161,19 +161,21 @@ def _preprocess(meta: dict[str, Any], img_size: tuple[int, int]) -> Preprocess:
         raise ArtifactError(f"the artifact's preprocessing: {e}") from None
 
 
-def _held_out(images: Path | None, pre: Preprocess,
-              max_images: int | None = None) -> tuple[torch.Tensor, str]:
-    """The validation images ``(N, 3, H, W)`` and where they come from: ``images`` (a
-    folder), else the held-out calibration photos; the first ``max_images`` if given."""
+def _held_out(images: Path | None, meta: dict[str, Any], img_size: tuple[int, int],
+              max_images: int | None = None) -> tuple[torch.Tensor, str, tuple[str, ...]]:
+    """The validation images ``(N, 3, H, W)`` preprocessed as ``meta`` records, where they
+    come from and their file names: ``images`` (a folder), else the held-out calibration
+    photos; the first ``max_images`` if given."""
+    pre = _preprocess(meta, img_size)
     if images is not None:
-        val = load_files(list_images(images), pre, source=str(images)).tensors
-        source = str(images)
+        loaded = load_files(list_images(images), pre, source=str(images))
+        val, source, names = loaded.tensors, str(images), tuple(f.name for f in loaded.paths)
     else:
         split = split_images(pre, need_calib=False)
-        val, source = split.val, split.val_source
+        val, source, names = split.val, split.val_source, split.val_names
     if max_images is not None and max_images < val.shape[0]:
-        return val[:max_images], f"{source} (first {max_images})"
-    return val, source
+        return val[:max_images], f"{source} (first {max_images})", names[:max_images]
+    return val, source, names
 
 
 def _exporter(path: Path) -> Exporter:
