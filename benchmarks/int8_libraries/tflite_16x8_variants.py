@@ -4,11 +4,12 @@ against. The float file is the one ``export --format tflite --int8 --int8-int16 
 the calibration photos by :func:`lsnet_deploy.quantize.tflite_16x8.calibrate_16x8` (what the
 export runs); then, written by ``write_16x8``:
 
-* ``shipped``: those ranges;
-* ``ranges +20%``: every activation range widened by 20% (less clipping, coarser steps);
+* ``shipped``: those ranges widened by the int16 headroom
+  (:data:`lsnet_deploy.quantize.headroom.INT16_HEADROOM`, 2x: what the export writes);
+* ``ranges x1`` / ``ranges x1.2``: the calibrated ranges as they are, and widened by 20%;
 * ``stream alpha A``: the residual stream equalized first
   (:func:`lsnet_deploy.quantize.stream.equalize_stream`, ``alpha`` = A; 1 is what every 8-bit
-  export applies, with the pair and attention steps).
+  export applies, with the pair and attention steps), then the headroom.
 
 Usage (from the repository root)::
 
@@ -38,8 +39,9 @@ from lsnet_deploy.exporters.tflite import TfliteExporter, _to_torch, convertible
 from lsnet_deploy.fidelity import compare_logits
 from lsnet_deploy.pipeline.images import ImageSplit, split_images
 from lsnet_deploy.preprocess import Preprocess
+from lsnet_deploy.quantize.headroom import INT16_HEADROOM
 from lsnet_deploy.quantize.stream import equalize_stream
-from lsnet_deploy.quantize.tflite_16x8 import calibrate_16x8, write_16x8
+from lsnet_deploy.quantize.tflite_16x8 import calibrate_16x8, with_headroom, write_16x8
 from lsnet_deploy.reparam import reparameterize
 from lsnet_deploy.spec import IOSpec
 
@@ -60,8 +62,7 @@ COLUMNS = ["variant", "weights", "16x8 form", "mean cos", "min cos"]
 def _score(float_path: Path, ranges: dict[str, Any], widen: float, images: ImageSplit,
            reference: np.ndarray) -> tuple[float, float]:
     """Mean / min cosine of the 16x8 file written with ``ranges`` widened by ``widen``."""
-    wide = {name: {k: (v * widen if k in ("min", "max") else v) for k, v in qsv.items()}
-            for name, qsv in ranges.items()}
+    wide = with_headroom(ranges, widen)
     path = float_path.with_name(f"{float_path.stem}_a16_{widen}.tflite")
     write_16x8(float_path, wide, path)
     run = TfliteExporter().runner(path, threads=2)
@@ -84,13 +85,14 @@ def main(argv: list[str] | None = None) -> int:
             reference = model(images.val).numpy().astype(np.float64)
         fused = copy.deepcopy(model)
         reparameterize(fused, check_inputs=None)
-        forms: list[tuple[str, torch.nn.Module, float]] = [("shipped", fused, 1.0),
-                                                           ("ranges +20%", fused, 1.2)]
+        forms: list[tuple[str, torch.nn.Module, float]] = [
+            ("shipped (ranges x2)", fused, INT16_HEADROOM), ("ranges x1", fused, 1.0),
+            ("ranges x1.2", fused, 1.2)]
         for alpha in args.alphas:
             eq = copy.deepcopy(fused)
             assert images.calib is not None
             equalize_stream(eq, images.calib, alpha=alpha)
-            forms.append((f"stream alpha {alpha:g}", eq, 1.0))
+            forms.append((f"stream alpha {alpha:g}, ranges x2", eq, INT16_HEADROOM))
         import litert_torch
 
         with tempfile.TemporaryDirectory(prefix="lsnet-16x8-") as tmp:

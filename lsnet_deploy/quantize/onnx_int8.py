@@ -38,6 +38,7 @@ from ..progress import Say, counted
 from ..spec import IOSpec
 from .auto import QuantSetup
 from .groups import GROUPS, group_of_scope
+from .headroom import INT16_HEADROOM, widen
 
 __all__ = [
     "FLOAT_OP_TYPES",
@@ -181,11 +182,15 @@ def quantize_int8(
     calib_inputs: Sequence[np.ndarray],
     config: Int8Config,
     progress: Say | None = None,
+    ranges: dict[str, tuple[float, float]] | None = None,
 ) -> dict[str, object]:
     """Quantize the pre-processed fp32 graph at ``pre_path`` to ``out_path``.
 
-    ``calib_inputs`` are input batches laid out as the graph's input. Returns what was done
-    (for the sidecar): method, excluded groups and node count, calibration image count.
+    ``calib_inputs`` are input batches laid out as the graph's input. The int16 activations
+    of ``config.int16`` span their MinMax range over them widened by
+    :data:`~lsnet_deploy.quantize.headroom.INT16_HEADROOM` (``ranges``: those of
+    :func:`activation_ranges`, when already computed). Returns what was done (for the
+    sidecar): method, excluded groups and node count, calibration image count.
     """
     from onnxruntime.quantization import (
         CalibrationMethod,
@@ -208,7 +213,9 @@ def quantize_int8(
     if config.int16:
         wide = (list(groups) if "all" in config.int16
                 else resolve_nodes(groups, config.int16, "--int8-int16"))
-        extra["TensorQuantOverrides"] = _int16_outputs(pre_path, set(wide))
+        if ranges is None:
+            ranges = activation_ranges(pre_path, input_name, calib_inputs)
+        extra["TensorQuantOverrides"] = _int16_outputs(pre_path, set(wide), ranges)
     try:
         quantize_static(
             str(pre_path),
@@ -234,19 +241,47 @@ def quantize_int8(
         "quantized_only": list(config.only) if config.only is not None else None,
         "activation_type": "uint8",
         "int16_activations": list(config.int16),
+        **({"int16_headroom": INT16_HEADROOM} if config.int16 else {}),
         "weight_type": "int8 per-channel",
         "format": "QDQ",
         "float_op_types": list(FLOAT_OP_TYPES),
     }
 
 
-def _int16_outputs(pre_path: Path, nodes: set[str]) -> dict[str, list[dict[str, object]]]:
-    """ONNX Runtime's ``TensorQuantOverrides``: int16 for every output of ``nodes``."""
+def _int16_outputs(pre_path: Path, nodes: set[str], ranges: dict[str, tuple[float, float]]
+                   ) -> dict[str, list[dict[str, object]]]:
+    """ONNX Runtime's ``TensorQuantOverrides``: int16 for every output of ``nodes``, over its
+    calibrated range (``ranges``) widened by the int16 headroom."""
     from onnxruntime.quantization import QuantType
 
     proto = onnx.load(str(pre_path), load_external_data=False)
-    return {out: [{"quant_type": QuantType.QInt16}]
-            for node in proto.graph.node if node.name in nodes for out in node.output}
+    overrides: dict[str, list[dict[str, object]]] = {}
+    for node in proto.graph.node:
+        for out in node.output if node.name in nodes else ():
+            entry: dict[str, object] = {"quant_type": QuantType.QInt16}
+            if out in ranges:
+                entry["rmin"], entry["rmax"] = widen(*ranges[out])
+            overrides[out] = [entry]
+    return overrides
+
+
+def activation_ranges(pre_path: Path, input_name: str, calib_inputs: Sequence[np.ndarray]
+                      ) -> dict[str, tuple[float, float]]:
+    """The MinMax range of every tensor of the graph at ``pre_path`` over ``calib_inputs``
+    (ONNX Runtime's calibrator, as :func:`quantize_int8` calibrates): ``{name: (min, max)}``."""
+    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
+
+    with tempfile.TemporaryDirectory(prefix="lsnet-ranges-") as tmp:
+        try:
+            calibrator = create_calibrator(str(pre_path), None,
+                                           augmented_model_path=str(Path(tmp) / "aug.onnx"),
+                                           calibrate_method=CalibrationMethod.MinMax)
+            calibrator.collect_data(_Reader(input_name, calib_inputs))  # type: ignore[arg-type]
+            data = calibrator.compute_data()
+        except Exception as e:  # ORT raises plain exceptions with long messages
+            raise ExportError(f"INT8 calibration failed: {type(e).__name__}: {e}") from e
+    return {name: (float(np.min(t.range_value[0])), float(np.max(t.range_value[1])))
+            for name, t in data.data.items()}
 
 
 def onnx_setup(
@@ -261,12 +296,17 @@ def onnx_setup(
     """The setup for ONNX: ``pre`` is the pre-processed fp32 graph, ``groups`` the op group of
     every node, ``calib`` calibration inputs (artifact layout), ``val`` validation images
     ``(N, 3, H, W)`` normalized; each measurement quantizes with ONNX Runtime and runs the
-    result in ONNX Runtime."""
+    result in ONNX Runtime (the int16 ranges of :func:`activation_ranges` are computed once,
+    for the first configuration with int16 activations)."""
+    ranges: dict[str, tuple[float, float]] = {}
 
     def logits(config: Int8Config) -> np.ndarray:
+        if config.int16 and not ranges:
+            ranges.update(activation_ranges(pre, spec.input_name, calib))
         with tempfile.TemporaryDirectory(prefix="lsnet-sens-") as tmp:
             out = Path(tmp) / "q.onnx"
-            quantize_int8(pre, out, groups, spec.input_name, calib, config)
+            quantize_int8(pre, out, groups, spec.input_name, calib, config,
+                          ranges=ranges or None)
             return run_artifact(runner_factory(out), val, spec)
 
     return QuantSetup(logits, dict(Counter(groups.values())), reference)

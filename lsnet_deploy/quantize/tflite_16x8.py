@@ -5,10 +5,11 @@ conversion: a uint8 NHWC image with the normalization in the graph, or a float t
 ai-edge-quantizer's ``static_wi8_ai16``: symmetric int16 activations, per-channel int8 weights,
 int64 biases; every op of LSNet has a 16x8 kernel in LiteRT, so nothing stays in float.
 
-Ranges: the running min/max over the calibration photos. The library's default update, a
-moving average of each photo's min/max (smoothing 0.95), clips what the calibration set does
-not cover: on LSNet-T (trained-looking weights) min logit cosine 0.845 against 0.984
-(docs/int8.md, "TFLite 16x8 and ai-edge-quantizer").
+Ranges: the running min/max over the calibration photos, widened by the int16 headroom
+(:mod:`~lsnet_deploy.quantize.headroom`: a held-out photo beyond the calibrated range is
+clipped). The library's default update, a moving average of each photo's min/max (smoothing
+0.95), clips what the calibration set does not cover: on LSNet-T (trained-looking weights)
+min logit cosine 0.845 against 0.984 (docs/int8.md, "TFLite 16x8 and ai-edge-quantizer").
 
 Boundary of the quantized file: the float file's input (a uint8 image input is CAST to float
 and then quantized in the graph; a float input is quantized by a QUANTIZE op), and an int16
@@ -34,8 +35,9 @@ import numpy as np
 from ..deps import require
 from ..errors import ExportError, first_line
 from ..progress import Say, counted
+from .headroom import INT16_HEADROOM, widen
 
-__all__ = ["RECIPE", "calibrate_16x8", "quantize_16x8", "write_16x8"]
+__all__ = ["RECIPE", "calibrate_16x8", "quantize_16x8", "with_headroom", "write_16x8"]
 
 RECIPE = "static_wi8_ai16"
 """ai-edge-quantizer's recipe: int16 activations, int8 weights (LiteRT's 16x8)."""
@@ -54,8 +56,9 @@ def quantize_16x8(float_path: Path, out: Path, inputs: Sequence[np.ndarray], thr
     Returns the sidecar's ``export.int8`` entries (quantizer, recipe, range update, the number
     of calibration calls). Raises :class:`ExportError` when ai-edge-quantizer fails (its
     message on one line)."""
-    write_16x8(float_path, calibrate_16x8(float_path, inputs, threads, progress), out)
-    return {"quantizer": "ai-edge-quantizer (LiteRT 16x8): int16 activations, per-channel "
+    ranges = with_headroom(calibrate_16x8(float_path, inputs, threads, progress))
+    write_16x8(float_path, ranges, out)
+    return {"int16_headroom": INT16_HEADROOM, "quantizer": "ai-edge-quantizer (LiteRT 16x8): int16 activations, per-channel "
                          "int8 weights",
             "recipe": RECIPE, "range_update": "running min/max",
             "int16_activations": ["all"], "calibration_calls": len(inputs)}
@@ -80,6 +83,17 @@ def calibrate_16x8(float_path: Path, inputs: Sequence[np.ndarray], threads: int,
             with contextlib.redirect_stderr(io.StringIO()):  # its tqdm bar, one per call
                 cal.calibrate({SIGNATURE: [{name: x}]}, manager)
         return cal.get_model_qsvs()
+
+
+def with_headroom(ranges: dict[str, Any], factor: float = INT16_HEADROOM) -> dict[str, Any]:
+    """``ranges`` (:func:`calibrate_16x8`) with every ``min`` / ``max`` widened by ``factor``
+    (:func:`~lsnet_deploy.quantize.headroom.widen`); other fields kept."""
+    out: dict[str, Any] = {}
+    for name, qsv in ranges.items():
+        lo, hi = widen(qsv["min"], qsv["max"], factor)
+        out[name] = {**qsv, "min": lo.astype(np.asarray(qsv["min"]).dtype),
+                     "max": hi.astype(np.asarray(qsv["max"]).dtype)}
+    return out
 
 
 def write_16x8(float_path: Path, ranges: dict[str, Any], out: Path) -> None:

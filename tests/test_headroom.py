@@ -1,0 +1,71 @@
+"""int16 activation ranges widened beyond the calibrated ones (``quantize/headroom.py``): the
+rule itself, and that a photo beyond the calibration range is not clipped in ONNX Runtime's
+int16 (``--int8-int16``) nor in LiteRT's 16x8 ranges."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from lsnet_deploy.quantize.headroom import INT16_HEADROOM, widen
+from lsnet_deploy.quantize.onnx_int8 import Int8Config, activation_ranges, quantize_int8
+from lsnet_deploy.quantize.tflite_16x8 import with_headroom
+
+
+def test_widen_pushes_each_side_away_from_zero() -> None:
+    assert INT16_HEADROOM == 2.0
+    lo, hi = widen(np.array([-1.0, 0.0, 0.5, -3.0]), np.array([2.0, 4.0, 1.0, -1.0]))
+    assert lo.tolist() == [-2.0, 0.0, 0.5, -6.0]  # a ReLU's 0 and a positive minimum stay
+    assert hi.tolist() == [4.0, 8.0, 2.0, -1.0]  # a negative maximum stays
+    assert lo.dtype == hi.dtype == np.float32
+    assert widen(-1.0, 1.0, 4.0) == (-4.0, 4.0)
+
+
+def test_tflite_ranges_keep_their_other_fields_and_dtypes() -> None:
+    ranges = {"t": {"min": np.array([-1.0], np.float32), "max": np.array([2.0], np.float32),
+                    "zero_point": 7}}
+    [(name, qsv)] = with_headroom(ranges).items()
+    assert name == "t" and qsv["zero_point"] == 7
+    assert qsv["min"].tolist() == [-2.0] and qsv["max"].tolist() == [4.0]
+    assert qsv["min"].dtype == np.float32 and ranges["t"]["max"].tolist() == [2.0]  # a copy
+
+
+def _conv_graph(path: Path) -> None:
+    """y = conv1x1(x), every output channel 3 * (x0 + x1): (1, 2, 4, 4) -> (1, 2, 4, 4)."""
+    w = numpy_helper.from_array(np.full((2, 2, 1, 1), 3.0, np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"], name="conv")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4])], [w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+
+
+def test_an_input_beyond_the_calibration_range_is_not_clipped_in_int16(tmp_path: Path) -> None:
+    pre, out = tmp_path / "pre.onnx", tmp_path / "q.onnx"
+    _conv_graph(pre)
+    rng = np.random.default_rng(0)
+    calib = [rng.uniform(-1, 1, (1, 2, 4, 4)).astype(np.float32) for _ in range(8)]
+    for x in calib:
+        x[:, 1] = 0  # calibration photos never use the second channel: |y| <= 3
+    ranges = activation_ranges(pre, "x", calib)
+    lo, hi = ranges["y"]
+    assert -3 <= lo < -2.5 and 2.5 < hi <= 3
+    info = quantize_int8(pre, out, {"conv": "ffn"}, "x", calib, Int8Config(int16=("all",)))
+    assert info["int16_headroom"] == INT16_HEADROOM
+    proto = onnx.load(str(out))
+    inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    [q] = [n for n in proto.graph.node if n.op_type == "QuantizeLinear" and n.input[2] == "y_zero_point"]
+    assert inits[q.input[2]].dtype == np.int16
+    wlo, whi = widen(lo, hi)
+    assert float(inits[q.input[1]]) == pytest.approx((whi - wlo) / 65535, rel=1e-3)
+    # a photo that does (its input inside the calibrated input range): y = 5.4, 1.8 times
+    # the calibrated maximum, kept instead of clipped there
+    x = np.stack([np.ones((4, 4)), np.full((4, 4), 0.8)])[None].astype(np.float32)
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    y = session.run(None, {"x": x})[0]
+    assert y.max() > 1.7 * hi and np.allclose(y, 5.4, rtol=1e-2)
