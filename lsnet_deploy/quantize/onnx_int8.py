@@ -214,7 +214,7 @@ def quantize_int8(
         wide = (list(groups) if "all" in config.int16
                 else resolve_nodes(groups, config.int16, "--int8-int16"))
         if ranges is None:
-            ranges = activation_ranges(pre_path, input_name, calib_inputs)
+            ranges = activation_ranges(pre_path, input_name, calib_inputs, progress)
         extra["TensorQuantOverrides"] = _int16_outputs(pre_path, set(wide), ranges)
     try:
         quantize_static(
@@ -265,10 +265,11 @@ def _int16_outputs(pre_path: Path, nodes: set[str], ranges: dict[str, tuple[floa
     return overrides
 
 
-def activation_ranges(pre_path: Path, input_name: str, calib_inputs: Sequence[np.ndarray]
-                      ) -> dict[str, tuple[float, float]]:
+def activation_ranges(pre_path: Path, input_name: str, calib_inputs: Sequence[np.ndarray],
+                      progress: Say | None = None) -> dict[str, tuple[float, float]]:
     """The MinMax range of every tensor of the graph at ``pre_path`` over ``calib_inputs``
-    (ONNX Runtime's calibrator, as :func:`quantize_int8` calibrates): ``{name: (min, max)}``."""
+    (ONNX Runtime's calibrator, as :func:`quantize_int8` calibrates): ``{name: (min, max)}``;
+    ``progress`` gets a "calibrating" step per input."""
     from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
 
     with tempfile.TemporaryDirectory(prefix="lsnet-ranges-") as tmp:
@@ -276,7 +277,8 @@ def activation_ranges(pre_path: Path, input_name: str, calib_inputs: Sequence[np
             calibrator = create_calibrator(str(pre_path), None,
                                            augmented_model_path=str(Path(tmp) / "aug.onnx"),
                                            calibrate_method=CalibrationMethod.MinMax)
-            calibrator.collect_data(_Reader(input_name, calib_inputs))  # type: ignore[arg-type]
+            reader = _Reader(input_name, calib_inputs, progress)
+            calibrator.collect_data(reader)  # type: ignore[arg-type]
             data = calibrator.compute_data()
         except Exception as e:  # ORT raises plain exceptions with long messages
             raise ExportError(f"INT8 calibration failed: {type(e).__name__}: {e}") from e
