@@ -14,10 +14,11 @@ calibration photos against the unfused PyTorch model (mean / min logit cosine):
 * ``uint8``: today's export (uint8 activations), MinMax and percentile calibration;
 * ``equalized``: the same after channel equalization (what ``export --int8`` ships);
 * ``int16 residual``, ``int16 residual+se+ska``: those groups' activations in int16 (w8a16);
-* ``int16 all``: every activation int16: what is left is the int8 weights' share and the
-  calibration range's coverage of the held-out photos;
+* ``int16 all``: every activation int16 (with the int16 headroom,
+  :mod:`lsnet_deploy.quantize.headroom`, as every int16 export): what is left is the int8
+  weights' share, and what the headroom does not cover of the held-out photos;
 * ``int16 all, ranges from every photo``: also calibrated on the held-out photos, so nothing is
-  clipped: the int8 weights' share alone.
+  clipped: the int8 weights' share alone (and the 16-bit steps).
 
 The equalized graph gets ``uint8`` and the two ``int16 all`` rows: with every activation in
 int16, what the equalization changes is each channel's headroom above its calibrated range.

@@ -50,9 +50,10 @@ def check_min_cosine(value: float | None, what: str = "--min-cosine",
                      kind: str = "a mean cosine") -> float | None:
     """``value`` when it is a usable reduced-precision gate: ``None`` (the precision's
     default, :data:`DEFAULT_MIN_COSINE`; for ``--min-photo-cosine``: no per-photo gate) or a
-    logit cosine in ``[0, 1]`` (``kind`` names it in the error); ``0`` turns the gate off (to
-    report a raw fidelity), a value above 1 or below 0 (or NaN) would make the gate
-    meaningless and is refused before any work.
+    logit cosine in ``[0, 1]`` (``kind`` names it in the error); a mean gate of ``0`` is off
+    in practice (to report a raw fidelity; a photo gate of 0 still fails a photo whose cosine
+    is negative), a value above 1 or below 0 (or NaN) would make the gate meaningless and is
+    refused before any work.
 
     Raises:
         UnsupportedOptionError: ``what`` out of range or not a number.
@@ -61,8 +62,9 @@ def check_min_cosine(value: float | None, what: str = "--min-cosine",
         return None
     if (isinstance(value, bool) or not isinstance(value, (int, float))
             or not math.isfinite(value) or not 0.0 <= value <= 1.0):
-        raise UnsupportedOptionError(f"{what} must be {kind} in [0, 1] (e.g. 0.98; 0 "
-                                     f"turns the gate off), got {value!r}")
+        off = "; 0 turns the gate off" if kind == "a mean cosine" else ""
+        raise UnsupportedOptionError(f"{what} must be {kind} in [0, 1] (e.g. 0.98{off}), got "
+                                     f"{value!r}")
     return float(value)
 
 

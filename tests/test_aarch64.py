@@ -33,7 +33,9 @@ from lsnet_deploy.aarch64.run import RUNNER, runner_command
 from lsnet_deploy.aarch64.setup import requirements, setup_env, wheel_command
 from lsnet_deploy.cli import EXIT_CODES
 from lsnet_deploy.errors import EmulationError, MissingDependencyError, UnsupportedOptionError
+from lsnet_deploy.paths import calibration_dir
 from lsnet_deploy.pipeline.cross_arch import check_arch
+from lsnet_deploy.preprocess import list_images
 
 
 @pytest.fixture
@@ -305,6 +307,8 @@ def test_onnx_int8_on_aarch64_kernels(tmp_path: Path) -> None:
     assert val["emulation"]["machine"] == "aarch64"
     assert val["aarch64_vs_host"]["mean_cosine"] > 0.99
     assert abs(val["mean_cosine"] - val["host"]["mean_cosine"]) < 0.01
+    held_out = {f.name for f in list_images(calibration_dir())}
+    assert val["worst_photo"] in held_out and val["host"]["worst_photo"] in held_out
 
 
 @pytest.mark.slow

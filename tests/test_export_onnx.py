@@ -313,7 +313,6 @@ def test_auto_mixed_precision_raises_fidelity(tiny_ckpt: Path, tmp_path: Path) -
     auto = mixed.export_info["int8"]["auto"]
     assert auto["reached"] and auto["steps"] and auto["target_photo_cosine"] == 0.0
     assert mixed.validation["gate"] == f"mean cosine >= {target:g}, every photo >= 0"
-    assert all(s["min_cosine"] <= s["cosine"] for s in auto["steps"])
     assert mixed.validation["mean_cosine"] >= target > c_full
     assert len(auto["sensitivity"]) >= 8
     assert mixed.export_info["int8"]["excluded_nodes"] > 0

@@ -55,6 +55,7 @@ def test_img_size_is_bounded_before_anything_is_built(monkeypatch: pytest.Monkey
     (["--int8", "--min-cosine", "nan"], "--min-cosine must be a mean cosine in [0, 1]"),
     (["--int8", "--min-photo-cosine", "1.5"], "--min-photo-cosine must be a cosine in [0, 1]"),
     (["--fp32", "--min-photo-cosine", "0.9"], "--min-photo-cosine gates reduced precision"),
+    (["--min-photo-cosine", "0.9"], "--min-photo-cosine gates reduced precision (add --int8"),
     (["--format", "tflite", "--int8", "--int8-exclude", "bogus"],
      "unknown op group(s) bogus for tflite INT8"),
     (["--opset", "17"], "the dynamo exporter needs opset >= 18"),

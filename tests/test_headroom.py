@@ -1,6 +1,6 @@
 """int16 activation ranges widened beyond the calibrated ones (``quantize/headroom.py``): the
-rule itself, and that a photo beyond the calibration range is not clipped in ONNX Runtime's
-int16 (``--int8-int16``) nor in LiteRT's 16x8 ranges."""
+rule itself, that a photo beyond the calibration range is not clipped in ONNX Runtime's int16
+(``--int8-int16``), and that LiteRT's 16x8 export writes its file with the widened ranges."""
 
 from __future__ import annotations
 
@@ -59,7 +59,8 @@ def test_an_input_beyond_the_calibration_range_is_not_clipped_in_int16(tmp_path:
     assert info["int16_headroom"] == INT16_HEADROOM
     proto = onnx.load(str(out))
     inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
-    [q] = [n for n in proto.graph.node if n.op_type == "QuantizeLinear" and n.input[2] == "y_zero_point"]
+    [q] = [n for n in proto.graph.node
+           if n.op_type == "QuantizeLinear" and n.input[2] == "y_zero_point"]
     assert inits[q.input[2]].dtype == np.int16
     wlo, whi = widen(lo, hi)
     assert float(inits[q.input[1]]) == pytest.approx((whi - wlo) / 65535, rel=1e-3)
@@ -69,3 +70,20 @@ def test_an_input_beyond_the_calibration_range_is_not_clipped_in_int16(tmp_path:
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     y = session.run(None, {"x": x})[0]
     assert y.max() > 1.7 * hi and np.allclose(y, 5.4, rtol=1e-2)
+
+
+def test_the_16x8_export_writes_the_widened_ranges(monkeypatch: pytest.MonkeyPatch,
+                                                   tmp_path: Path) -> None:
+    """``quantize_16x8`` hands ai-edge-quantizer the calibrated ranges widened, not as they
+    are (the library calls are stubbed: what is checked is what reaches the writer)."""
+    import lsnet_deploy.quantize.tflite_16x8 as q16
+
+    calibrated = {"a": {"min": np.array([-1.0], np.float32), "max": np.array([3.0], np.float32)},
+                  "b": {"min": np.array([0.0], np.float32), "max": np.array([0.5], np.float32)}}
+    written: dict[str, dict[str, np.ndarray]] = {}
+    monkeypatch.setattr(q16, "calibrate_16x8", lambda *_a, **_k: calibrated)
+    monkeypatch.setattr(q16, "write_16x8", lambda _f, ranges, _o: written.update(ranges))
+    info = q16.quantize_16x8(tmp_path / "f.tflite", tmp_path / "o.tflite", [], threads=1)
+    assert info["int16_headroom"] == INT16_HEADROOM
+    assert written["a"]["min"].tolist() == [-2.0] and written["a"]["max"].tolist() == [6.0]
+    assert written["b"]["min"].tolist() == [0.0] and written["b"]["max"].tolist() == [1.0]

@@ -213,7 +213,7 @@ class ExportOptions:
         image_input: take a 0..255 RGB image (uint8 where the format allows) and normalize
             inside the graph.
         int8_exclude: op groups (or node names) kept in float for INT8.
-        int8_auto: exclude the most sensitive groups until the cosine gate is met.
+        int8_auto: exclude the most sensitive groups until the cosine gates are met.
         min_cosine: reduced-precision fidelity gate (mean logit cosine vs PyTorch).
         min_photo_cosine: and the cosine every validation photo must reach (``None``: no
             such gate).

@@ -100,8 +100,8 @@ class TfliteOptions(FormatOptions):
         return None
 
     def equalizes(self, precision: Precision) -> bool:
-        """16x8 quantizes the fused model as it is: with 16-bit activations the weights are
-        the error, and the equalization widens some weight ranges (docs/int8.md)."""
+        """16x8 quantizes the fused model as it is: 16-bit steps need no equalization, whose
+        tighter ranges clipped the worst photo before the int16 headroom (docs/int8.md)."""
         return not self.a16
 
     def refuse_for(self, format_name: str, precision: Precision) -> None:

@@ -9,6 +9,7 @@ how much the two runs differ, on a few images (emulation is slow).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,9 +65,11 @@ def _versus(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
 def emulated_record(path: Path, fmt: str, val: torch.Tensor, spec: Any, logits: torch.Tensor,
                     host: tuple[np.ndarray, ValidationReport], *, kind: str, precision: str,
                     gates: tuple[float | None, float | None], threads: int | None,
-                    cpu: str | None, progress: Say | None) -> dict[str, Any]:
+                    cpu: str | None, progress: Say | None,
+                    names: Sequence[str] = ()) -> dict[str, Any]:
     """The ``validation`` record of an aarch64 run: its comparison with PyTorch (``gates``:
-    ``min_cosine`` and ``min_photo_cosine`` of :func:`~lsnet_deploy.fidelity.compare_logits`),
+    ``min_cosine`` and ``min_photo_cosine`` of :func:`~lsnet_deploy.fidelity.compare_logits`;
+    ``names``: the photos' file names, for its ``worst_photo``),
     ``host`` (the host's comparable outputs and report) under ``"host"``, the two runs against
     each other under ``"aarch64_vs_host"``, and what ran it under ``"emulation"``.
 
@@ -88,7 +91,7 @@ def emulated_record(path: Path, fmt: str, val: torch.Tensor, spec: Any, logits: 
         raw = np.log(np.maximum(raw, float(np.finfo(np.float32).tiny)))
     outputs, expected = comparable_outputs(raw, logits, kind)  # type: ignore[arg-type]
     host_outputs, host_report = host
-    report = compare_logits(outputs, expected, precision, host_report.images, *gates)
+    report = compare_logits(outputs, expected, precision, host_report.images, *gates, names)
     versus = _versus(outputs, host_outputs)
     summary = (f"aarch64 ({run.facts['cpu']}, qemu): {report.summary()}; host: "
                f"cosine mean {host_report.mean_cosine:.5f}; aarch64 vs host: cosine mean "

@@ -175,9 +175,9 @@ def _check_common(request: ExportRequest, precision: str) -> None:
         raise UnsupportedOptionError("--int8-exclude only applies with --int8")
     for given, flag in ((request.min_cosine, "--min-cosine"),
                         (request.min_photo_cosine, "--min-photo-cosine")):
-        if request.precision == "fp32" and given is not None:
-            raise UnsupportedOptionError(f"{flag} gates reduced precision; fp32 is gated by "
-                                         "max |diff| <= 1e-3")
+        if precision == "fp32" and given is not None:  # asked for, or the format's default
+            raise UnsupportedOptionError(f"{flag} gates reduced precision (add --int8, --fp16 "
+                                         "or --w8a8); fp32 is gated by max |diff| <= 1e-3")
     check_gates(request.min_cosine, request.min_photo_cosine)
 
 

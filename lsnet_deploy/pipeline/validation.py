@@ -122,7 +122,7 @@ def validate(
     if arch == "aarch64":  # the same images on the phone kernels, beside this run
         record = emulated_record(path, exp.name, val, spec, logits, (outputs, report), kind=kind,
                                  precision=precision, gates=gates, threads=threads, cpu=cpu,
-                                 progress=progress)
+                                 progress=progress, names=names)
     return {"artifact": str(path), "variant": variant, "precision": precision,
             "passed": bool(record["passed"]), "validation": record}
 

@@ -9,9 +9,9 @@ Sensitivity of an op group is measured two ways, both against PyTorch logits on 
 their activations in int16) until the logits meet the gate (a mean cosine and, when given, a
 cosine every photo must reach): first the *cheap* groups (elementwise work: residual adds,
 SKA, SE, GroupNorm, attention core, head), most damaging first (lowest ``only`` cosine), and
-only then the convolution groups, which carry the MACs and therefore the INT8 speed-up. With every group in float the graph is the fp32 one, so that gate
-is always reachable; with every group in int16 the int8 weights are left, which may not be.
-The report says what was carried.
+only then the convolution groups, which carry the MACs and therefore the INT8 speed-up. With
+every group in float the graph is the fp32 one, so that gate is always reachable; with every
+group in int16 the int8 weights are left, which may not be. The report says what was carried.
 """
 
 from __future__ import annotations

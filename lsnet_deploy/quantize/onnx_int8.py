@@ -187,8 +187,8 @@ def quantize_int8(
     """Quantize the pre-processed fp32 graph at ``pre_path`` to ``out_path``.
 
     ``calib_inputs`` are input batches laid out as the graph's input. The int16 activations
-    of ``config.int16`` span their MinMax range over them widened by
-    :data:`~lsnet_deploy.quantize.headroom.INT16_HEADROOM` (``ranges``: those of
+    of ``config.int16`` span their MinMax range over them (whatever ``config.method``) widened
+    by :data:`~lsnet_deploy.quantize.headroom.INT16_HEADROOM` (``ranges``: those of
     :func:`activation_ranges`, when already computed). Returns what was done (for the
     sidecar): method, excluded groups and node count, calibration image count.
     """
@@ -241,7 +241,8 @@ def quantize_int8(
         "quantized_only": list(config.only) if config.only is not None else None,
         "activation_type": "uint8",
         "int16_activations": list(config.int16),
-        **({"int16_headroom": INT16_HEADROOM} if config.int16 else {}),
+        **({"int16_ranges": "minmax", "int16_headroom": INT16_HEADROOM}
+           if config.int16 else {}),
         "weight_type": "int8 per-channel",
         "format": "QDQ",
         "float_op_types": list(FLOAT_OP_TYPES),
@@ -268,7 +269,7 @@ def _int16_outputs(pre_path: Path, nodes: set[str], ranges: dict[str, tuple[floa
 def activation_ranges(pre_path: Path, input_name: str, calib_inputs: Sequence[np.ndarray],
                       progress: Say | None = None) -> dict[str, tuple[float, float]]:
     """The MinMax range of every tensor of the graph at ``pre_path`` over ``calib_inputs``
-    (ONNX Runtime's calibrator, as :func:`quantize_int8` calibrates): ``{name: (min, max)}``;
+    (ONNX Runtime's MinMax calibrator): ``{name: (min, max)}``;
     ``progress`` gets a "calibrating" step per input."""
     from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
 

@@ -9,7 +9,8 @@ Ranges: the running min/max over the calibration photos, widened by the int16 he
 (:mod:`~lsnet_deploy.quantize.headroom`: a held-out photo beyond the calibrated range is
 clipped). The library's default update, a moving average of each photo's min/max (smoothing
 0.95), clips what the calibration set does not cover: on LSNet-T (trained-looking weights)
-min logit cosine 0.845 against 0.984 (docs/int8.md, "TFLite 16x8 and ai-edge-quantizer").
+min logit cosine 0.845 against 0.984 with running min/max and no headroom (docs/int8.md, "TFLite
+16x8 and ai-edge-quantizer").
 
 Boundary of the quantized file: the float file's input (a uint8 image input is CAST to float
 and then quantized in the graph; a float input is quantized by a QUANTIZE op), and an int16
@@ -56,12 +57,13 @@ def quantize_16x8(float_path: Path, out: Path, inputs: Sequence[np.ndarray], thr
     Returns the sidecar's ``export.int8`` entries (quantizer, recipe, range update, the number
     of calibration calls). Raises :class:`ExportError` when ai-edge-quantizer fails (its
     message on one line)."""
-    ranges = with_headroom(calibrate_16x8(float_path, inputs, threads, progress))
-    write_16x8(float_path, ranges, out)
-    return {"int16_headroom": INT16_HEADROOM, "quantizer": "ai-edge-quantizer (LiteRT 16x8): int16 activations, per-channel "
+    write_16x8(float_path, with_headroom(calibrate_16x8(float_path, inputs, threads, progress)),
+               out)
+    return {"quantizer": "ai-edge-quantizer (LiteRT 16x8): int16 activations, per-channel "
                          "int8 weights",
             "recipe": RECIPE, "range_update": "running min/max",
-            "int16_activations": ["all"], "calibration_calls": len(inputs)}
+            "int16_headroom": INT16_HEADROOM, "int16_activations": ["all"],
+            "calibration_calls": len(inputs)}
 
 
 def calibrate_16x8(float_path: Path, inputs: Sequence[np.ndarray], threads: int,
@@ -87,9 +89,13 @@ def calibrate_16x8(float_path: Path, inputs: Sequence[np.ndarray], threads: int,
 
 def with_headroom(ranges: dict[str, Any], factor: float = INT16_HEADROOM) -> dict[str, Any]:
     """``ranges`` (:func:`calibrate_16x8`) with every ``min`` / ``max`` widened by ``factor``
-    (:func:`~lsnet_deploy.quantize.headroom.widen`); other fields kept."""
+    (:func:`~lsnet_deploy.quantize.headroom.widen`); other fields, and entries without both,
+    kept as they are."""
     out: dict[str, Any] = {}
     for name, qsv in ranges.items():
+        if "min" not in qsv or "max" not in qsv:
+            out[name] = qsv
+            continue
         lo, hi = widen(qsv["min"], qsv["max"], factor)
         out[name] = {**qsv, "min": lo.astype(np.asarray(qsv["min"]).dtype),
                      "max": hi.astype(np.asarray(qsv["max"]).dtype)}
