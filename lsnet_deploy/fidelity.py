@@ -30,7 +30,6 @@ __all__ = [
     "check_gates",
     "check_min_cosine",
     "comparable_outputs",
-    "cosine_gate",
     "compare_logits",
     "run_artifact",
     "to_artifact_input",
@@ -106,7 +105,7 @@ class ValidationReport:
         )
 
 
-def cosine_gate(mean: float, worst: float, min_cosine: float,
+def _cosine_gate(mean: float, worst: float, min_cosine: float,
                 min_photo_cosine: float | None = None) -> tuple[str, bool]:
     """``(the gate in words, whether it is met)`` for a reduced precision whose logits reach a
     mean cosine of ``mean`` and ``worst`` on the worst photo."""
@@ -221,8 +220,8 @@ def compare_logits(
         passed = max_abs <= FP32_ATOL
     else:
         threshold = min_cosine if min_cosine is not None else DEFAULT_MIN_COSINE.get(precision, 0.99)
-        gate, passed = cosine_gate(float(cos.mean()), float(cos.min()), threshold,
-                                   min_photo_cosine)
+        gate, passed = _cosine_gate(float(cos.mean()), float(cos.min()), threshold,
+                                    min_photo_cosine)
     return ValidationReport(
         n_images=int(a.shape[0]),
         images=images,

@@ -286,20 +286,20 @@ class OnnxExporter(Exporter):
             config = Int8Config(method=calibration.method, percentile=calibration.percentile,
                                 exclude=tuple(options.int8_exclude),
                                 int16=tuple(g for g in int16 if g != AUTO))
-            auto_report = None
+            auto_report, ranges = None, {}  # the int16 ranges, if the search computes them
             if carry is not None:
                 reference = task.data.reference
                 if reference is None:
                     flag = "--int8-int16" if carry == "int16" else "--int8-exclude"
                     raise UnsupportedOptionError(f"{flag} auto needs validation images")
                 setup = onnx_setup(pre, groups, spec, calib, reference.images, reference.logits,
-                                   self.runner)
+                                   self.runner, ranges)
                 chosen, auto_report = auto_exclude(setup, options.min_cosine, config,
                                                    task.progress, carry,
                                                    options.min_photo_cosine)
                 config = replace(config, **{CARRIERS[carry][0]: chosen})
             info = quantize_int8(pre, out, groups, spec.input_name, calib, config,
-                                 task.progress)
+                                 task.progress, ranges or None)
             info["calibration_source"] = calibration.source
             info["group_sizes"] = dict(Counter(groups.values()))
             if auto_report is not None:

@@ -86,7 +86,7 @@ class SensitivityProbe:
 
 def measure(setup: QuantSetup, config: Any) -> tuple[float, float]:
     """Quantize with ``config`` and return ``(mean cosine, top-1 agreement)`` vs the reference."""
-    rep = compare_logits(setup.logits(config), setup.reference, "int8", "held-out")
+    rep = _check(setup, config)
     return rep.mean_cosine, rep.top1_agreement
 
 
@@ -172,9 +172,10 @@ def auto_exclude(
     return carried, report
 
 
-def _check(setup: QuantSetup, config: Any, min_cosine: float,
-           min_photo_cosine: float | None) -> ValidationReport:
-    """Quantize with ``config``: its logits vs the reference, with the search's gate."""
+def _check(setup: QuantSetup, config: Any, min_cosine: float | None = None,
+           min_photo_cosine: float | None = None) -> ValidationReport:
+    """Quantize with ``config``: its logits vs the reference, with the search's gates (default:
+    INT8's mean gate alone)."""
     return compare_logits(setup.logits(config), setup.reference, "int8", "held-out",
                           min_cosine, min_photo_cosine)
 

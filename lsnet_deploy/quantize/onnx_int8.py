@@ -295,13 +295,15 @@ def onnx_setup(
     val: torch.Tensor,
     reference: np.ndarray,
     runner_factory: Callable[[Path], Runner],
+    ranges: dict[str, tuple[float, float]] | None = None,
 ) -> QuantSetup:
     """The setup for ONNX: ``pre`` is the pre-processed fp32 graph, ``groups`` the op group of
     every node, ``calib`` calibration inputs (artifact layout), ``val`` validation images
     ``(N, 3, H, W)`` normalized; each measurement quantizes with ONNX Runtime and runs the
-    result in ONNX Runtime (the int16 ranges of :func:`activation_ranges` are computed once,
-    for the first configuration with int16 activations)."""
-    ranges: dict[str, tuple[float, float]] = {}
+    result in ONNX Runtime. The int16 ranges of :func:`activation_ranges` are computed once,
+    for the first configuration with int16 activations, into ``ranges`` (a dict the caller
+    may keep, to quantize its final configuration without computing them again)."""
+    ranges = {} if ranges is None else ranges
 
     def logits(config: Int8Config) -> np.ndarray:
         if config.int16 and not ranges:
