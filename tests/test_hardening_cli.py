@@ -59,6 +59,13 @@ def test_img_size_is_bounded_before_anything_is_built(monkeypatch: pytest.Monkey
     (["--format", "tflite", "--int8", "--int8-exclude", "bogus"],
      "unknown op group(s) bogus for tflite INT8"),
     (["--opset", "17"], "the dynamo exporter needs opset >= 18"),
+    (["--int8", "--int16-headroom", "1.5"], "--int16-headroom widens the ranges of int16"),
+    (["--int8", "--int8-int16", "all", "--int16-headroom", "0.5"],
+     "--int16-headroom 0.5: give 1"),
+    (["--format", "tflite", "--int8", "--int8-int16", "all", "--int16-headroom", "inf"],
+     "--int16-headroom inf: give 1"),
+    (["--format", "coreml", "--int16-headroom", "1.5"],
+     "--int16-headroom applies to ONNX and TFLite, not coreml"),
 ])
 def test_export_refusals_come_before_the_model(argv: list[str], needle: str, tmp_path: Path,
                                                no_model: None,

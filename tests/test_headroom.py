@@ -1,6 +1,7 @@
 """int16 activation ranges widened beyond the calibrated ones (``quantize/headroom.py``): the
-rule itself, that a photo beyond the calibration range is not clipped in ONNX Runtime's int16
-(``--int8-int16``), and that LiteRT's 16x8 export writes its file with the widened ranges."""
+rule itself, the ``--int16-headroom`` factor's checks, that a photo beyond the calibration
+range is not clipped in ONNX Runtime's int16 (``--int8-int16``) unless the factor is 1, and
+that LiteRT's 16x8 export writes its file with the widened ranges."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from lsnet_deploy.quantize.headroom import INT16_HEADROOM, widen
+from lsnet_deploy.errors import UnsupportedOptionError
+from lsnet_deploy.quantize.headroom import INT16_HEADROOM, check_headroom, resolve_headroom, widen
 from lsnet_deploy.quantize.onnx_int8 import Int8Config, activation_ranges, quantize_int8
 from lsnet_deploy.quantize.tflite_16x8 import with_headroom
 
@@ -24,6 +26,20 @@ def test_widen_pushes_each_side_away_from_zero() -> None:
     assert hi.tolist() == [4.0, 8.0, 2.0, -1.0]  # a negative maximum stays
     assert lo.dtype == hi.dtype == np.float32
     assert widen(-1.0, 1.0, 4.0) == (-4.0, 4.0)
+
+
+def test_the_factor_is_checked() -> None:
+    assert resolve_headroom(None) == INT16_HEADROOM and resolve_headroom(1) == 1.0
+    assert resolve_headroom(64) == 64.0
+    for bad in (0.5, 0.0, -2.0, 65.0, float("nan"), float("inf")):
+        with pytest.raises(UnsupportedOptionError, match="give 1 .* to 64"):
+            resolve_headroom(bad)
+    check_headroom(None, None)
+    check_headroom(1.5, ("all",))
+    with pytest.raises(UnsupportedOptionError, match="add --int8-int16"):
+        check_headroom(1.5, None)
+    with pytest.raises(UnsupportedOptionError, match="--int16-headroom 100"):
+        check_headroom(100.0, ("residual",))
 
 
 def test_tflite_ranges_keep_their_other_fields_and_dtypes() -> None:
@@ -45,7 +61,10 @@ def _conv_graph(path: Path) -> None:
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
 
 
-def test_an_input_beyond_the_calibration_range_is_not_clipped_in_int16(tmp_path: Path) -> None:
+@pytest.mark.parametrize("factor", [None, 1.5, 1.0])
+def test_an_input_beyond_the_calibration_range_is_not_clipped_in_int16(
+        tmp_path: Path, factor: float | None) -> None:
+    """Clipped at the calibrated maximum only when the factor is 1."""
     pre, out = tmp_path / "pre.onnx", tmp_path / "q.onnx"
     _conv_graph(pre)
     rng = np.random.default_rng(0)
@@ -55,21 +74,24 @@ def test_an_input_beyond_the_calibration_range_is_not_clipped_in_int16(tmp_path:
     ranges = activation_ranges(pre, "x", calib)
     lo, hi = ranges["y"]
     assert -3 <= lo < -2.5 and 2.5 < hi <= 3
-    info = quantize_int8(pre, out, {"conv": "ffn"}, "x", calib, Int8Config(int16=("all",)))
-    assert info["int16_headroom"] == INT16_HEADROOM
+    config = Int8Config(int16=("all",)) if factor is None else Int8Config(
+        int16=("all",), int16_headroom=factor)
+    info = quantize_int8(pre, out, {"conv": "ffn"}, "x", calib, config)
+    used = INT16_HEADROOM if factor is None else factor
+    assert info["int16_headroom"] == used
     proto = onnx.load(str(out))
     inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
     [q] = [n for n in proto.graph.node
            if n.op_type == "QuantizeLinear" and n.input[2] == "y_zero_point"]
     assert inits[q.input[2]].dtype == np.int16
-    wlo, whi = widen(lo, hi)
+    wlo, whi = widen(lo, hi, used)
     assert float(inits[q.input[1]]) == pytest.approx((whi - wlo) / 65535, rel=1e-3)
     # a photo that does (its input inside the calibrated input range): y = 5.4, 1.8 times
-    # the calibrated maximum, kept instead of clipped there
+    # the calibrated maximum, kept instead of clipped there (x1.5 keeps up to 1.5 times)
     x = np.stack([np.ones((4, 4)), np.full((4, 4), 0.8)])[None].astype(np.float32)
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     y = session.run(None, {"x": x})[0]
-    assert y.max() > 1.7 * hi and np.allclose(y, 5.4, rtol=1e-2)
+    assert np.allclose(y, min(5.4, used * hi), rtol=1e-2)
 
 
 def test_the_16x8_export_writes_the_widened_ranges(monkeypatch: pytest.MonkeyPatch,
@@ -87,3 +109,7 @@ def test_the_16x8_export_writes_the_widened_ranges(monkeypatch: pytest.MonkeyPat
     assert info["int16_headroom"] == INT16_HEADROOM
     assert written["a"]["min"].tolist() == [-2.0] and written["a"]["max"].tolist() == [6.0]
     assert written["b"]["min"].tolist() == [0.0] and written["b"]["max"].tolist() == [1.0]
+    info = q16.quantize_16x8(tmp_path / "f.tflite", tmp_path / "o.tflite", [], threads=1,
+                             headroom=1.5)  # --int16-headroom 1.5
+    assert info["int16_headroom"] == 1.5
+    assert written["a"]["min"].tolist() == [-1.5] and written["a"]["max"].tolist() == [4.5]

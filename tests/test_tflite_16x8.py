@@ -186,15 +186,25 @@ def test_tiny_16x8_export(tmp_path: Path) -> None:
 
 def test_tiny_16x8_with_a_float_tensor_input(tmp_path: Path) -> None:
     """``--tensor-input``: the quantizer adds the input's QUANTIZE to int16 itself; the file
-    takes the normalized float32 tensor (NCHW here) and still passes."""
+    takes the normalized float32 tensor (NCHW here) and still passes. ``--int16-headroom
+    1.25``: that int16 input's range is 1.25 times the calibration photos' (symmetric)."""
+    from ai_edge_litert.interpreter import Interpreter
+
     ckpt = write_checkpoint(tmp_path, TINY, TINY_SIZE, seed=5)
     [art] = export(TINY, "tflite", weights=ckpt, img_size=TINY_SIZE, precision="int8",
                    int8_int16=["all"], image_input=False, layout="nchw",
-                   output_dir=tmp_path / "out", min_cosine=0.99)
+                   output_dir=tmp_path / "out", min_cosine=0.99, int16_headroom=1.25)
     assert art.path.name == f"{TINY}_{TINY_SIZE}_int8_tensor_a16_nchw.tflite" and art.passed
     [inp] = art.export_info["inputs"]
     assert inp["dtype"] == "float32" and inp["shape"] == [1, 3, TINY_SIZE, TINY_SIZE]
     assert art.export_info["op_histogram"]["QUANTIZE"] >= 1
+    assert art.export_info["int8"]["int16_headroom"] == 1.25
+    calib = split_images(Preprocess.for_size(TINY_SIZE), need_calib=True).calib
+    assert calib is not None
+    reach = max(-float(calib.min()), float(calib.max()))
+    [first] = [t for t in Interpreter(str(art.path)).get_tensor_details()
+               if t["dtype"] == np.int16 and t["name"].startswith("serving_default_args_0")]
+    assert first["quantization"][0] == pytest.approx(reach * 1.25 / 32767, rel=1e-5)
 
 
 @pytest.mark.slow

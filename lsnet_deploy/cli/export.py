@@ -89,6 +89,11 @@ Int8Int16Opt = Annotated[list[str] | None, typer.Option(
     "ai-edge-quantizer). Higher fidelity, for "
     "accelerators with int16 kernels: on a CPU, ONNX Runtime runs those ops in float and "
     "LiteRT in its reference kernels, slower than 8-bit.", show_default=False)]
+Int16HeadroomOpt = Annotated[float | None, typer.Option(
+    "--int16-headroom", help="With --int8-int16: each int16 activation range spans this many "
+    "times the range the calibration photos reached (default 2; 1 to 64), so a photo "
+    "brighter or busier than them is not clipped. Lower it for a calibration set as varied "
+    "as what the model will see.", show_default=False)]
 EqualizeOpt = Annotated[bool, typer.Option(
     "--equalize/--no-equalize", help="8-bit INT8 / W8A8: quantize an exactly channel-equalized "
     "copy of the fused model (residual stream, then conv pairs; float logits unchanged). "
@@ -150,6 +155,7 @@ def export_cmd(
     opset: OpsetOpt = None,
     ort: OrtOpt = False,
     int8_int16: Int8Int16Opt = None,
+    int16_headroom: Int16HeadroomOpt = None,
     equalize: EqualizeOpt = True,
     layout: LayoutOpt = None,
     io: IoOpt = None,
@@ -180,8 +186,8 @@ def export_cmd(
         layout=layout.value if layout else None, io=io.value if io else None,
         ios=int(ios.value) if ios else None, classifier=classifier, ort=ort or None,
         w8a8_scheme=w8a8_scheme.value if w8a8_scheme else None,
-        int8_int16=tuple(int8_int16) if int8_int16 else None, equalize=equalize,
-        output_dir=output_dir, force=force)
+        int8_int16=tuple(int8_int16) if int8_int16 else None, int16_headroom=int16_headroom,
+        equalize=equalize, output_dir=output_dir, force=force)
     failed: ValidationFailedError | None = None
     with WorkProgress() as say:
         try:

@@ -33,6 +33,7 @@ from ..deps import require
 from ..errors import BenchmarkError, ExportError, UnsupportedOptionError, first_line
 from ..fidelity import run_artifact
 from ..metadata import io_metadata, tensor_entry
+from ..quantize.headroom import check_headroom, resolve_headroom
 from ..spec import IOSpec
 from ..threads import default_threads
 from .base import (
@@ -80,6 +81,9 @@ class OnnxOptions(FormatOptions):
     int8_int16: tuple[str, ...] | None = field(default=None, metadata={"flag": "--int8-int16"})
     """INT8: op groups (or node names; ``all``) whose activations are int16 (w8a16); ``auto``
     adds groups, cheap ones first, until the ``--min-cosine`` gate is met."""
+    int16_headroom: float | None = field(default=None, metadata={"flag": "--int16-headroom"})
+    """How many times its calibrated range each int16 activation range spans (``None``:
+    :data:`~lsnet_deploy.quantize.headroom.INT16_HEADROOM`); shared with TFLite."""
 
     @property
     def opset_version(self) -> int:
@@ -102,6 +106,7 @@ class OnnxOptions(FormatOptions):
         if self.int8_int16 and AUTO in self.int8_int16 and "all" in self.int8_int16:
             raise UnsupportedOptionError("--int8-int16 auto with all: 'all' already carries "
                                          "every activation in int16; drop one of them")
+        check_headroom(self.int16_headroom, self.int8_int16)
 
     def check_quantization(self, precision: Precision, exclude: tuple[str, ...]) -> None:
         if self.int8_int16 and AUTO in self.int8_int16 and AUTO in exclude:
@@ -109,9 +114,9 @@ class OnnxOptions(FormatOptions):
                                          "search per export (float or int16); drop one of them")
 
     def refuse_for(self, format_name: str, precision: Precision) -> None:
-        if self.int8_int16:  # TFLite takes it too (16x8), so the plan never asks TFLite
-            raise UnsupportedOptionError(
-                f"--int8-int16 applies to ONNX and TFLite, not {format_name}")
+        if self.int8_int16 or self.int16_headroom is not None:  # TFLite takes them too (16x8),
+            flag = "--int8-int16" if self.int8_int16 else "--int16-headroom"  # so no TFLite here
+            raise UnsupportedOptionError(f"{flag} applies to ONNX and TFLite, not {format_name}")
         super().refuse_for(format_name, precision)
 
     def equalizes(self, precision: Precision) -> bool:
@@ -283,9 +288,11 @@ class OnnxExporter(Exporter):
             fmt = options.format
             int16 = tuple(fmt.int8_int16 or ()) if isinstance(fmt, OnnxOptions) else ()
             carry = "int16" if AUTO in int16 else "float" if options.int8_auto else None
+            headroom = fmt.int16_headroom if isinstance(fmt, OnnxOptions) else None
             config = Int8Config(method=calibration.method, percentile=calibration.percentile,
                                 exclude=tuple(options.int8_exclude),
-                                int16=tuple(g for g in int16 if g != AUTO))
+                                int16=tuple(g for g in int16 if g != AUTO),
+                                int16_headroom=resolve_headroom(headroom))
             auto_report, ranges = None, {}  # the int16 ranges, if the search computes them
             if carry is not None:
                 reference = task.data.reference

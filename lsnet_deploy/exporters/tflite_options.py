@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from ..errors import UnsupportedOptionError
+from ..quantize.headroom import check_headroom
 from .base import FormatOptions, NameParts, Precision
 
 __all__ = ["A16_ALL", "FLOAT_IO", "IO_TYPES", "TfliteOptions"]
@@ -38,6 +39,9 @@ class TfliteOptions(FormatOptions):
     int8_int16: tuple[str, ...] | None = field(default=None, metadata={"flag": "--int8-int16"})
     """INT8: ``("all",)`` writes LiteRT's 16x8 (int16 activations, int8 weights) through
     ai-edge-quantizer; shared with ONNX, where op groups may be named."""
+    int16_headroom: float | None = field(default=None, metadata={"flag": "--int16-headroom"})
+    """16x8: how many times its calibrated range each int16 activation range spans (``None``:
+    :data:`~lsnet_deploy.quantize.headroom.INT16_HEADROOM`); shared with ONNX."""
 
     @property
     def io_type(self) -> str:
@@ -59,6 +63,7 @@ class TfliteOptions(FormatOptions):
     def check(self, precision: Precision) -> None:
         if self.int8_int16:
             self._check_a16(precision)
+        check_headroom(self.int16_headroom, self.int8_int16)
         if self.io is None:
             return
         if precision != "int8" and self.io != FLOAT_IO:
@@ -108,9 +113,9 @@ class TfliteOptions(FormatOptions):
         if self.classifier:  # --logits is what every other format gives anyway
             raise UnsupportedOptionError(
                 f"--classifier applies to CoreML and TFLite, not {format_name}")
-        if self.int8_int16:
-            raise UnsupportedOptionError(
-                f"--int8-int16 applies to ONNX and TFLite, not {format_name}")
+        if self.int8_int16 or self.int16_headroom is not None:
+            flag = "--int8-int16" if self.int8_int16 else "--int16-headroom"
+            raise UnsupportedOptionError(f"{flag} applies to ONNX and TFLite, not {format_name}")
         if self.io is None or self.io == FLOAT_IO:  # every other format is float at the edge
             return
         if precision != "int8":

@@ -75,6 +75,7 @@ def export(
     ort: bool | None = None,
     w8a8_scheme: str | None = None,
     int8_int16: str | Sequence[str] | None = None,
+    int16_headroom: float | None = None,
     equalize: bool = True,
     output_dir: Path | None = None,
     force: bool = False,
@@ -92,9 +93,10 @@ def export(
     reach, when given) is met. Format options: ``opset`` (ONNX), ``io`` (TFLite INT8 boundary
     type), ``ort`` (ONNX: also the ``.ort`` file), ``int8_int16`` (INT8: op groups whose
     activations are int16, w8a16, in ONNX, ``["auto"]`` to search them until ``min_cosine``;
-    ``["all"]`` in TFLite: its 16x8), ``ios`` and ``w8a8_scheme`` (CoreML W8A8:
-    ``"symmetric"`` by default, or ``"affine"``) and ``classifier``
-    (CoreML and TFLite: probabilities, or ``False`` for logits). ``val_size``: validate on
+    ``["all"]`` in TFLite: its 16x8), ``int16_headroom`` (with ``int8_int16``: each int16
+    range spans that many times its calibrated range, 1 to 64; ``None``: 2), ``ios`` and
+    ``w8a8_scheme`` (CoreML W8A8: ``"symmetric"`` by default, or ``"affine"``) and
+    ``classifier`` (CoreML and TFLite: probabilities, or ``False`` for logits). ``val_size``: validate on
     at most that many of the held-out photos (faster checks). ``equalize``: 8-bit INT8 and W8A8
     quantize an exactly equalized copy of the fused model (``False``: the fused model as is;
     int16 everywhere, ``int8_int16=["all"]``, never is).
@@ -111,6 +113,7 @@ def export(
         min_cosine=min_cosine, min_photo_cosine=min_photo_cosine,
         int8_exclude=_names(int8_exclude) or (), layout=layout, io=io, ios=ios,
         classifier=classifier, ort=ort, int8_int16=_names(int8_int16),
+        int16_headroom=int16_headroom,
         w8a8_scheme=w8a8_scheme,
         equalize=equalize, output_dir=output_dir, force=force)
     return run_export(request, progress)

@@ -9,16 +9,53 @@ activation in int16 then gives it a logit cosine of 0.984 (0.966 channel-equaliz
 0.996 with ranges that also cover the held-out photos, and 0.996 with this headroom
 (docs/int8.md, "The worst photo"). 8-bit ranges get none: there the step is what limits, and
 a wider range lowers every photo's cosine (docs/int8.md).
+
+The factor is an export option (``--int16-headroom``, :func:`resolve_headroom`): 2 is the
+overshoot measured on LSNet-T's worst photo; a calibration set as varied as the photos the
+model will see needs less (x1.2 keeps an outlier-channel model's worst photo where x2 costs
+it 0.005 of cosine, docs/int8.md).
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-__all__ = ["INT16_HEADROOM", "widen"]
+from ..errors import UnsupportedOptionError
+
+__all__ = ["INT16_HEADROOM", "MAX_HEADROOM", "check_headroom", "resolve_headroom", "widen"]
 
 INT16_HEADROOM = 2.0
-"""How many times its calibrated range an int16 activation range spans (each side)."""
+"""How many times its calibrated range an int16 activation range spans (each side), by
+default."""
+MAX_HEADROOM = 64.0
+"""The largest ``--int16-headroom``: x64 leaves the calibrated range 1,024 of int16's 65,536
+steps (10 bits); wider gives away the resolution int16 is chosen for."""
+
+
+def resolve_headroom(factor: float | None) -> float:
+    """``factor`` (``None``: :data:`INT16_HEADROOM`) checked: 1 (the calibrated ranges as
+    they are) to :data:`MAX_HEADROOM`. Raises :class:`UnsupportedOptionError` otherwise
+    (below 1 would clip what the calibration photos reached)."""
+    if factor is None:
+        return INT16_HEADROOM
+    if not (math.isfinite(factor) and 1.0 <= factor <= MAX_HEADROOM):
+        raise UnsupportedOptionError(
+            f"--int16-headroom {factor:g}: give 1 (the calibrated ranges as they are) to "
+            f"{MAX_HEADROOM:g} (each int16 range spans that many times its calibrated one)")
+    return float(factor)
+
+
+def check_headroom(factor: float | None, int16: tuple[str, ...] | None) -> None:
+    """Refuse ``--int16-headroom`` without int16 activations (``int16``: the
+    ``--int8-int16`` values) or out of range (:func:`resolve_headroom`)."""
+    if factor is None:
+        return
+    if not int16:
+        raise UnsupportedOptionError("--int16-headroom widens the ranges of int16 "
+                                     "activations: add --int8-int16")
+    resolve_headroom(factor)
 
 
 def widen(lo: np.ndarray | float, hi: np.ndarray | float,

@@ -124,6 +124,8 @@ class Int8Config:
             uint8 (w8a16; the graph is moved to opset 21, whose Q/DQ take int16; ONNX
             Runtime's CPU provider runs the ops between int16 Q/DQ pairs in float).
             ``["all"]``: every activation.
+        int16_headroom: how many times its calibrated MinMax range each int16 activation
+            range spans (:func:`~lsnet_deploy.quantize.headroom.widen`; ``--int16-headroom``).
     """
 
     method: str = "minmax"
@@ -131,6 +133,7 @@ class Int8Config:
     exclude: tuple[str, ...] = ()
     only: tuple[str, ...] | None = None
     int16: tuple[str, ...] = ()
+    int16_headroom: float = INT16_HEADROOM
 
 
 class _Reader:
@@ -188,7 +191,7 @@ def quantize_int8(
 
     ``calib_inputs`` are input batches laid out as the graph's input. The int16 activations
     of ``config.int16`` span their MinMax range over them (whatever ``config.method``) widened
-    by :data:`~lsnet_deploy.quantize.headroom.INT16_HEADROOM` (``ranges``: those of
+    by ``config.int16_headroom`` (``ranges``: those of
     :func:`activation_ranges`, when already computed). Returns what was done (for the
     sidecar): method, excluded groups and node count, calibration image count.
     """
@@ -215,7 +218,8 @@ def quantize_int8(
                 else resolve_nodes(groups, config.int16, "--int8-int16"))
         if ranges is None:
             ranges = activation_ranges(pre_path, input_name, calib_inputs, progress)
-        extra["TensorQuantOverrides"] = _int16_outputs(pre_path, set(wide), ranges)
+        extra["TensorQuantOverrides"] = _int16_outputs(pre_path, set(wide), ranges,
+                                                       config.int16_headroom)
     try:
         quantize_static(
             str(pre_path),
@@ -241,7 +245,7 @@ def quantize_int8(
         "quantized_only": list(config.only) if config.only is not None else None,
         "activation_type": "uint8",
         "int16_activations": list(config.int16),
-        **({"int16_ranges": "minmax", "int16_headroom": INT16_HEADROOM}
+        **({"int16_ranges": "minmax", "int16_headroom": config.int16_headroom}
            if config.int16 else {}),
         "weight_type": "int8 per-channel",
         "format": "QDQ",
@@ -249,10 +253,10 @@ def quantize_int8(
     }
 
 
-def _int16_outputs(pre_path: Path, nodes: set[str], ranges: dict[str, tuple[float, float]]
-                   ) -> dict[str, list[dict[str, object]]]:
+def _int16_outputs(pre_path: Path, nodes: set[str], ranges: dict[str, tuple[float, float]],
+                   headroom: float) -> dict[str, list[dict[str, object]]]:
     """ONNX Runtime's ``TensorQuantOverrides``: int16 for every output of ``nodes``, over its
-    calibrated range (``ranges``) widened by the int16 headroom."""
+    calibrated range (``ranges``) widened ``headroom`` times."""
     from onnxruntime.quantization import QuantType
 
     proto = onnx.load(str(pre_path), load_external_data=False)
@@ -261,7 +265,7 @@ def _int16_outputs(pre_path: Path, nodes: set[str], ranges: dict[str, tuple[floa
         for out in node.output if node.name in nodes else ():
             entry: dict[str, object] = {"quant_type": QuantType.QInt16}
             if out in ranges:
-                entry["rmin"], entry["rmax"] = widen(*ranges[out])
+                entry["rmin"], entry["rmax"] = widen(*ranges[out], headroom)
             overrides[out] = [entry]
     return overrides
 

@@ -47,22 +47,24 @@ SIGNATURE = "serving_default"
 
 
 def quantize_16x8(float_path: Path, out: Path, inputs: Sequence[np.ndarray], threads: int,
-                  progress: Say | None = None) -> dict[str, Any]:
+                  progress: Say | None = None, headroom: float = INT16_HEADROOM
+                  ) -> dict[str, Any]:
     """Quantize the float ``.tflite`` at ``float_path`` to 16x8 and write it to ``out``
     (:func:`calibrate_16x8`, then :func:`write_16x8`).
 
     ``inputs``: the calibration photos in the float file's input format, one array per call
     of its static batch (shape and dtype of its input: ``(B, H, W, 3)`` uint8 for an image
     input, ``B`` photos each). ``threads``: the calibration interpreter's thread count.
+    ``headroom``: each range spans that many times its calibrated one (:func:`with_headroom`).
     Returns the sidecar's ``export.int8`` entries (quantizer, recipe, range update, the number
     of calibration calls). Raises :class:`ExportError` when ai-edge-quantizer fails (its
     message on one line)."""
-    write_16x8(float_path, with_headroom(calibrate_16x8(float_path, inputs, threads, progress)),
-               out)
+    write_16x8(float_path, with_headroom(calibrate_16x8(float_path, inputs, threads, progress),
+                                         headroom), out)
     return {"quantizer": "ai-edge-quantizer (LiteRT 16x8): int16 activations, per-channel "
                          "int8 weights",
             "recipe": RECIPE, "range_update": "running min/max",
-            "int16_headroom": INT16_HEADROOM, "int16_activations": ["all"],
+            "int16_headroom": headroom, "int16_activations": ["all"],
             "calibration_calls": len(inputs)}
 
 
