@@ -3,8 +3,11 @@ official format, and real calibration images."""
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -74,6 +77,56 @@ def write_checkpoint(folder: Path, variant: str, img_size: int = 224, seed: int 
     path = folder / (name or f"{variant}.pth")
     torch.save({"model": model.state_dict()}, path)
     return path
+
+
+def shared_once(factory: pytest.TempPathFactory, name: str,
+                build: Callable[[Path], None]) -> Path:
+    """A folder ``name`` that ``build`` fills once per test run, shared by the pytest-xdist
+    workers (a file lock; a build that raised is tried again by the next caller, which then
+    reports the same error). For long exports that tests of different modules only read."""
+    root = factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above each worker's own
+    folder = root / name
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / ".built").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            (folder / ".built").touch()
+    return folder
+
+
+@dataclass(frozen=True)
+class AppFiles:
+    """LSNet-T's default ``.tflite`` files and the checkpoint they come from."""
+
+    checkpoint: Path
+    fp32: Path
+    int8: Path
+
+
+@pytest.fixture(scope="session")
+def lsnet_t_app_files(tmp_path_factory: pytest.TempPathFactory) -> AppFiles:
+    """LSNet-T (trained-looking weights, seed 11) exported as the default ``--format tflite``
+    files, fp32 and ``--int8`` (uint8 image in, float32 probabilities out; 16 calibration
+    photos, gate 0.97), once per run for the MediaPipe and aarch64 tests, in a folder whose
+    path has a space. Read-only: a test that changes a file copies it first."""
+    from lsnet_deploy.pipeline import export
+
+    def build(folder: Path) -> None:
+        ckpt = write_checkpoint(folder, "lsnet_t", seed=11)
+        export("lsnet_t", "tflite", weights=ckpt, output_dir=folder / "export")
+        # full INT8 of synthetic-weight LSNet-T lands at a mean cosine of ~0.98
+        # (docs/int8.md); 16 calibration photos: PT2E calibration costs ~2 s a photo
+        export("lsnet_t", "tflite", weights=ckpt, output_dir=folder / "export",
+               precision="int8", min_cosine=0.97, calib_size=16)
+
+    folder = shared_once(tmp_path_factory, "lsnet_t app files", build)
+    files = folder / "export" / "lsnet_t"
+    return AppFiles(folder / "lsnet_t.pth", files / "lsnet_t_224_fp32.tflite",
+                    files / "lsnet_t_224_int8.tflite")
 
 
 @pytest.fixture
