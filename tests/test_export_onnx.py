@@ -263,11 +263,11 @@ def test_int16_activations_of_chosen_groups(tiny_ckpt: Path, tmp_path: Path) -> 
     [wide] = _export(tiny_ckpt, tmp_path / "all", precision="int8", min_cosine=0,
                      int8_int16=["all"])
     [res] = _export(tiny_ckpt, tmp_path, precision="int8", min_cosine=0,
-                    int8_int16=["residual", "se"], int16_headroom=1.5)
+                    int8_int16=["residual", "se"], int16_headroom=1.25)
     assert res.path.name == f"{TINY}_{TINY_SIZE}_int8_a16.onnx"
     assert res.export_info["int8"]["int16_activations"] == ["residual", "se"]
-    assert res.export_info["int8"]["int16_headroom"] == 1.5  # the default: 2
-    assert wide.export_info["int8"]["int16_headroom"] == 2.0
+    assert res.export_info["int8"]["int16_headroom"] == 1.25  # the default: 1.5
+    assert wide.export_info["int8"]["int16_headroom"] == 1.5
 
     def zero_point_types(path: Path) -> dict[int, int]:
         proto = onnx.load(str(path))

@@ -20,12 +20,13 @@ from lsnet_deploy.quantize.tflite_16x8 import with_headroom
 
 
 def test_widen_pushes_each_side_away_from_zero() -> None:
-    assert INT16_HEADROOM == 2.0
-    lo, hi = widen(np.array([-1.0, 0.0, 0.5, -3.0]), np.array([2.0, 4.0, 1.0, -1.0]))
+    assert INT16_HEADROOM == 1.5
+    lo, hi = widen(np.array([-1.0, 0.0, 0.5, -3.0]), np.array([2.0, 4.0, 1.0, -1.0]), 2.0)
     assert lo.tolist() == [-2.0, 0.0, 0.5, -6.0]  # a ReLU's 0 and a positive minimum stay
     assert hi.tolist() == [4.0, 8.0, 2.0, -1.0]  # a negative maximum stays
     assert lo.dtype == hi.dtype == np.float32
     assert widen(-1.0, 1.0, 4.0) == (-4.0, 4.0)
+    assert widen(-1.0, 2.0) == (-1.5, 3.0)  # the default factor
 
 
 def test_the_factor_is_checked() -> None:
@@ -47,7 +48,7 @@ def test_tflite_ranges_keep_their_other_fields_and_dtypes() -> None:
                     "zero_point": 7}}
     [(name, qsv)] = with_headroom(ranges).items()
     assert name == "t" and qsv["zero_point"] == 7
-    assert qsv["min"].tolist() == [-2.0] and qsv["max"].tolist() == [4.0]
+    assert qsv["min"].tolist() == [-1.5] and qsv["max"].tolist() == [3.0]
     assert qsv["min"].dtype == np.float32 and ranges["t"]["max"].tolist() == [2.0]  # a copy
 
 
@@ -61,7 +62,7 @@ def _conv_graph(path: Path) -> None:
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
 
 
-@pytest.mark.parametrize("factor", [None, 1.5, 1.0])
+@pytest.mark.parametrize("factor", [None, 2.0, 1.2, 1.0])
 def test_an_input_beyond_the_calibration_range_is_not_clipped_in_int16(
         tmp_path: Path, factor: float | None) -> None:
     """Clipped at the calibrated maximum only when the factor is 1."""
@@ -87,7 +88,8 @@ def test_an_input_beyond_the_calibration_range_is_not_clipped_in_int16(
     wlo, whi = widen(lo, hi, used)
     assert float(inits[q.input[1]]) == pytest.approx((whi - wlo) / 65535, rel=1e-3)
     # a photo that does (its input inside the calibrated input range): y = 5.4, 1.8 times
-    # the calibrated maximum, kept instead of clipped there (x1.5 keeps up to 1.5 times)
+    # the calibrated maximum, kept instead of clipped there (x1.5, the default, keeps up to
+    # 1.5 times)
     x = np.stack([np.ones((4, 4)), np.full((4, 4), 0.8)])[None].astype(np.float32)
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     y = session.run(None, {"x": x})[0]
@@ -107,9 +109,9 @@ def test_the_16x8_export_writes_the_widened_ranges(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(q16, "write_16x8", lambda _f, ranges, _o: written.update(ranges))
     info = q16.quantize_16x8(tmp_path / "f.tflite", tmp_path / "o.tflite", [], threads=1)
     assert info["int16_headroom"] == INT16_HEADROOM
-    assert written["a"]["min"].tolist() == [-2.0] and written["a"]["max"].tolist() == [6.0]
-    assert written["b"]["min"].tolist() == [0.0] and written["b"]["max"].tolist() == [1.0]
-    info = q16.quantize_16x8(tmp_path / "f.tflite", tmp_path / "o.tflite", [], threads=1,
-                             headroom=1.5)  # --int16-headroom 1.5
-    assert info["int16_headroom"] == 1.5
     assert written["a"]["min"].tolist() == [-1.5] and written["a"]["max"].tolist() == [4.5]
+    assert written["b"]["min"].tolist() == [0.0] and written["b"]["max"].tolist() == [0.75]
+    info = q16.quantize_16x8(tmp_path / "f.tflite", tmp_path / "o.tflite", [], threads=1,
+                             headroom=2.0)  # --int16-headroom 2
+    assert info["int16_headroom"] == 2.0
+    assert written["a"]["min"].tolist() == [-2.0] and written["a"]["max"].tolist() == [6.0]

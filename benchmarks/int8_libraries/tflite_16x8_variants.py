@@ -6,7 +6,8 @@ export runs); then, written by ``write_16x8``:
 
 * ``shipped``: those ranges widened by the int16 headroom
   (:data:`lsnet_deploy.quantize.headroom.INT16_HEADROOM`, 2x: what the export writes);
-* ``ranges x1`` / ``ranges x1.2``: the calibrated ranges as they are, and widened by 20%;
+* ``ranges xF``: the calibrated ranges widened F times (``--headrooms``; x1: as they are,
+  what ``--int16-headroom 1`` writes);
 * ``stream alpha A``: the residual stream equalized first
   (:func:`lsnet_deploy.quantize.stream.equalize_stream`, ``alpha`` = A; 1 is what every 8-bit
   export applies, with the pair and attention steps), then the headroom.
@@ -14,7 +15,7 @@ export runs); then, written by ``write_16x8``:
 Usage (from the repository root)::
 
     .venv/bin/python benchmarks/int8_libraries/tflite_16x8_variants.py [--variants lsnet_t]
-        [--weights random-outliers] [--alphas 0.5 1.0] [--out FILE.md]
+        [--weights random-outliers] [--headrooms 1 1.2] [--alphas 0.5 1.0] [--out FILE.md]
 
 Prints a Markdown table: mean / min logit cosine against the unfused PyTorch model on the
 held-out photos (each file run in the LiteRT interpreter, 2 threads). About 5 minutes for
@@ -74,8 +75,11 @@ def _score(float_path: Path, ranges: dict[str, Any], widen: float, images: Image
 def main(argv: list[str] | None = None) -> int:
     ap = base_parser(__doc__)
     ap.set_defaults(variants=["lsnet_t"], weights="random-outliers")
+    ap.add_argument("--headrooms", type=float, nargs="*", default=[1.0, 1.2],
+                    help="range factors besides the shipped one (default: %(default)s)")
     ap.add_argument("--alphas", type=float, nargs="*", default=[0.5, 1.0],
-                    help="residual stream equalization strengths (default: %(default)s)")
+                    help="residual stream equalization strengths (default: %(default)s; "
+                         "none: --alphas with no value)")
     args = ap.parse_args(argv)
     rows = []
     for variant in args.variants:
@@ -86,13 +90,14 @@ def main(argv: list[str] | None = None) -> int:
         fused = copy.deepcopy(model)
         reparameterize(fused, check_inputs=None)
         forms: list[tuple[str, torch.nn.Module, float]] = [
-            ("shipped (ranges x2)", fused, INT16_HEADROOM), ("ranges x1", fused, 1.0),
-            ("ranges x1.2", fused, 1.2)]
+            (f"shipped (ranges x{INT16_HEADROOM:g})", fused, INT16_HEADROOM),
+            *((f"ranges x{h:g}", fused, h) for h in args.headrooms if h != INT16_HEADROOM)]
         for alpha in args.alphas:
             eq = copy.deepcopy(fused)
             assert images.calib is not None
             equalize_stream(eq, images.calib, alpha=alpha)
-            forms.append((f"stream alpha {alpha:g}, ranges x2", eq, INT16_HEADROOM))
+            forms.append((f"stream alpha {alpha:g}, ranges x{INT16_HEADROOM:g}", eq,
+                          INT16_HEADROOM))
         import litert_torch
 
         with tempfile.TemporaryDirectory(prefix="lsnet-16x8-") as tmp:

@@ -91,7 +91,7 @@ Int8Int16Opt = Annotated[list[str] | None, typer.Option(
     "LiteRT in its reference kernels, slower than 8-bit.", show_default=False)]
 Int16HeadroomOpt = Annotated[float | None, typer.Option(
     "--int16-headroom", help="With --int8-int16: each int16 activation range spans this many "
-    "times the range the calibration photos reached (default 2; 1 to 64), so a photo "
+    "times the range the calibration photos reached (default 1.5; 1 to 64), so a photo "
     "brighter or busier than them is not clipped. Lower it for a calibration set as varied "
     "as what the model will see.", show_default=False)]
 EqualizeOpt = Annotated[bool, typer.Option(

@@ -114,15 +114,16 @@ class OnnxOptions(FormatOptions):
                                          "search per export (float or int16); drop one of them")
 
     def refuse_for(self, format_name: str, precision: Precision) -> None:
-        if self.int8_int16 or self.int16_headroom is not None:  # TFLite takes them too (16x8),
-            flag = "--int8-int16" if self.int8_int16 else "--int16-headroom"  # so no TFLite here
+        # TFLite takes both too (16x8), so the plan never asks TFLite
+        if self.int8_int16 or self.int16_headroom is not None:
+            flag = "--int8-int16" if self.int8_int16 else "--int16-headroom"
             raise UnsupportedOptionError(f"{flag} applies to ONNX and TFLite, not {format_name}")
         super().refuse_for(format_name, precision)
 
     def equalizes(self, precision: Precision) -> bool:
         """Every activation in int16 (``--int8-int16 all``) quantizes the fused model as it
-        is: 16-bit steps need no equalization (LSNet-T, mean / min cosine, with the int16
-        headroom: 0.9983 / 0.9959 without, 0.9981 / 0.9960 with; before the headroom, the
+        is: 16-bit steps need no equalization (LSNet-T, mean / min cosine, with a 2x int16
+        headroom: 0.9983 / 0.9959 without, 0.9981 / 0.9960 with; without headroom the
         equalized ranges clipped the worst photo, 0.9839 -> 0.9661; docs/int8.md). Named
         groups in int16 leave the rest 8-bit, which the equalization helps."""
         return not (self.int8_int16 and "all" in self.int8_int16)

@@ -2,18 +2,19 @@
 
 A calibrated range is the min/max the calibration photos reached. A held-out photo that goes
 beyond it is clipped, and clipping, not resolution, is what limits int16 activations: with
-65,536 levels the step is negligible, so a wider range costs almost nothing, while a clipped
-tensor costs the photo that overshot. On LSNet-T (trained-looking synthetic weights) one
-held-out photo reaches about twice the calibrated range of most last-stage tensors; every
-activation in int16 then gives it a logit cosine of 0.984 (0.966 channel-equalized), against
-0.996 with ranges that also cover the held-out photos, and 0.996 with this headroom
-(docs/int8.md, "The worst photo"). 8-bit ranges get none: there the step is what limits, and
-a wider range lowers every photo's cosine (docs/int8.md).
+65,536 levels a step is small, while a clipped tensor costs the photo that overshot. On
+LSNet-T (trained-looking synthetic weights) one held-out photo reaches about twice the
+calibrated range of most last-stage tensors; every activation in int16 then gives it a logit
+cosine of 0.984 (0.966 channel-equalized), against 0.996 with ranges that also cover the
+held-out photos (docs/int8.md, "The worst photo"). 8-bit ranges get none: there the step is
+what limits, and a wider range lowers every photo's cosine (docs/int8.md).
 
-The factor is an export option (``--int16-headroom``, :func:`resolve_headroom`): 2 is the
-overshoot measured on LSNet-T's worst photo; a calibration set as varied as the photos the
-model will see needs less (x1.2 keeps an outlier-channel model's worst photo where x2 costs
-it 0.005 of cosine, docs/int8.md).
+The factor, :data:`INT16_HEADROOM` by default, is an export option (``--int16-headroom``,
+:func:`resolve_headroom`). Too wide costs too: a model with outlier channels gives its
+ordinary channels fewer steps. Over LSNet-T/S/B on both synthetic weight families, x1.5
+keeps nearly all of x2's gain where the worst photo is clipped (LSNet-T 16x8: min cosine
+0.9955, x2 0.9959, x1 0.9837) and nearly all of x1.2's where it is not (LSNet-B, outlier
+channels: 0.9289, x1.2 0.9326, x2 0.8989); docs/int8.md, "The headroom factor".
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from ..errors import UnsupportedOptionError
 
 __all__ = ["INT16_HEADROOM", "MAX_HEADROOM", "check_headroom", "resolve_headroom", "widen"]
 
-INT16_HEADROOM = 2.0
+INT16_HEADROOM = 1.5
 """How many times its calibrated range an int16 activation range spans (each side), by
 default."""
 MAX_HEADROOM = 64.0
