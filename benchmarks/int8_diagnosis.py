@@ -3,7 +3,8 @@
 Usage (from the repository root)::
 
     .venv/bin/python benchmarks/int8_diagnosis.py [--variants lsnet_t]
-        [--weights random random-outliers] [--img-size 224] [--out FILE.md]
+        [--weights random random-outliers] [--img-size 224] [--int16-headroom X]
+        [--out FILE.md]
 
 For every variant and weight family it exports the fused model to ONNX once (and once more
 after the channel equalization INT8 exports apply by default,
@@ -45,6 +46,7 @@ from lsnet_deploy.exporters.onnx import prepare_int8
 from lsnet_deploy.fidelity import compare_logits, run_artifact
 from lsnet_deploy.pipeline.images import split_images
 from lsnet_deploy.preprocess import Preprocess
+from lsnet_deploy.quantize.headroom import INT16_HEADROOM, resolve_headroom
 from lsnet_deploy.quantize.onnx_int8 import Int8Config, quantize_int8
 from lsnet_deploy.quantize.prepare import prepare_for_int8
 from lsnet_deploy.reparam import reparameterize
@@ -79,7 +81,8 @@ CASES: tuple[tuple[str, str, tuple[str, ...], bool], ...] = (
 EQUALIZED_CASES = (*CASES[:2], *CASES[4:])
 
 
-def _rows(variant: str, weights: str, img_size: int, tmp: Path) -> list[list[str]]:
+def _rows(variant: str, weights: str, img_size: int, tmp: Path,
+          headroom: float) -> list[list[str]]:
     model = lsnet_deploy.create_model(variant, weights, img_size=img_size)
     images = split_images(Preprocess(img_size=model.img_size))
     assert images.calib is not None
@@ -99,7 +102,8 @@ def _rows(variant: str, weights: str, img_size: int, tmp: Path) -> list[list[str
         _, pre, groups = prepare_int8(net, spec, folder, ExportOptions(precision="int8"))
         for label, method, int16, cover_val in cases:
             out = folder / "q.onnx"
-            config = Int8Config(method=method.split(",")[0], int16=int16)
+            config = Int8Config(method=method.split(",")[0], int16=int16,
+                                int16_headroom=headroom)
             quantize_int8(pre, out, groups, spec.input_name, every if cover_val else calib,
                           config)
             logits = run_artifact(get_exporter("onnx").runner(out), images.val, spec)
@@ -117,15 +121,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = base_parser(__doc__)
     ap.set_defaults(variants=["lsnet_t"])
     add_families(ap)
+    ap.add_argument("--int16-headroom", type=float, default=INT16_HEADROOM,
+                    help="the int16 rows' range factor, as the export's option (default: "
+                         "%(default)s)")
     args = ap.parse_args(argv)
+    headroom = resolve_headroom(args.int16_headroom)
     families = weight_families(args)
     rows: list[list[str]] = []
     with measuring(), tempfile.TemporaryDirectory(prefix="lsnet-diag-") as tmp:
         for variant in args.variants:
             for weights in families:
-                rows += _rows(variant, weights_for(weights, variant), args.img_size, Path(tmp))
-    caption = (f"Machine: {machine()}; ONNX Runtime QDQ, per-channel int8 weights; cosine vs "
-               "the unfused PyTorch model on the held-out calibration photos.")
+                rows += _rows(variant, weights_for(weights, variant), args.img_size, Path(tmp),
+                              headroom)
+    caption = (f"Machine: {machine()}; ONNX Runtime QDQ, per-channel int8 weights; int16 "
+               f"ranges x{headroom:g}; cosine vs the unfused PyTorch model on the held-out "
+               "calibration photos.")
     write_markdown(markdown_table(caption, COLUMNS, rows), args.out)
     return 0
 

@@ -82,18 +82,24 @@ def write_checkpoint(folder: Path, variant: str, img_size: int = 224, seed: int 
 def shared_once(factory: pytest.TempPathFactory, name: str,
                 build: Callable[[Path], None]) -> Path:
     """A folder ``name`` that ``build`` fills once per test run, shared by the pytest-xdist
-    workers (a file lock; a build that raised is tried again by the next caller, which then
-    reports the same error). For long exports that tests of different modules only read."""
+    workers (a file lock). A build that raised is not tried again: the other workers fail
+    with its first line. For long exports that tests of different modules only read."""
     root = factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         root = root.parent  # the run's folder, above each worker's own
-    folder = root / name
+    folder, failed = root / name, root / f"{name}.failed"
     with open(root / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        if failed.exists():
+            pytest.fail(f"building {name!r} failed in another worker: {failed.read_text()}")
         if not (folder / ".built").exists():
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir()
-            build(folder)
+            try:
+                build(folder)
+            except BaseException as e:
+                failed.write_text(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+                raise
             (folder / ".built").touch()
     return folder
 

@@ -201,12 +201,14 @@ def _environment() -> Aarch64Env:
 
 
 @pytest.fixture(scope="module")
-def lsnet_t_int8(lsnet_t_app_files: AppFiles) -> Path:
+def lsnet_t_int8(request: pytest.FixtureRequest) -> Path:
     """LSNet-T's default INT8 ``.tflite`` (uint8 image in, float32 probabilities out: the file
     apps ship), synthetic trained-looking weights; exported once per run (conftest.py, the
-    MediaPipe tests run it too)."""
+    MediaPipe tests run it too), after the emulated environment is checked."""
     _environment()
-    return lsnet_t_app_files.int8
+    files: AppFiles = request.getfixturevalue("lsnet_t_app_files")
+    assert files.int8.is_file()
+    return files.int8
 
 
 @pytest.mark.slow

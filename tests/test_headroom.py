@@ -1,6 +1,6 @@
 """int16 activation ranges widened beyond the calibrated ones (``quantize/headroom.py``): the
-rule itself, the ``--int16-headroom`` factor's checks, that a photo beyond the calibration
-range is not clipped in ONNX Runtime's int16 (``--int8-int16``) unless the factor is 1, and
+rule itself, the ``--int16-headroom`` factor's checks, that ONNX Runtime's int16
+(``--int8-int16``) keeps a photo beyond the calibration range up to the factor times it, and
 that LiteRT's 16x8 export writes its file with the widened ranges."""
 
 from __future__ import annotations
@@ -63,9 +63,10 @@ def _conv_graph(path: Path) -> None:
 
 
 @pytest.mark.parametrize("factor", [None, 2.0, 1.2, 1.0])
-def test_an_input_beyond_the_calibration_range_is_not_clipped_in_int16(
+def test_an_input_beyond_the_calibration_range_is_kept_up_to_the_factor(
         tmp_path: Path, factor: float | None) -> None:
-    """Clipped at the calibrated maximum only when the factor is 1."""
+    """The int16 output is clipped at the factor times the calibrated maximum: the photo's
+    5.4 (1.8 times it) is kept at x2 and clipped at x1, x1.2 and the default x1.5."""
     pre, out = tmp_path / "pre.onnx", tmp_path / "q.onnx"
     _conv_graph(pre)
     rng = np.random.default_rng(0)
@@ -88,8 +89,7 @@ def test_an_input_beyond_the_calibration_range_is_not_clipped_in_int16(
     wlo, whi = widen(lo, hi, used)
     assert float(inits[q.input[1]]) == pytest.approx((whi - wlo) / 65535, rel=1e-3)
     # a photo that does (its input inside the calibrated input range): y = 5.4, 1.8 times
-    # the calibrated maximum, kept instead of clipped there (x1.5, the default, keeps up to
-    # 1.5 times)
+    # the calibrated maximum
     x = np.stack([np.ones((4, 4)), np.full((4, 4), 0.8)])[None].astype(np.float32)
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     y = session.run(None, {"x": x})[0]

@@ -5,7 +5,7 @@ the calibration photos by :func:`lsnet_deploy.quantize.tflite_16x8.calibrate_16x
 export runs); then, written by ``write_16x8``:
 
 * ``shipped``: those ranges widened by the int16 headroom
-  (:data:`lsnet_deploy.quantize.headroom.INT16_HEADROOM`, 2x: what the export writes);
+  (:data:`lsnet_deploy.quantize.headroom.INT16_HEADROOM`, 1.5x: what the export writes);
 * ``ranges xF``: the calibrated ranges widened F times (``--headrooms``; x1: as they are,
   what ``--int16-headroom 1`` writes);
 * ``stream alpha A``: the residual stream equalized first
@@ -40,7 +40,7 @@ from lsnet_deploy.exporters.tflite import TfliteExporter, _to_torch, convertible
 from lsnet_deploy.fidelity import compare_logits
 from lsnet_deploy.pipeline.images import ImageSplit, split_images
 from lsnet_deploy.preprocess import Preprocess
-from lsnet_deploy.quantize.headroom import INT16_HEADROOM
+from lsnet_deploy.quantize.headroom import INT16_HEADROOM, resolve_headroom
 from lsnet_deploy.quantize.stream import equalize_stream
 from lsnet_deploy.quantize.tflite_16x8 import calibrate_16x8, with_headroom, write_16x8
 from lsnet_deploy.reparam import reparameterize
@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         reparameterize(fused, check_inputs=None)
         forms: list[tuple[str, torch.nn.Module, float]] = [
             (f"shipped (ranges x{INT16_HEADROOM:g})", fused, INT16_HEADROOM),
-            *((f"ranges x{h:g}", fused, h) for h in args.headrooms if h != INT16_HEADROOM)]
+            *((f"ranges x{h:g}", fused, resolve_headroom(h)) for h in args.headrooms
+              if h != INT16_HEADROOM)]
         for alpha in args.alphas:
             eq = copy.deepcopy(fused)
             assert images.calib is not None

@@ -16,6 +16,7 @@ from ..api import OFFICIAL
 from ..errors import UnsupportedOptionError, ValidationFailedError
 from ..pipeline import ExportRequest, quant_report, run_export, validate
 from ..pipeline.cross_arch import ARCHES, DEFAULT_EMULATED_IMAGES
+from ..quantize.headroom import INT16_HEADROOM, MAX_HEADROOM
 from ._common import (
     DEFAULT_CALIB_METHOD,
     DEFAULT_VARIANT,
@@ -91,9 +92,9 @@ Int8Int16Opt = Annotated[list[str] | None, typer.Option(
     "LiteRT in its reference kernels, slower than 8-bit.", show_default=False)]
 Int16HeadroomOpt = Annotated[float | None, typer.Option(
     "--int16-headroom", help="With --int8-int16: each int16 activation range spans this many "
-    "times the range the calibration photos reached (default 1.5; 1 to 64), so a photo "
-    "brighter or busier than them is not clipped. Lower it for a calibration set as varied "
-    "as what the model will see.", show_default=False)]
+    f"times the range the calibration photos reached (default {INT16_HEADROOM:g}; 1 to "
+    f"{MAX_HEADROOM:g}), so a photo that reaches up to that multiple of them is not clipped. "
+    "1 for a calibration set as varied as what the model will see.", show_default=False)]
 EqualizeOpt = Annotated[bool, typer.Option(
     "--equalize/--no-equalize", help="8-bit INT8 / W8A8: quantize an exactly channel-equalized "
     "copy of the fused model (residual stream, then conv pairs; float logits unchanged). "

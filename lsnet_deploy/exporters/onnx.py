@@ -33,7 +33,7 @@ from ..deps import require
 from ..errors import BenchmarkError, ExportError, UnsupportedOptionError, first_line
 from ..fidelity import run_artifact
 from ..metadata import io_metadata, tensor_entry
-from ..quantize.headroom import check_headroom, resolve_headroom
+from ..quantize.headroom import check_headroom, refuse_int16_options, resolve_headroom
 from ..spec import IOSpec
 from ..threads import default_threads
 from .base import (
@@ -115,9 +115,7 @@ class OnnxOptions(FormatOptions):
 
     def refuse_for(self, format_name: str, precision: Precision) -> None:
         # TFLite takes both too (16x8), so the plan never asks TFLite
-        if self.int8_int16 or self.int16_headroom is not None:
-            flag = "--int8-int16" if self.int8_int16 else "--int16-headroom"
-            raise UnsupportedOptionError(f"{flag} applies to ONNX and TFLite, not {format_name}")
+        refuse_int16_options(self.int8_int16, self.int16_headroom, format_name)
         super().refuse_for(format_name, precision)
 
     def equalizes(self, precision: Precision) -> bool:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from ..errors import UnsupportedOptionError
-from ..quantize.headroom import check_headroom
+from ..quantize.headroom import check_headroom, refuse_int16_options
 from .base import FormatOptions, NameParts, Precision
 
 __all__ = ["A16_ALL", "FLOAT_IO", "IO_TYPES", "TfliteOptions"]
@@ -100,8 +100,9 @@ class TfliteOptions(FormatOptions):
 
     def failure_hint(self, precision: Precision) -> str | None:
         if self.a16:
-            return (" try more calibration photos (--calib DIR, --calib-size) or lower "
-                    "--min-cosine")
+            return (" try more calibration photos (--calib DIR, --calib-size), a wider "
+                    "--int16-headroom (a photo beyond the calibrated ranges is clipped) or "
+                    "lower --min-cosine")
         return None
 
     def equalizes(self, precision: Precision) -> bool:
@@ -113,9 +114,7 @@ class TfliteOptions(FormatOptions):
         if self.classifier:  # --logits is what every other format gives anyway
             raise UnsupportedOptionError(
                 f"--classifier applies to CoreML and TFLite, not {format_name}")
-        if self.int8_int16 or self.int16_headroom is not None:
-            flag = "--int8-int16" if self.int8_int16 else "--int16-headroom"
-            raise UnsupportedOptionError(f"{flag} applies to ONNX and TFLite, not {format_name}")
+        refuse_int16_options(self.int8_int16, self.int16_headroom, format_name)
         if self.io is None or self.io == FLOAT_IO:  # every other format is float at the edge
             return
         if precision != "int8":

@@ -94,10 +94,12 @@ def export(
     type), ``ort`` (ONNX: also the ``.ort`` file), ``int8_int16`` (INT8: op groups whose
     activations are int16, w8a16, in ONNX, ``["auto"]`` to search them until ``min_cosine``;
     ``["all"]`` in TFLite: its 16x8), ``int16_headroom`` (with ``int8_int16``: each int16
-    range spans that many times its calibrated range, 1 to 64; ``None``: 1.5), ``ios`` and
+    range spans that many times its calibrated range, 1 to 64; ``None``:
+    :data:`~lsnet_deploy.quantize.headroom.INT16_HEADROOM`), ``ios`` and
     ``w8a8_scheme`` (CoreML W8A8: ``"symmetric"`` by default, or ``"affine"``) and
-    ``classifier`` (CoreML and TFLite: probabilities, or ``False`` for logits). ``val_size``: validate on
-    at most that many of the held-out photos (faster checks). ``equalize``: 8-bit INT8 and W8A8
+    ``classifier`` (CoreML and TFLite: probabilities, or ``False`` for logits).
+    ``val_size``: validate on at most that many of the held-out photos (faster checks).
+    ``equalize``: 8-bit INT8 and W8A8
     quantize an exactly equalized copy of the fused model (``False``: the fused model as is;
     int16 everywhere, ``int8_int16=["all"]``, never is).
     The fields are those of

@@ -25,7 +25,8 @@ import numpy as np
 
 from ..errors import UnsupportedOptionError
 
-__all__ = ["INT16_HEADROOM", "MAX_HEADROOM", "check_headroom", "resolve_headroom", "widen"]
+__all__ = ["INT16_HEADROOM", "MAX_HEADROOM", "check_headroom", "refuse_int16_options",
+           "resolve_headroom", "widen"]
 
 INT16_HEADROOM = 1.5
 """How many times its calibrated range an int16 activation range spans (each side), by
@@ -57,6 +58,16 @@ def check_headroom(factor: float | None, int16: tuple[str, ...] | None) -> None:
         raise UnsupportedOptionError("--int16-headroom widens the ranges of int16 "
                                      "activations: add --int8-int16")
     resolve_headroom(factor)
+
+
+def refuse_int16_options(int16: tuple[str, ...] | None, factor: float | None,
+                         format_name: str) -> None:
+    """Refuse ``--int8-int16`` or ``--int16-headroom`` given while ``format_name`` (neither
+    ONNX nor TFLite, the formats with int16 activations) is exported."""
+    if int16 or factor is not None:
+        flag = "--int8-int16" if int16 else "--int16-headroom"
+        raise UnsupportedOptionError(f"{flag} applies to ONNX and TFLite, not {format_name} "
+                                     "(--format onnx or tflite)")
 
 
 def widen(lo: np.ndarray | float, hi: np.ndarray | float,
