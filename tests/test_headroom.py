@@ -35,6 +35,9 @@ def test_the_factor_is_checked() -> None:
     for bad in (0.5, 0.0, -2.0, 65.0, float("nan"), float("inf")):
         with pytest.raises(UnsupportedOptionError, match="give 1 .* to 64"):
             resolve_headroom(bad)
+    with pytest.raises(UnsupportedOptionError, match="--int16-headroom 0.5"):  # API callers
+        quantize_int8(Path("unused.onnx"), Path("unused-q.onnx"), {}, "x", [],
+                      Int8Config(int16=("all",), int16_headroom=0.5))
     check_headroom(None, None)
     check_headroom(1.5, ("all",))
     with pytest.raises(UnsupportedOptionError, match="add --int8-int16"):
@@ -115,3 +118,6 @@ def test_the_16x8_export_writes_the_widened_ranges(monkeypatch: pytest.MonkeyPat
                              headroom=2.0)  # --int16-headroom 2
     assert info["int16_headroom"] == 2.0
     assert written["a"]["min"].tolist() == [-2.0] and written["a"]["max"].tolist() == [6.0]
+    with pytest.raises(UnsupportedOptionError, match="--int16-headroom 70"):
+        q16.quantize_16x8(tmp_path / "f.tflite", tmp_path / "o.tflite", [], threads=1,
+                          headroom=70.0)

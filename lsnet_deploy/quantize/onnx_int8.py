@@ -38,7 +38,7 @@ from ..progress import Say, counted
 from ..spec import IOSpec
 from .auto import QuantSetup
 from .groups import GROUPS, group_of_scope
-from .headroom import INT16_HEADROOM, widen
+from .headroom import INT16_HEADROOM, resolve_headroom, widen
 
 __all__ = [
     "FLOAT_OP_TYPES",
@@ -208,6 +208,7 @@ def quantize_int8(
         raise UnsupportedOptionError(
             f"--calib-method {config.method!r}; use one of {', '.join(methods)}"
         )
+    headroom = resolve_headroom(config.int16_headroom)  # refused before any work
     exclude = resolve_nodes(groups, config.exclude)
     include = resolve_nodes(groups, config.only) if config.only is not None else None
     extra: dict[str, object] = {}
@@ -218,8 +219,7 @@ def quantize_int8(
                 else resolve_nodes(groups, config.int16, "--int8-int16"))
         if ranges is None:
             ranges = activation_ranges(pre_path, input_name, calib_inputs, progress)
-        extra["TensorQuantOverrides"] = _int16_outputs(pre_path, set(wide), ranges,
-                                                       config.int16_headroom)
+        extra["TensorQuantOverrides"] = _int16_outputs(pre_path, set(wide), ranges, headroom)
     try:
         quantize_static(
             str(pre_path),

@@ -36,7 +36,7 @@ import numpy as np
 from ..deps import require
 from ..errors import ExportError, first_line
 from ..progress import Say, counted
-from .headroom import INT16_HEADROOM, widen
+from .headroom import INT16_HEADROOM, resolve_headroom, widen
 
 __all__ = ["RECIPE", "calibrate_16x8", "quantize_16x8", "with_headroom", "write_16x8"]
 
@@ -59,6 +59,7 @@ def quantize_16x8(float_path: Path, out: Path, inputs: Sequence[np.ndarray], thr
     Returns the sidecar's ``export.int8`` entries (quantizer, recipe, range update, the number
     of calibration calls). Raises :class:`ExportError` when ai-edge-quantizer fails (its
     message on one line)."""
+    headroom = resolve_headroom(headroom)  # refused out of range before the calibration
     write_16x8(float_path, with_headroom(calibrate_16x8(float_path, inputs, threads, progress),
                                          headroom), out)
     return {"quantizer": "ai-edge-quantizer (LiteRT 16x8): int16 activations, per-channel "
