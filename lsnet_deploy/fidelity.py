@@ -106,7 +106,7 @@ class ValidationReport:
 
 
 def _cosine_gate(mean: float, worst: float, min_cosine: float,
-                min_photo_cosine: float | None = None) -> tuple[str, bool]:
+                 min_photo_cosine: float | None = None) -> tuple[str, bool]:
     """``(the gate in words, whether it is met)`` for a reduced precision whose logits reach a
     mean cosine of ``mean`` and ``worst`` on the worst photo."""
     gate = f"mean cosine >= {min_cosine:g}"

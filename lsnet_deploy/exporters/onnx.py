@@ -33,7 +33,7 @@ from ..deps import require
 from ..errors import BenchmarkError, ExportError, UnsupportedOptionError, first_line
 from ..fidelity import run_artifact
 from ..metadata import io_metadata, tensor_entry
-from ..quantize.headroom import check_headroom, refuse_int16_options, resolve_headroom
+from ..quantize.headroom import check_headroom, refuse_int16_options
 from ..spec import IOSpec
 from ..threads import default_threads
 from .base import (
@@ -291,7 +291,7 @@ class OnnxExporter(Exporter):
             config = Int8Config(method=calibration.method, percentile=calibration.percentile,
                                 exclude=tuple(options.int8_exclude),
                                 int16=tuple(g for g in int16 if g != AUTO),
-                                int16_headroom=resolve_headroom(headroom))
+                                int16_headroom=headroom)
             auto_report, ranges = None, {}  # the int16 ranges, if the search computes them
             if carry is not None:
                 reference = task.data.reference

@@ -54,7 +54,6 @@ from ..errors import (
     first_line,
 )
 from ..metadata import from_native, io_metadata, to_native
-from ..quantize.headroom import resolve_headroom
 from ..spec import IOSpec
 from ..threads import default_threads
 from .base import (
@@ -318,9 +317,9 @@ class TfliteExporter(Exporter):
             float_path = Path(tmp) / "float.tflite"
             litert_torch.convert(module, (example,)).export(str(float_path))
             fmt = task.options.format
-            headroom = fmt.int16_headroom if isinstance(fmt, TfliteOptions) else None
             info = quantize_16x8(float_path, out, [x.numpy() for x in calib],
-                                 default_threads(), task.progress, resolve_headroom(headroom))
+                                 default_threads(), task.progress,
+                                 fmt.int16_headroom if isinstance(fmt, TfliteOptions) else None)
         info["calibration_photos"] = int(calibration.images.shape[0])  # not batches
         log.warning("%s: 16x8 has no XNNPACK kernels; on a CPU it runs LiteRT's reference "
                     "kernels (LSNet-T/S/B: 17-21x fp32's time). It is a file for "

@@ -38,7 +38,7 @@ from ..progress import Say, counted
 from ..spec import IOSpec
 from .auto import QuantSetup
 from .groups import GROUPS, group_of_scope
-from .headroom import INT16_HEADROOM, resolve_headroom, widen
+from .headroom import resolve_headroom, widen
 
 __all__ = [
     "FLOAT_OP_TYPES",
@@ -125,7 +125,8 @@ class Int8Config:
             Runtime's CPU provider runs the ops between int16 Q/DQ pairs in float).
             ``["all"]``: every activation.
         int16_headroom: how many times its calibrated MinMax range each int16 activation
-            range spans (:func:`~lsnet_deploy.quantize.headroom.widen`; ``--int16-headroom``).
+            range spans (:func:`~lsnet_deploy.quantize.headroom.widen`; ``--int16-headroom``;
+            ``None``: :data:`~lsnet_deploy.quantize.headroom.INT16_HEADROOM`).
     """
 
     method: str = "minmax"
@@ -133,7 +134,7 @@ class Int8Config:
     exclude: tuple[str, ...] = ()
     only: tuple[str, ...] | None = None
     int16: tuple[str, ...] = ()
-    int16_headroom: float = INT16_HEADROOM
+    int16_headroom: float | None = None
 
 
 class _Reader:
@@ -245,7 +246,7 @@ def quantize_int8(
         "quantized_only": list(config.only) if config.only is not None else None,
         "activation_type": "uint8",
         "int16_activations": list(config.int16),
-        **({"int16_ranges": "minmax", "int16_headroom": config.int16_headroom}
+        **({"int16_ranges": "minmax", "int16_headroom": headroom}
            if config.int16 else {}),
         "weight_type": "int8 per-channel",
         "format": "QDQ",

@@ -47,7 +47,7 @@ SIGNATURE = "serving_default"
 
 
 def quantize_16x8(float_path: Path, out: Path, inputs: Sequence[np.ndarray], threads: int,
-                  progress: Say | None = None, headroom: float = INT16_HEADROOM
+                  progress: Say | None = None, headroom: float | None = None
                   ) -> dict[str, Any]:
     """Quantize the float ``.tflite`` at ``float_path`` to 16x8 and write it to ``out``
     (:func:`calibrate_16x8`, then :func:`write_16x8`).
@@ -55,7 +55,8 @@ def quantize_16x8(float_path: Path, out: Path, inputs: Sequence[np.ndarray], thr
     ``inputs``: the calibration photos in the float file's input format, one array per call
     of its static batch (shape and dtype of its input: ``(B, H, W, 3)`` uint8 for an image
     input, ``B`` photos each). ``threads``: the calibration interpreter's thread count.
-    ``headroom``: each range spans that many times its calibrated one (:func:`with_headroom`).
+    ``headroom``: each range spans that many times its calibrated one (:func:`with_headroom`;
+    ``None``: :data:`~lsnet_deploy.quantize.headroom.INT16_HEADROOM`).
     Returns the sidecar's ``export.int8`` entries (quantizer, recipe, range update, the number
     of calibration calls). Raises :class:`ExportError` when ai-edge-quantizer fails (its
     message on one line)."""
