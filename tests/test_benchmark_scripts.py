@@ -90,7 +90,7 @@ def test_report_scripts_left_the_package() -> None:
 
 @pytest.mark.parametrize("name", ["onnx_int8_report", "tflite_report", "coreml_report",
                                   "ab_latency", "formulations", "int8_diagnosis",
-                                  "int8_acceptance", "int8_ceiling"])
+                                  "int8_acceptance", "int8_ceiling", "int8_weight_rounding"])
 def test_help(name: str) -> None:
     proc = subprocess.run([sys.executable, f"benchmarks/{name}.py", "--help"], check=False,
                           cwd=REPO, env=dict(os.environ), capture_output=True, text=True,
@@ -184,6 +184,17 @@ def test_int8_ceiling() -> None:
     # each photo's own ranges beat static ones, one range per channel beats one per tensor
     oracle = cos["yes", "oracle min/max (each photo's own)", "tensor"]
     assert artifact < oracle < cos["yes", "oracle min/max (each photo's own)", "channel"]
+
+
+def test_int8_weight_rounding() -> None:
+    markdown = run_script("int8_weight_rounding", *QUICK, "--families", "random-outliers")
+    _caption, header, rows = parse_table(markdown)
+    assert header in (REPO / "docs" / "int8.md").read_text(), "docs/int8.md has other columns"
+    by = {r["int8 weights"]: r for r in rows}
+    assert len(rows) == 2 and set(by) == {"nearest", "gptq"}
+    assert by["gptq"]["equalized"] == by["nearest"]["equalized"] == "yes"
+    assert 0.9 < number(by["nearest"]["mean cos"]) < number(by["gptq"]["mean cos"]) <= 1.0
+    assert number(by["gptq"]["output error"]) < number(by["nearest"]["output error"])
 
 
 def test_onnx_int8_report() -> None:

@@ -74,8 +74,9 @@ def test_one_name_may_be_a_plain_string(tmp_path: Path) -> None:
 def test_int16_everywhere_quantizes_the_fused_model(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """ONNX w8a16 ``all`` and TFLite 16x8 in one run: neither is channel-equalized (both get
-    the fused model, no preparation is made or recorded), and a 16x8 failure names what 16x8
-    takes. Named int16 groups leave 8-bit parts, which keep the equalization."""
+    the same GPTQ-rounded copy of the fused model, and only the rounding is recorded), and a
+    16x8 failure names what 16x8 takes. Named int16 groups leave 8-bit parts, which keep the
+    equalization."""
     import lsnet_deploy.pipeline.exporting as exporting
 
     ckpt = write_checkpoint(tmp_path, TINY, TINY_SIZE, seed=5)
@@ -97,7 +98,8 @@ def test_int16_everywhere_quantizes_the_fused_model(tmp_path: Path,
     with pytest.raises(ValidationFailedError) as failed:
         exporting.run_export(request)
     (onnx_model, onnx_prep), (tflite_model, tflite_prep) = given["onnx"], given["tflite"]
-    assert onnx_prep is None and tflite_prep is None and onnx_model is tflite_model
+    assert onnx_model is tflite_model and onnx_prep is tflite_prep
+    assert set(onnx_prep) == {"weight_rounding"}, onnx_prep  # type: ignore[arg-type]
     message = str(failed.value)
     assert "--calib-size" in message and "--int8-exclude auto" not in message, message
     assert OnnxOptions(int8_int16=("residual",)).equalizes("int8")
@@ -172,7 +174,7 @@ def test_tiny_16x8_export(tmp_path: Path) -> None:
     info = sidecar["export"]  # type: ignore[index]
     assert info["int8"]["recipe"] == "static_wi8_ai16"
     assert info["int8"]["range_update"] == "running min/max"
-    assert info["int8"]["equalized"] is False and "preparation" not in info
+    assert info["int8"]["equalized"] is False and set(info["preparation"]) == {"weight_rounding"}
     assert info["int8"]["calibration_photos"] == info["int8"]["calibration_calls"] >= 48
     assert info["inputs"][0]["dtype"] == "uint8" and info["outputs"][0]["dtype"] == "float32"
     assert info["xnnpack"]["interpreter_ops"] >= 0.9 * sum(info["op_histogram"].values())

@@ -100,6 +100,12 @@ EqualizeOpt = Annotated[bool, typer.Option(
     "copy of the fused model (residual stream, then conv pairs; float logits unchanged). "
     "--no-equalize quantizes the fused model as is. --int8-int16 all (int16 everywhere, "
     "TFLite 16x8 included) is never equalized.")]
+GptqOpt = Annotated[bool, typer.Option(
+    "--gptq/--no-gptq", help="INT8 (ONNX, TFLite 8-bit and 16x8, ExecuTorch): round the "
+    "weights onto the int8 grid every backend uses with GPTQ (each rounding chosen for the "
+    "layer's output on the calibration photos; the backend then keeps them as they are). "
+    "--no-gptq leaves the rounding to the backend (nearest). Core ML W8A8 uses another grid "
+    "and is not rounded.")]
 LayoutOpt = Annotated[Layout | None, typer.Option(
     "--layout", help="Input layout (default: nhwc for TFLite, nchw for ONNX).")]
 IoOpt = Annotated[IoType | None, typer.Option(
@@ -158,6 +164,7 @@ def export_cmd(
     int8_int16: Int8Int16Opt = None,
     int16_headroom: Int16HeadroomOpt = None,
     equalize: EqualizeOpt = True,
+    gptq: GptqOpt = True,
     layout: LayoutOpt = None,
     io: IoOpt = None,
     min_cosine: MinCosineOpt = None,
@@ -188,7 +195,7 @@ def export_cmd(
         ios=int(ios.value) if ios else None, classifier=classifier, ort=ort or None,
         w8a8_scheme=w8a8_scheme.value if w8a8_scheme else None,
         int8_int16=tuple(int8_int16) if int8_int16 else None, int16_headroom=int16_headroom,
-        equalize=equalize, output_dir=output_dir, force=force)
+        equalize=equalize, gptq=gptq, output_dir=output_dir, force=force)
     failed: ValidationFailedError | None = None
     with WorkProgress() as say:
         try:

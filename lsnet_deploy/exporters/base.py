@@ -154,6 +154,14 @@ class FormatOptions:
         default, unless the request says ``equalize=False``)."""
         return True
 
+    def rounds_weights(self, precision: Precision) -> bool:
+        """Whether a calibrated export with these options quantizes weights per output channel
+        on the symmetric grid ``max|w| / 127 * (-127..127)``, so GPTQ's rounded weights
+        (:func:`~lsnet_deploy.quantize.rounding.round_weights`) pass through it unchanged (yes
+        by default: ONNX Runtime, litert-torch's PT2E, ai-edge-quantizer, ExecuTorch's
+        XNNPACK quantizer; unless the request says ``gptq=False``)."""
+        return True
+
     def needs_reference(self, precision: Precision) -> bool:
         """Whether the export itself needs the held-out reference (``ExportData.reference``),
         e.g. to validate a companion file (ONNX's ``.ort``) before publishing."""
@@ -235,8 +243,9 @@ class ExportOptions:
 class ExportData:
     """The images an export computes with (data, not options): calibration photos for the
     precisions that calibrate, and the held-out reference for searches and reports;
-    ``preparation``: the record of the INT8 channel equalization the model went through
-    (the sidecar's ``export.preparation``), ``None`` when it was not applied."""
+    ``preparation``: the record of the INT8 preparation the model went through (channel
+    equalization, GPTQ weight rounding: the sidecar's ``export.preparation``), ``None`` when
+    neither was applied."""
 
     calibration: CalibrationSet | None = None
     reference: ReferenceSet | None = None

@@ -41,6 +41,12 @@ class CoremlOptions(FormatOptions):
     def is_classifier(self, num_classes: int) -> bool:
         return self.classifier if self.classifier is not None else num_classes == 1000
 
+    def rounds_weights(self, precision: Precision) -> bool:
+        """No: coremltools' W8A8 quantizer (``LinearQuantizer``) takes the weights' scale as
+        ``max|w| / 127.5`` on ``-128..127`` (affine: a zero point per channel), another grid
+        than GPTQ rounds to; its own nearest rounding would move them again."""
+        return False
+
     def check(self, precision: Precision) -> None:
         if self.ios_target not in IOS_SPEC_VERSION:
             raise UnsupportedOptionError(

@@ -8,7 +8,10 @@
 5. reparameterize a copy, recording the fused-vs-unfused difference;
 6. for INT8 / W8A8 (unless ``equalize=False``): equalize another copy's channels
    (:func:`~lsnet_deploy.quantize.prepare.prepare_for_int8`, exact), checked on the held-out
-   photos and recorded in the sidecar's ``export.preparation``;
+   photos; then (unless ``gptq=False``, and where the format's weights are on the symmetric
+   int8 grid) round its weights onto that grid with GPTQ
+   (:func:`~lsnet_deploy.quantize.rounding.round_weights`); both recorded in the sidecar's
+   ``export.preparation``;
 7. publish each artifact (export to a staging folder, embed metadata, validate, sidecar, then
    publish artifact, companions and sidecar together);
 8. summarize: a failed validation raises :class:`~lsnet_deploy.errors.ValidationFailedError`
@@ -34,6 +37,7 @@ from ..lsnet import LSNet
 from ..preprocess import Preprocess
 from ..progress import counted
 from ..quantize.prepare import prepare_for_int8
+from ..quantize.rounding import round_weights
 from ..reparam import is_reparameterized, reparameterize
 from ..threads import default_threads
 from .images import ImageSplit, split_images
@@ -77,6 +81,7 @@ def export(
     int8_int16: str | Sequence[str] | None = None,
     int16_headroom: float | None = None,
     equalize: bool = True,
+    gptq: bool = True,
     output_dir: Path | None = None,
     force: bool = False,
     progress: Progress | None = None,
@@ -101,7 +106,9 @@ def export(
     ``val_size``: validate on at most that many of the held-out photos (faster checks).
     ``equalize``: 8-bit INT8 and W8A8
     quantize an exactly equalized copy of the fused model (``False``: the fused model as is;
-    int16 everywhere, ``int8_int16=["all"]``, never is).
+    int16 everywhere, ``int8_int16=["all"]``, never is). ``gptq``: calibrated exports
+    (except Core ML W8A8, whose weight grid differs) round the weights onto the backends'
+    int8 grid with GPTQ first (``False``: the backend's nearest rounding).
     The fields are those of
     :class:`~lsnet_deploy.pipeline.request.ExportRequest`; see ``lsnet-deploy export --help``.
 
@@ -117,7 +124,7 @@ def export(
         classifier=classifier, ort=ort, int8_int16=_names(int8_int16),
         int16_headroom=int16_headroom,
         w8a8_scheme=w8a8_scheme,
-        equalize=equalize, output_dir=output_dir, force=force)
+        equalize=equalize, gptq=gptq, output_dir=output_dir, force=force)
     return run_export(request, progress)
 
 
@@ -158,17 +165,14 @@ def _run_jobs(request: ExportRequest, jobs: list[ExportJob], say: Progress) -> l
     fused, reparam = _fused_copy(reference, images)
     provenance = Provenance(_weights_info(reference), reparam, images.val, images.val_source,
                             ref_logits, images.val_names)
-    # 6. INT8 preparation of another copy (exact channel equalization), for calibrated jobs
-    prepared, preparation = fused, None
-    equalized = [j for j in jobs if request.equalize and _equalizes(j)]
-    if images.calib is not None and equalized:
-        prepared, preparation = prepared_copy(fused, images, say)
+    # 6. INT8 preparation of other copies (channel equalization, GPTQ weight rounding)
+    prepare = _Preparations(fused, images, say)
     # 7. Publish each artifact
-    artifacts = [publish(job, prepared if job in equalized else fused,
-                         _data(job, request, images, ref_logits,
-                               preparation if job in equalized else None), provenance, say)
-                 for job in counted(say if len(jobs) > 1 else None, "artifacts", jobs,
-                                    lambda j: j.dest.name)]
+    artifacts = []
+    for job in counted(say if len(jobs) > 1 else None, "artifacts", jobs, lambda j: j.dest.name):
+        model, preparation = prepare.for_job(job, request)
+        artifacts.append(publish(job, model, _data(job, request, images, ref_logits, preparation),
+                                 provenance, say))
     # 8. Summarize
     _raise_on_failures(artifacts, jobs, request.precision or jobs[0].options.precision)
     return artifacts
@@ -177,6 +181,43 @@ def _run_jobs(request: ExportRequest, jobs: list[ExportJob], say: Progress) -> l
 def _equalizes(job: ExportJob) -> bool:
     """A calibrated job whose format quantizes the equalized copy (not int16 everywhere)."""
     return job.calibrate and job.options.format.equalizes(job.options.precision)
+
+
+def _rounds(job: ExportJob) -> bool:
+    """A calibrated job whose format quantizes weights on the symmetric int8 grid GPTQ
+    rounds to."""
+    return job.calibrate and job.options.format.rounds_weights(job.options.precision)
+
+
+class _Preparations:
+    """The prepared copies of the fused model, made once each and shared by the jobs that
+    quantize them: equalized or not, GPTQ-rounded or not."""
+
+    def __init__(self, fused: torch.nn.Module, images: ImageSplit, say: Progress) -> None:
+        self.fused, self.images, self.say = fused, images, say
+        self.copies: dict[tuple[bool, bool], tuple[torch.nn.Module, dict[str, Any] | None]] = {}
+
+    def for_job(self, job: ExportJob, request: ExportRequest
+                ) -> tuple[torch.nn.Module, dict[str, Any] | None]:
+        """The model ``job`` exports and its ``export.preparation`` record (``None``: none)."""
+        if self.images.calib is None or not isinstance(self.fused, LSNet):
+            return self.fused, None
+        key = (request.equalize and _equalizes(job), request.gptq and _rounds(job))
+        if key not in self.copies:
+            self.copies[key] = self._make(*key)
+        return self.copies[key]
+
+    def _make(self, equalize: bool, gptq: bool
+              ) -> tuple[torch.nn.Module, dict[str, Any] | None]:
+        model, record = ((prepared_copy(self.fused, self.images, self.say)) if equalize
+                         else (self.fused, None))
+        if not gptq:
+            return model, record
+        if model is self.fused:
+            model = copy.deepcopy(self.fused)
+        assert self.images.calib is not None
+        rounding = round_weights(model, self.images.calib, self.say)
+        return model, {**(record or {}), "weight_rounding": rounding.as_dict()}
 
 
 def _prepare_folders(jobs: list[ExportJob]) -> list[Path]:

@@ -1,0 +1,194 @@
+"""GPTQ weight rounding (lsnet_deploy.quantize.rounding) and its place in INT8 exports: the
+rounded weights are on the backends' int8 grid, the backends keep them as they are, and the
+rounding brings the quantized logits closer to PyTorch than nearest rounding."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY_SIZE
+from torch import nn
+
+import lsnet_deploy.pipeline.exporting as exporting
+from lsnet_deploy import export
+from lsnet_deploy.lsnet import LSNet, build_lsnet
+from lsnet_deploy.pipeline.images import split_images
+from lsnet_deploy.preprocess import Preprocess
+from lsnet_deploy.quantize.rounding import QMAX, nearest_int8, round_weights, weight_layers
+from lsnet_deploy.reparam import reparameterize
+from lsnet_deploy.sidecar import read_sidecar
+from lsnet_deploy.synthetic import FAMILIES, init_trained_looking
+
+TINY = "test_lsnet"
+
+
+def _fused(family: str, seed: int = 0) -> LSNet:
+    model = init_trained_looking(build_lsnet(TINY, img_size=TINY_SIZE), seed=seed, family=family)
+    reparameterize(model, None)
+    return model
+
+
+def _row_max(w: torch.Tensor) -> torch.Tensor:
+    return w.abs().amax(dim=tuple(range(1, w.dim())), keepdim=True)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_rounded_weights_sit_on_the_backends_int8_grid(family: str,
+                                                       tiny_images: torch.Tensor) -> None:
+    """Every conv / linear weight ends on its row's grid ``max|w| / 127 * (-127..127)`` with
+    each row's largest weight kept (so a backend computing the scale from the rounded weights
+    finds the same grid and its nearest rounding leaves them), and GPTQ chose other roundings
+    than nearest where that lowered the layer's output error."""
+    model = _fused(family)
+    before = {n: m.weight.detach().clone() for n, m in weight_layers(model)}
+    report = round_weights(model, tiny_images)
+    assert report.layers == len(before) > 20
+    moved = total = 0
+    for name, layer in weight_layers(model):
+        w, w0 = layer.weight.detach(), before[name]
+        torch.testing.assert_close(_row_max(w), _row_max(w0), rtol=1e-6, atol=0)
+        steps = w / (_row_max(w0) / QMAX)
+        torch.testing.assert_close(steps, steps.round(), rtol=0, atol=1e-3)
+        assert float(steps.abs().max()) <= QMAX + 1e-3, name
+        torch.testing.assert_close(nearest_int8(w), w, rtol=0, atol=1e-6 * float(w0.abs().max()))
+        moved += int((w != nearest_int8(w0)).sum())
+        total += w.numel()
+    assert 0.05 < moved / total < 0.6, moved / total  # GPTQ rounds some weights the other way
+    assert report.output_error_rounded < 0.6 * report.output_error_nearest, report
+
+
+def _weight_only_error(model: nn.Module, quantized: dict[str, torch.Tensor],
+                       images: torch.Tensor) -> float:
+    """Relative logit error of ``model`` with the given weights (activations in float)."""
+    with torch.no_grad():
+        ref = model(images)
+        saved = {n: m.weight.detach().clone() for n, m in weight_layers(model)}
+        for n, m in weight_layers(model):
+            m.weight.copy_(quantized[n])
+        got = model(images)
+        for n, m in weight_layers(model):
+            m.weight.copy_(saved[n])
+    return float((got - ref).norm() / ref.norm())
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_gptq_brings_int8_weights_closer_to_float_on_held_out_photos(family: str) -> None:
+    """Calibrated on some photos, judged on others: the logits with GPTQ's int8 weights are
+    closer to the float logits than with nearest-rounded ones (activations left in float)."""
+    images = split_images(Preprocess.for_size(TINY_SIZE), calib_size=16, val_size=24,
+                          need_calib=True)
+    assert images.calib is not None
+    model = _fused(family, seed=1)
+    nearest = {n: nearest_int8(m.weight.detach()) for n, m in weight_layers(model)}
+    rounded = _fused(family, seed=1)
+    round_weights(rounded, images.calib)
+    gptq = {n: m.weight.detach().clone() for n, m in weight_layers(rounded)}
+    e_nearest = _weight_only_error(model, nearest, images.val)
+    e_gptq = _weight_only_error(model, gptq, images.val)
+    assert e_gptq < 0.9 * e_nearest, (e_gptq, e_nearest)
+
+
+def _capture_rounded(monkeypatch: pytest.MonkeyPatch) -> list[nn.Module]:
+    """Record each model the export pipeline rounds (after it is rounded)."""
+    models: list[nn.Module] = []
+
+    def recording(model: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        report = round_weights(model, *args, **kwargs)
+        models.append(model)
+        return report
+
+    monkeypatch.setattr(exporting, "round_weights", recording)
+    return models
+
+
+def _unmatched(expected: list[np.ndarray], found: list[np.ndarray]) -> list[tuple[int, ...]]:
+    """Shapes of the ``expected`` weights with no array in ``found`` holding the same values
+    (compared sorted: the formats store convolutions in other layouts)."""
+    pool = [np.sort(f.ravel()) for f in found]
+    missing = []
+    for w in expected:
+        v = np.sort(w.ravel())
+        tol = 1e-6 * max(float(np.abs(v).max()), 1e-12)
+        if not any(p.shape == v.shape and np.abs(p - v).max() <= tol for p in pool):
+            missing.append(w.shape)
+    return missing
+
+
+def _onnx_weights(path: Path) -> list[np.ndarray]:
+    """The dequantized int8 weight initializers of a QDQ ONNX file."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    out = []
+    for node in graph.node:
+        q = inits.get(node.input[0])
+        if node.op_type != "DequantizeLinear" or q is None or q.dtype != np.int8:
+            continue
+        scale = inits[node.input[1]].astype(np.float64)
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        shape = [1] * q.ndim
+        if scale.size > 1:
+            shape[axis] = -1
+        out.append((q.astype(np.float64) * scale.reshape(shape)).astype(np.float32))
+    return out
+
+
+def _tflite_weights(path: Path) -> list[np.ndarray]:
+    """The dequantized per-channel int8 constant tensors of a ``.tflite`` file."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(path))
+    interp.allocate_tensors()
+    out = []
+    for t in interp.get_tensor_details():
+        qp = t["quantization_parameters"]
+        if t["dtype"] != np.int8 or len(qp["scales"]) < 2:
+            continue
+        try:
+            q = interp.get_tensor(t["index"]).astype(np.float64)
+        except ValueError:  # not a constant
+            continue
+        shape = [1] * q.ndim
+        shape[qp["quantized_dimension"]] = -1
+        out.append((q * qp["scales"].reshape(shape)).astype(np.float32))
+    return out
+
+
+@pytest.mark.slow
+def test_onnx_and_tflite_keep_the_rounded_weights_and_gain(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          ) -> None:
+    """Int16 activations leave the int8 weights' rounding as the error that is left: with
+    GPTQ, ONNX Runtime's QDQ file and LiteRT's 16x8 file hold exactly the rounded weights
+    (their own nearest rounding kept them), the sidecar records the rounding, and the logits
+    are closer to PyTorch on the held-out photos than with ``gptq=False``."""
+    rounded = _capture_rounded(monkeypatch)
+    readers = {"onnx": _onnx_weights, "tflite": _tflite_weights}
+    sidecars: dict[tuple[str, bool], dict[str, Any]] = {}
+    for fmt, gptq in [(f, g) for f in readers for g in (False, True)]:
+        before = len(rounded)
+        model = init_trained_looking(build_lsnet(TINY, img_size=TINY_SIZE), seed=7)
+        [art] = export(model, fmt, precision="int8", int8_int16=["all"], min_cosine=0.0,
+                       gptq=gptq, output_dir=tmp_path / f"{fmt}-{gptq}")
+        side = read_sidecar(art.path)
+        assert side is not None
+        sidecars[(fmt, gptq)] = side
+        assert len(rounded) == before + gptq  # rounded once, and only when asked
+        if gptq:
+            expected = [m.weight.detach().numpy() for _, m in weight_layers(rounded[-1])]
+            assert not _unmatched(expected, readers[fmt](art.path)), fmt
+            record = side["export"]["preparation"]["weight_rounding"]
+            assert record["method"] == "gptq" and record["layers"] == len(expected)
+            assert record["output_error_rounded"] < record["output_error_nearest"]
+        else:
+            assert "preparation" not in side["export"]
+    for fmt in readers:
+        v0, v1 = sidecars[(fmt, False)]["validation"], sidecars[(fmt, True)]["validation"]
+        assert v1["mean_cosine"] > v0["mean_cosine"] and v1["min_cosine"] > v0["min_cosine"], (
+            fmt, v0["summary"], v1["summary"])
