@@ -6,7 +6,7 @@ Usage (from the repository root)::
     .venv/bin/python benchmarks/int8_acceptance.py [--variants lsnet_t lsnet_s lsnet_b]
         [--families random random-outliers] [--formats onnx tflite coreml
          tflite-16x8 coreml-affine]
-        [--rounds 6] [--calls 15] [--no-equalize] [--out FILE.md]
+        [--rounds 6] [--calls 15] [--no-equalize] [--gptq] [--out FILE.md]
 
 For every variant, weight family and format it exports fp32 and full-integer INT8 (Core ML:
 ``--w8a8``) with ``lsnet_deploy.export`` exactly as a user would (default calibration photos,
@@ -85,9 +85,11 @@ def _goals(mean: float, low: float, top1: float, speedup: float | None) -> str:
 
 
 def _row(variant: str, family: str, fmt: str, out: Path, img_size: int, rounds: int,
-         calls: int, equalize: bool) -> list[str]:
+         calls: int, equalize: bool, gptq: bool) -> list[str]:
     weights = weights_for(family, variant)
     target, precision, options = FORMATS[fmt]
+    if gptq and target != "coreml":  # Core ML W8A8 has another weight grid
+        options = {**options, "gptq": True}
     fp32 = _export(variant, weights, target, "fp32" if target != "coreml" else "fp16",
                    out / "fp32", img_size, equalize)
     low = _export(variant, weights, target, precision, out / "int8", img_size, equalize,
@@ -123,6 +125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="timed calls per file and round (default: %(default)s)")
     ap.add_argument("--no-equalize", dest="equalize", action="store_false",
                     help="quantize without channel equalization (the earlier default)")
+    ap.add_argument("--gptq", action="store_true",
+                    help="round the weights with GPTQ in 8-bit exports too (export --gptq; "
+                    "16x8 does by default; not Core ML W8A8)")
     args = ap.parse_args(argv)
     families = weight_families(args)
     rows: list[list[str]] = []
@@ -132,9 +137,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for fmt in args.formats:
                     with tempfile.TemporaryDirectory(prefix="lsnet-accept-") as tmp:
                         rows.append(_row(variant, family, fmt, Path(tmp), args.img_size,
-                                         args.rounds, args.calls, args.equalize))
+                                         args.rounds, args.calls, args.equalize,
+                                         args.gptq))
     caption = (f"Machine: {machine()}; {args.img_size}x{args.img_size}; full integer (nothing excluded), "
                f"{'channel-equalized' if args.equalize else 'not equalized'}"
+               f"{', GPTQ-rounded weights' if args.gptq else ''}"
                f"{' (16x8 never is)' if 'tflite-16x8' in args.formats else ''}; cosine and "
                "top-1 agreement vs the unfused PyTorch model on the held-out photos; 1 thread, "
                f"{args.rounds} interleaved rounds of {args.calls} calls; speed-up = median "

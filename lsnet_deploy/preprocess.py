@@ -99,6 +99,8 @@ class Preprocess:
     std: tuple[float, float, float] = IMAGENET_STD
 
     def __post_init__(self) -> None:
+        # an int (what for_size takes) would fail on every image, reported as unreadable
+        object.__setattr__(self, "img_size", to_hw(self.img_size))
         if not (math.isfinite(self.crop_pct) and 0 < self.crop_pct <= 1):
             raise UnsupportedOptionError(
                 f"crop_pct must be in (0, 1], not {self.crop_pct}; the official models use 0.9"

@@ -11,12 +11,16 @@ import numpy as np
 import pytest
 import torch
 from conftest import TINY_SIZE
+from test_cli import run_main
 from torch import nn
 
 import lsnet_deploy.pipeline.exporting as exporting
 from lsnet_deploy import export
+from lsnet_deploy.errors import UnsupportedOptionError
 from lsnet_deploy.lsnet import LSNet, build_lsnet
 from lsnet_deploy.pipeline.images import split_images
+from lsnet_deploy.pipeline.plan import plan
+from lsnet_deploy.pipeline.request import ExportRequest
 from lsnet_deploy.preprocess import Preprocess
 from lsnet_deploy.quantize.rounding import QMAX, nearest_int8, round_weights, weight_layers
 from lsnet_deploy.reparam import reparameterize
@@ -90,6 +94,42 @@ def test_gptq_brings_int8_weights_closer_to_float_on_held_out_photos(family: str
     e_nearest = _weight_only_error(model, nearest, images.val)
     e_gptq = _weight_only_error(model, gptq, images.val)
     assert e_gptq < 0.9 * e_nearest, (e_gptq, e_nearest)
+
+
+def _rounds(tmp_path: Path, fmt: str, gptq: bool | None = None, **kw: Any) -> bool:
+    [job] = plan(ExportRequest.build("lsnet_t", fmt, weights=None, output_dir=tmp_path,
+                                     gptq=gptq, **kw))
+    return exporting._rounds(job, gptq)
+
+
+def test_gptq_is_on_where_activations_are_int16(tmp_path: Path) -> None:
+    """By default GPTQ rounds the weights of int16-activation exports only (ONNX
+    ``--int8-int16`` groups, ``auto`` or ``all``; TFLite 16x8), not 8-bit ones (there it
+    lowered the worst photo's cosine); ``--gptq`` turns it on for 8-bit ONNX, TFLite and
+    ExecuTorch, ``--no-gptq`` off; Core ML W8A8 (another weight grid) and non-INT8 exports
+    refuse ``--gptq`` in one line."""
+    int8 = {"precision": "int8"}
+    assert _rounds(tmp_path, "onnx", int8_int16=["all"], **int8)
+    assert _rounds(tmp_path, "onnx", int8_int16=["residual"], **int8)
+    assert _rounds(tmp_path, "onnx", int8_int16=["auto"], **int8)
+    assert _rounds(tmp_path, "tflite", int8_int16=["all"], **int8)
+    for fmt in ("onnx", "tflite", "executorch"):
+        assert not _rounds(tmp_path, fmt, **int8)
+        assert _rounds(tmp_path, fmt, gptq=True, **int8)
+    assert not _rounds(tmp_path, "onnx", gptq=False, int8_int16=["all"], **int8)
+    assert not _rounds(tmp_path, "coreml", precision="w8a8")
+    with pytest.raises(UnsupportedOptionError, match="not coreml .its W8A8 uses another"):
+        _rounds(tmp_path, "coreml", gptq=True, precision="w8a8")
+    with pytest.raises(UnsupportedOptionError, match="--gptq rounds INT8 weights: add --int8"):
+        _rounds(tmp_path, "onnx", gptq=True)
+
+
+def test_cli_refuses_gptq_for_core_ml_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_main(["export", "--model", "lsnet_t", "--weights", "random", "--format",
+                             "coreml", "--w8a8", "--gptq"], capsys)
+    err = err.strip()
+    assert code == 2 and "--gptq applies to ONNX, TFLite and ExecuTorch INT8" in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
 
 
 def _capture_rounded(monkeypatch: pytest.MonkeyPatch) -> list[nn.Module]:

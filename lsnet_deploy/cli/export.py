@@ -100,12 +100,12 @@ EqualizeOpt = Annotated[bool, typer.Option(
     "copy of the fused model (residual stream, then conv pairs; float logits unchanged). "
     "--no-equalize quantizes the fused model as is. --int8-int16 all (int16 everywhere, "
     "TFLite 16x8 included) is never equalized.")]
-GptqOpt = Annotated[bool, typer.Option(
-    "--gptq/--no-gptq", help="INT8 (ONNX, TFLite 8-bit and 16x8, ExecuTorch): round the "
-    "weights onto the int8 grid every backend uses with GPTQ (each rounding chosen for the "
-    "layer's output on the calibration photos; the backend then keeps them as they are). "
-    "--no-gptq leaves the rounding to the backend (nearest). Core ML W8A8 uses another grid "
-    "and is not rounded.")]
+GptqOpt = Annotated[bool | None, typer.Option(
+    "--gptq/--no-gptq", help="INT8 (ONNX, TFLite, ExecuTorch): round the weights onto the "
+    "int8 grid the backends use with GPTQ (each rounding chosen for the layer's output on "
+    "the calibration photos; the backend then keeps them as they are). Default: on where "
+    "activations are int16 (--int8-int16), off for 8-bit activations (there it lowered the "
+    "worst photo's cosine). Not Core ML W8A8 (another grid).", show_default=False)]
 LayoutOpt = Annotated[Layout | None, typer.Option(
     "--layout", help="Input layout (default: nhwc for TFLite, nchw for ONNX).")]
 IoOpt = Annotated[IoType | None, typer.Option(
@@ -164,7 +164,7 @@ def export_cmd(
     int8_int16: Int8Int16Opt = None,
     int16_headroom: Int16HeadroomOpt = None,
     equalize: EqualizeOpt = True,
-    gptq: GptqOpt = True,
+    gptq: GptqOpt = None,
     layout: LayoutOpt = None,
     io: IoOpt = None,
     min_cosine: MinCosineOpt = None,

@@ -159,8 +159,14 @@ class FormatOptions:
         on the symmetric grid ``max|w| / 127 * (-127..127)``, so GPTQ's rounded weights
         (:func:`~lsnet_deploy.quantize.rounding.round_weights`) pass through it unchanged (yes
         by default: ONNX Runtime, litert-torch's PT2E, ai-edge-quantizer, ExecuTorch's
-        XNNPACK quantizer; unless the request says ``gptq=False``)."""
+        XNNPACK quantizer)."""
         return True
+
+    def gptq_by_default(self, precision: Precision) -> bool:
+        """Whether GPTQ rounds the weights when the request does not say (``gptq=None``): where
+        activations are int16 (the weights' error is then most of what is left; with 8-bit
+        activations it lowered the worst photo's cosine, docs/int8.md). No by default."""
+        return False
 
     def needs_reference(self, precision: Precision) -> bool:
         """Whether the export itself needs the held-out reference (``ExportData.reference``),

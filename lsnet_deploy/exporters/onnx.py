@@ -126,6 +126,10 @@ class OnnxOptions(FormatOptions):
         groups in int16 leave the rest 8-bit, which the equalization helps."""
         return not (self.int8_int16 and "all" in self.int8_int16)
 
+    def gptq_by_default(self, precision: Precision) -> bool:
+        """With int16 activations (``--int8-int16``: groups, ``auto`` or ``all``)."""
+        return bool(self.int8_int16)
+
     def failure_hint(self, precision: Precision) -> str | None:
         if AUTO in (self.int8_int16 or ()):
             return (" the groups carried in int16 were not enough (their int8 weights stay): "

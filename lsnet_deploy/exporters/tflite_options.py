@@ -110,6 +110,10 @@ class TfliteOptions(FormatOptions):
         tighter ranges clipped the worst photo before the int16 headroom (docs/int8.md)."""
         return not self.a16
 
+    def gptq_by_default(self, precision: Precision) -> bool:
+        """16x8 (int16 activations) rounds its weights with GPTQ; 8-bit does not by default."""
+        return self.a16
+
     def refuse_for(self, format_name: str, precision: Precision) -> None:
         if self.classifier:  # --logits is what every other format gives anyway
             raise UnsupportedOptionError(

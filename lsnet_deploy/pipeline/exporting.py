@@ -8,8 +8,8 @@
 5. reparameterize a copy, recording the fused-vs-unfused difference;
 6. for INT8 / W8A8 (unless ``equalize=False``): equalize another copy's channels
    (:func:`~lsnet_deploy.quantize.prepare.prepare_for_int8`, exact), checked on the held-out
-   photos; then (unless ``gptq=False``, and where the format's weights are on the symmetric
-   int8 grid) round its weights onto that grid with GPTQ
+   photos; then (with int16 activations, or ``gptq=True``; where the format's weights are on
+   the symmetric int8 grid) round its weights onto that grid with GPTQ
    (:func:`~lsnet_deploy.quantize.rounding.round_weights`); both recorded in the sidecar's
    ``export.preparation``;
 7. publish each artifact (export to a staging folder, embed metadata, validate, sidecar, then
@@ -81,7 +81,7 @@ def export(
     int8_int16: str | Sequence[str] | None = None,
     int16_headroom: float | None = None,
     equalize: bool = True,
-    gptq: bool = True,
+    gptq: bool | None = None,
     output_dir: Path | None = None,
     force: bool = False,
     progress: Progress | None = None,
@@ -108,7 +108,8 @@ def export(
     quantize an exactly equalized copy of the fused model (``False``: the fused model as is;
     int16 everywhere, ``int8_int16=["all"]``, never is). ``gptq``: calibrated exports
     (except Core ML W8A8, whose weight grid differs) round the weights onto the backends'
-    int8 grid with GPTQ first (``False``: the backend's nearest rounding).
+    int8 grid with GPTQ first; ``None``: only where activations are int16 (``int8_int16``),
+    ``False``: never (the backend's nearest rounding).
     The fields are those of
     :class:`~lsnet_deploy.pipeline.request.ExportRequest`; see ``lsnet-deploy export --help``.
 
@@ -183,10 +184,13 @@ def _equalizes(job: ExportJob) -> bool:
     return job.calibrate and job.options.format.equalizes(job.options.precision)
 
 
-def _rounds(job: ExportJob) -> bool:
-    """A calibrated job whose format quantizes weights on the symmetric int8 grid GPTQ
-    rounds to."""
-    return job.calibrate and job.options.format.rounds_weights(job.options.precision)
+def _rounds(job: ExportJob, gptq: bool | None) -> bool:
+    """A calibrated job whose weights GPTQ rounds: its format quantizes them on the symmetric
+    int8 grid GPTQ rounds to, and the request asks for it (``None``: the format's default,
+    yes where activations are int16)."""
+    fmt, precision = job.options.format, job.options.precision
+    wanted = fmt.gptq_by_default(precision) if gptq is None else gptq
+    return job.calibrate and wanted and fmt.rounds_weights(precision)
 
 
 class _Preparations:
@@ -202,7 +206,7 @@ class _Preparations:
         """The model ``job`` exports and its ``export.preparation`` record (``None``: none)."""
         if self.images.calib is None or not isinstance(self.fused, LSNet):
             return self.fused, None
-        key = (request.equalize and _equalizes(job), request.gptq and _rounds(job))
+        key = (request.equalize and _equalizes(job), _rounds(job, request.gptq))
         if key not in self.copies:
             self.copies[key] = self._make(*key)
         return self.copies[key]

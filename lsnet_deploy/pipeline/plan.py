@@ -132,8 +132,22 @@ def plan(request: ExportRequest, facts: ModelFacts | None = None) -> list[Export
             raise UnsupportedOptionError(
                 f"--calib-method {request.calib_method}: {job.format} {job.options.precision} "
                 f"calibrates with {how}; --calib-method applies to ONNX only")
+    _check_gptq(request, jobs)
     check_destinations(jobs)
     return jobs
+
+
+def _check_gptq(request: ExportRequest, jobs: list[ExportJob]) -> None:
+    """Refuse ``--gptq`` where no job rounds weights: nothing calibrated, or only Core ML W8A8
+    (another weight grid)."""
+    if not request.gptq:
+        return
+    if not any(j.calibrate for j in jobs):
+        raise UnsupportedOptionError("--gptq rounds INT8 weights: add --int8")
+    if not any(j.calibrate and j.options.format.rounds_weights(j.options.precision)
+               for j in jobs):
+        raise UnsupportedOptionError(f"--gptq applies to ONNX, TFLite and ExecuTorch INT8, not "
+                                     f"{jobs[0].format} (its W8A8 uses another weight grid)")
 
 
 def check_destinations(jobs: list[ExportJob]) -> None:

@@ -36,8 +36,8 @@ class ExportRequest:
         int8_exclude: op groups or node names kept in float; ``"auto"`` searches them.
         equalize: INT8 / W8A8 quantize an exactly channel-equalized copy of the fused model.
         gptq: calibrated exports round the weights onto the backends' int8 grid with GPTQ
-            (:func:`~lsnet_deploy.quantize.rounding.round_weights`) where the format's
-            weights are on that grid (not Core ML W8A8).
+            (:func:`~lsnet_deploy.quantize.rounding.round_weights`; not Core ML W8A8, whose
+            grid differs); ``None``: where activations are int16 (``--int8-int16``).
         format_options: typed options of single formats (ONNX opset, TFLite ``--io``,
             CoreML ``--ios`` / ``--classifier``), at most one per format.
         output_dir / force: where artifacts go, and whether existing ones are replaced.
@@ -61,7 +61,7 @@ class ExportRequest:
     min_photo_cosine: float | None = None
     int8_exclude: tuple[str, ...] = ()
     equalize: bool = True
-    gptq: bool = True
+    gptq: bool | None = None
     format_options: tuple[FormatOptions, ...] = ()
     output_dir: Path | None = None
     force: bool = False

@@ -1,13 +1,14 @@
 """Weight rounding for INT8: every convolution and linear weight moved onto the int8 grid the
 backends use, each rounding chosen so the layer's output changes least (GPTQ).
 
-Every INT8 backend here quantizes a weight per output channel, symmetrically, with the scale
+The INT8 backends here quantize a weight per output channel, symmetrically, with the scale
 ``max|w| / 127`` and the integers ``-127..127``: ONNX Runtime's QDQ (``QInt8``, symmetric),
-litert-torch's PT2E quantizer, ai-edge-quantizer's 16x8, Core ML's W8A8 and ExecuTorch's
-XNNPACK quantizer. Each rounds to the nearest step. Nearest is the best choice for one weight,
-not for the layer: the errors of a row add up in its output. On the synthetic outlier family
-this rounding alone (activations left in float) brings LSNet-B's worst held-out photo to a
-logit cosine of 0.926 (docs/int8.md, "Weight rounding").
+litert-torch's PT2E quantizer, ai-edge-quantizer's 16x8 and ExecuTorch's XNNPACK quantizer
+(not Core ML's W8A8: ``max|w| / 127.5`` on ``-128..127``). Each rounds to the nearest step.
+Nearest is the best choice for one weight, not for the layer: the errors of a row add up in
+its output. On the synthetic outlier family this rounding alone (activations left in float)
+brings LSNet-B's worst held-out photo to a logit cosine of 0.93 (docs/int8.md, "Weight
+rounding").
 
 :func:`round_weights` instead chooses the roundings with the layer's inputs in view (GPTQ,
 Frantar et al. 2022, from Optimal Brain Quantization): for each layer it collects
@@ -44,6 +45,9 @@ input columns are (nearly) dependent, as constant padding makes them."""
 
 BATCH = 4
 """Calibration photos per forward pass while the Hessians are collected."""
+
+BLOCK = 128
+"""Columns GPTQ rounds one by one before it spreads their errors onto the rest at once."""
 
 
 @dataclass(frozen=True)
@@ -82,16 +86,15 @@ def nearest_int8(w: torch.Tensor) -> torch.Tensor:
 
 
 def _columns(layer: nn.Conv2d | nn.Linear, x: torch.Tensor) -> torch.Tensor:
-    """The layer's input as GEMM columns, per group: ``(groups, positions, K)`` in float64,
-    K = in_channels / groups * kernel area (a convolution's patches, unfolded)."""
+    """The layer's input as GEMM columns, per group: ``(groups, positions, K)``, K =
+    in_channels / groups * kernel area (a convolution's patches, unfolded)."""
     if isinstance(layer, nn.Linear):
-        return x.reshape(-1, x.shape[-1])[None].double()
+        return x.reshape(-1, x.shape[-1])[None]
     u = F.unfold(x, layer.kernel_size, dilation=layer.dilation, padding=layer.padding,
                  stride=layer.stride)  # (N, C/g*g*k*k, L)
     n, ck, length = u.shape
     g = layer.groups
-    return u.reshape(n, g, ck // g, length).permute(1, 0, 3, 2).reshape(g, n * length, ck // g
-                                                                         ).double()
+    return u.reshape(n, g, ck // g, length).permute(1, 0, 3, 2).reshape(g, n * length, ck // g)
 
 
 def _hessians(model: nn.Module, layers: list[tuple[str, nn.Conv2d | nn.Linear]],
@@ -104,7 +107,7 @@ def _hessians(model: nn.Module, layers: list[tuple[str, nn.Conv2d | nn.Linear]],
     def hook(name: str) -> Callable[..., None]:
         def record(layer: nn.Module, inputs: tuple[torch.Tensor, ...], _out: object) -> None:
             u = _columns(layer, inputs[0])  # type: ignore[arg-type]
-            h = torch.einsum("gnk,gnj->gkj", u, u)
+            h = torch.bmm(u.transpose(1, 2), u).double()  # float32 products, float64 sums
             sums[name] = sums[name] + h if name in sums else h
             counts[name] = counts.get(name, 0) + u.shape[1]
         return record
@@ -122,13 +125,14 @@ def _hessians(model: nn.Module, layers: list[tuple[str, nn.Conv2d | nn.Linear]],
 
 def _gptq(w: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     """``w`` (``(out, ...)``) rounded to its int8 grid column by column, each rounding error
-    spread over the columns still to round (GPTQ), for input second moments ``h``
-    (``(groups, K, K)``). Each row's largest weight is rounded as it is (never moved by the
-    spreading), so the grid's scale is unchanged. Returns the rounded weights, ``w``'s shape
-    and dtype."""
+    spread over the columns still to round (GPTQ, in blocks of :data:`BLOCK` columns: the
+    spreading within a block column by column, onto the later blocks as one product), for
+    input second moments ``h`` (``(groups, K, K)``). Each row's largest weight is rounded as
+    it is (never moved by the spreading), so the grid's scale is unchanged. Returns the
+    rounded weights, ``w``'s shape and dtype."""
     g, k = h.shape[0], h.shape[1]
     rows = w.double().reshape(g, w.shape[0] // g, k).clone()  # (G, R, K)
-    s = _scale(rows.reshape(w.shape[0], k)).reshape(g, -1)  # (G, R)
+    s = _scale(rows.reshape(w.shape[0], k)).reshape(g, -1, 1)  # (G, R, 1)
     h = h.clone()
     diag = torch.diagonal(h, dim1=1, dim2=2)
     dead = diag == 0  # an input column that is always zero: its weights cannot matter
@@ -138,12 +142,19 @@ def _gptq(w: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     free = torch.ones_like(rows)  # the row maxima are never moved
     free.scatter_(2, rows.abs().argmax(dim=2, keepdim=True), 0.0)
     out = torch.empty_like(rows)
-    for i in range(k):
-        col = rows[:, :, i]
-        q = torch.clamp(torch.round(col / s), -QMAX, QMAX) * s
-        out[:, :, i] = q
-        err = (col - q) / u[:, i, i].unsqueeze(1)  # (G, R)
-        rows[:, :, i + 1:] -= err.unsqueeze(2) * u[:, i, i + 1:].unsqueeze(1) * free[:, :, i + 1:]
+    for b0 in range(0, k, BLOCK):
+        b1 = min(b0 + BLOCK, k)
+        block, errs = rows[:, :, b0:b1], torch.empty_like(rows[:, :, b0:b1])
+        for i in range(b1 - b0):
+            col = block[:, :, i:i + 1]
+            q = torch.clamp(torch.round(col / s), -QMAX, QMAX) * s
+            out[:, :, b0 + i:b0 + i + 1] = q
+            err = (col - q) / u[:, b0 + i, b0 + i].view(g, 1, 1)  # (G, R, 1)
+            errs[:, :, i:i + 1] = err
+            block[:, :, i + 1:] -= err * u[:, b0 + i:b0 + i + 1, b0 + i + 1:b1] * free[
+                :, :, b0 + i + 1:b1]
+        if b1 < k:
+            rows[:, :, b1:] -= torch.bmm(errs, u[:, b0:b1, b1:]) * free[:, :, b1:]
     return out.reshape(w.shape).to(w.dtype)
 
 
