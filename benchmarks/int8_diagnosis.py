@@ -16,8 +16,9 @@ calibration photos against the unfused PyTorch model (mean / min logit cosine):
 * ``equalized``: the same after channel equalization (what ``export --int8`` ships);
 * ``int16 residual``, ``int16 residual+se+ska``: those groups' activations in int16 (w8a16);
 * ``int16 all``: every activation int16 (with the int16 headroom,
-  :mod:`lsnet_deploy.quantize.headroom`, as every int16 export): what is left is the int8
-  weights' share, and what the headroom does not cover of the held-out photos;
+  :mod:`lsnet_deploy.quantize.headroom`, as every int16 export; the weights rounded to the
+  nearest step, as ``--no-gptq``: ``int8_weight_rounding.py`` measures GPTQ): what is left is
+  the int8 weights' share, and what the headroom does not cover of the held-out photos;
 * ``int16 all, ranges from every photo``: also calibrated on the held-out photos, so nothing is
   clipped: the int8 weights' share alone (and the 16-bit steps).
 

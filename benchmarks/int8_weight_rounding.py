@@ -11,10 +11,10 @@ not equalized), then replaces every convolution and linear weight by its per-out
 symmetric int8 value (the grid every backend uses, ``max|w| / 127``), activations left in
 float:
 
-* ``nearest``: each weight rounded to the nearest step (what a backend does on its own,
-  ``export --no-gptq``);
+* ``nearest``: each weight rounded to the nearest step (what a backend does on its own: 8-bit
+  exports by default, ``--no-gptq``);
 * ``gptq``: :func:`lsnet_deploy.quantize.rounding.round_weights` on the calibration photos
-  (what ``export`` ships by default).
+  (what exports with int16 activations ship by default, and ``--gptq``).
 
 It reports the mean / min logit cosine and the top-1 agreement against the unfused PyTorch
 model on the held-out photos, the layers' summed output error on the calibration photos

@@ -154,3 +154,11 @@ def test_calibration_set_is_real_documented_and_loadable() -> None:
     # distinct photographs, not copies
     flat = loaded.tensors.flatten(1)
     assert torch.cdist(flat, flat).add(torch.eye(len(flat)) * 1e9).min() > 1.0
+
+
+def test_an_int_size_means_a_square() -> None:
+    """``Preprocess(img_size=96)`` (an int, as ``for_size`` takes) is ``(96, 96)``: before, it
+    failed on every photo, each reported as unreadable."""
+    assert Preprocess(img_size=96).img_size == (96, 96) == Preprocess.for_size(96).img_size
+    image = Image.new("RGB", (120, 90), (10, 200, 30))
+    assert tuple(Preprocess(img_size=96)(image).shape) == (3, 96, 96)

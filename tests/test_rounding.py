@@ -59,7 +59,8 @@ def test_rounded_weights_sit_on_the_backends_int8_grid(family: str,
         torch.testing.assert_close(steps, steps.round(), rtol=0, atol=1e-3)
         assert float(steps.abs().max()) <= QMAX + 1e-3, name
         torch.testing.assert_close(nearest_int8(w), w, rtol=0, atol=1e-6 * float(w0.abs().max()))
-        moved += int((w != nearest_int8(w0)).sum())
+        codes, nearest = torch.round(steps), torch.round(w0 / (_row_max(w0) / QMAX))
+        moved += int((codes != nearest).sum())
         total += w.numel()
     assert 0.05 < moved / total < 0.6, moved / total  # GPTQ rounds some weights the other way
     assert report.output_error_rounded < 0.6 * report.output_error_nearest, report
@@ -105,7 +106,7 @@ def _rounds(tmp_path: Path, fmt: str, gptq: bool | None = None, **kw: Any) -> bo
 def test_gptq_is_on_where_activations_are_int16(tmp_path: Path) -> None:
     """By default GPTQ rounds the weights of int16-activation exports only (ONNX
     ``--int8-int16`` groups, ``auto`` or ``all``; TFLite 16x8), not 8-bit ones (there it
-    lowered the worst photo's cosine); ``--gptq`` turns it on for 8-bit ONNX, TFLite and
+    moved the worst photo's cosine both ways); ``--gptq`` turns it on for 8-bit ONNX, TFLite and
     ExecuTorch, ``--no-gptq`` off; Core ML W8A8 (another weight grid) and non-INT8 exports
     refuse ``--gptq`` in one line."""
     int8 = {"precision": "int8"}
@@ -120,8 +121,12 @@ def test_gptq_is_on_where_activations_are_int16(tmp_path: Path) -> None:
     assert not _rounds(tmp_path, "coreml", precision="w8a8")
     with pytest.raises(UnsupportedOptionError, match="not coreml .its W8A8 uses another"):
         _rounds(tmp_path, "coreml", gptq=True, precision="w8a8")
-    with pytest.raises(UnsupportedOptionError, match="--gptq rounds INT8 weights: add --int8"):
-        _rounds(tmp_path, "onnx", gptq=True)
+    for fmt, precision in (("onnx", "fp32"), ("coreml", "int8")):  # Core ML int8: weight-only
+        with pytest.raises(UnsupportedOptionError, match="calibrated INT8 exports: add --int8"):
+            _rounds(tmp_path, fmt, gptq=True, precision=precision)
+    with pytest.raises(UnsupportedOptionError, match="peers are exported as the backends"):
+        plan(ExportRequest.build("mobilenetv3_large", "onnx", weights="random", gptq=True,
+                                 precision="int8", output_dir=tmp_path))
 
 
 def test_cli_refuses_gptq_for_core_ml_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
@@ -232,3 +237,12 @@ def test_onnx_and_tflite_keep_the_rounded_weights_and_gain(tmp_path: Path,
         v0, v1 = sidecars[(fmt, False)]["validation"], sidecars[(fmt, True)]["validation"]
         assert v1["mean_cosine"] > v0["mean_cosine"] and v1["min_cosine"] > v0["min_cosine"], (
             fmt, v0["summary"], v1["summary"])
+    # 8-bit with --gptq: the equalized copy is rounded, ONNX Runtime keeps it, both recorded
+    model = init_trained_looking(build_lsnet(TINY, img_size=TINY_SIZE), seed=7)
+    [art] = export(model, "onnx", precision="int8", min_cosine=0.0, gptq=True,
+                   output_dir=tmp_path / "onnx-8bit")
+    expected = [m.weight.detach().numpy() for _, m in weight_layers(rounded[-1])]
+    assert not _unmatched(expected, _onnx_weights(art.path))
+    side = read_sidecar(art.path)
+    assert side is not None
+    assert {"stream", "pairs", "weight_rounding"} <= set(side["export"]["preparation"])

@@ -104,8 +104,8 @@ GptqOpt = Annotated[bool | None, typer.Option(
     "--gptq/--no-gptq", help="INT8 (ONNX, TFLite, ExecuTorch): round the weights onto the "
     "int8 grid the backends use with GPTQ (each rounding chosen for the layer's output on "
     "the calibration photos; the backend then keeps them as they are). Default: on where "
-    "activations are int16 (--int8-int16), off for 8-bit activations (there it lowered the "
-    "worst photo's cosine). Not Core ML W8A8 (another grid).", show_default=False)]
+    "activations are int16 (--int8-int16), off for 8-bit activations (there it moved the "
+    "worst photo's cosine both ways). Not Core ML W8A8 (another grid).", show_default=False)]
 LayoutOpt = Annotated[Layout | None, typer.Option(
     "--layout", help="Input layout (default: nhwc for TFLite, nchw for ONNX).")]
 IoOpt = Annotated[IoType | None, typer.Option(

@@ -165,7 +165,8 @@ class FormatOptions:
     def gptq_by_default(self, precision: Precision) -> bool:
         """Whether GPTQ rounds the weights when the request does not say (``gptq=None``): where
         activations are int16 (the weights' error is then most of what is left; with 8-bit
-        activations it lowered the worst photo's cosine, docs/int8.md). No by default."""
+        activations it moved the worst photo's cosine both ways, docs/int8.md). No by
+        default."""
         return False
 
     def needs_reference(self, precision: Precision) -> bool:

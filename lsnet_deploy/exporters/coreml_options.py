@@ -43,8 +43,8 @@ class CoremlOptions(FormatOptions):
 
     def rounds_weights(self, precision: Precision) -> bool:
         """No: coremltools' W8A8 quantizer (``LinearQuantizer``) takes the weights' scale as
-        ``max|w| / 127.5`` on ``-128..127`` (affine: a zero point per channel), another grid
-        than GPTQ rounds to; its own nearest rounding would move them again."""
+        ``max|w| / 127.5`` on ``-128..127`` (and zero points under ``--w8a8-scheme affine``),
+        another grid than GPTQ rounds to; its own nearest rounding would move them again."""
         return False
 
     def check(self, precision: Precision) -> None:

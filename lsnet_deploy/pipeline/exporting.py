@@ -8,8 +8,9 @@
 5. reparameterize a copy, recording the fused-vs-unfused difference;
 6. for INT8 / W8A8 (unless ``equalize=False``): equalize another copy's channels
    (:func:`~lsnet_deploy.quantize.prepare.prepare_for_int8`, exact), checked on the held-out
-   photos; then (with int16 activations, or ``gptq=True``; where the format's weights are on
-   the symmetric int8 grid) round its weights onto that grid with GPTQ
+   photos; with int16 activations, or ``gptq=True`` (where the format's weights are on the
+   symmetric int8 grid), round the weights of a copy (the equalized one, where there is one)
+   onto that grid with GPTQ
    (:func:`~lsnet_deploy.quantize.rounding.round_weights`); both recorded in the sidecar's
    ``export.preparation``;
 7. publish each artifact (export to a staging folder, embed metadata, validate, sidecar, then
@@ -213,7 +214,7 @@ class _Preparations:
 
     def _make(self, equalize: bool, gptq: bool
               ) -> tuple[torch.nn.Module, dict[str, Any] | None]:
-        model, record = ((prepared_copy(self.fused, self.images, self.say)) if equalize
+        model, record = (prepared_copy(self.fused, self.images, self.say) if equalize
                          else (self.fused, None))
         if not gptq:
             return model, record

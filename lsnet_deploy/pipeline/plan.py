@@ -138,14 +138,20 @@ def plan(request: ExportRequest, facts: ModelFacts | None = None) -> list[Export
 
 
 def _check_gptq(request: ExportRequest, jobs: list[ExportJob]) -> None:
-    """Refuse ``--gptq`` where no job rounds weights: nothing calibrated, or only Core ML W8A8
-    (another weight grid)."""
+    """Refuse ``--gptq`` where no job rounds weights: a peer network, nothing calibrated
+    (Core ML's weight-only int8 included), or only Core ML W8A8 (another weight grid)."""
     if not request.gptq:
         return
-    if not any(j.calibrate for j in jobs):
-        raise UnsupportedOptionError("--gptq rounds INT8 weights: add --int8")
-    if not any(j.calibrate and j.options.format.rounds_weights(j.options.precision)
-               for j in jobs):
+    from ..peers import peer_names
+
+    if not isinstance(request.model, LSNet) and request.model in peer_names():
+        raise UnsupportedOptionError("--gptq rounds LSNet's weights; peers are exported as the "
+                                     "backends quantize them (drop --gptq)")
+    calibrated = [j for j in jobs if j.calibrate]
+    if not calibrated:
+        raise UnsupportedOptionError("--gptq rounds the weights of calibrated INT8 exports: "
+                                     "add --int8 with --format onnx, tflite or executorch")
+    if not any(j.options.format.rounds_weights(j.options.precision) for j in calibrated):
         raise UnsupportedOptionError(f"--gptq applies to ONNX, TFLite and ExecuTorch INT8, not "
                                      f"{jobs[0].format} (its W8A8 uses another weight grid)")
 

@@ -6,9 +6,9 @@ The INT8 backends here quantize a weight per output channel, symmetrically, with
 litert-torch's PT2E quantizer, ai-edge-quantizer's 16x8 and ExecuTorch's XNNPACK quantizer
 (not Core ML's W8A8: ``max|w| / 127.5`` on ``-128..127``). Each rounds to the nearest step.
 Nearest is the best choice for one weight, not for the layer: the errors of a row add up in
-its output. On the synthetic outlier family this rounding alone (activations left in float)
-brings LSNet-B's worst held-out photo to a logit cosine of 0.93 (docs/int8.md, "Weight
-rounding").
+its output. On the synthetic outlier family nearest rounding alone (activations left in
+float) brings LSNet-B's worst held-out photo to a logit cosine of 0.93, GPTQ to 0.99
+(docs/int8.md, "Weight rounding").
 
 :func:`round_weights` instead chooses the roundings with the layer's inputs in view (GPTQ,
 Frantar et al. 2022, from Optimal Brain Quantization): for each layer it collects
@@ -17,11 +17,15 @@ calibration photos, then rounds one input column at a time and spreads the error
 the columns not yet rounded, in proportion to the inverse Hessian, so the output error
 ``tr(dW H dW^T)`` stays small. The weights it writes are already on the grid (each row's
 largest weight is kept, so each row's scale is what the backend computes from it): the
-backend's own nearest rounding then reproduces them exactly, and every format gets the same
-weights.
+backend's own nearest rounding then reproduces them exactly, and those formats get the same
+weights (not Core ML W8A8, whose grid is ``max|w| / 127.5``).
 
-It is not exact (the float logits move, by about as much as int8 weights move them); it is
-applied to the copy INT8 exports quantize, after the channel equalization.
+It is not exact (the float logits move, by about as much as int8 weights move them). Exports
+apply it to the copy they quantize (after the channel equalization, where there is one) when
+activations are int16, or with ``--gptq``. It rounds every layer, the ones an
+``--int8-exclude`` keeps in float included (they then carry int8 weights' error). Each row's
+largest weight is held, so the spreading skips it: a little less than optimal, the price of
+an unchanged grid.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..errors import ExportError
 
 __all__ = ["QMAX", "RoundingReport", "nearest_int8", "round_weights", "weight_layers"]
 
@@ -107,7 +113,7 @@ def _hessians(model: nn.Module, layers: list[tuple[str, nn.Conv2d | nn.Linear]],
     def hook(name: str) -> Callable[..., None]:
         def record(layer: nn.Module, inputs: tuple[torch.Tensor, ...], _out: object) -> None:
             u = _columns(layer, inputs[0])  # type: ignore[arg-type]
-            h = torch.bmm(u.transpose(1, 2), u).double()  # float32 products, float64 sums
+            h = torch.bmm(u.transpose(1, 2), u).double()  # float32 per batch, float64 across
             sums[name] = sums[name] + h if name in sums else h
             counts[name] = counts.get(name, 0) + u.shape[1]
         return record
@@ -170,10 +176,11 @@ def round_weights(model: nn.Module, images: torch.Tensor,
     channel symmetric int8 grid with GPTQ, for inputs like ``images`` (``(N, 3, H, W)``, the
     model's normalized input; the calibration photos). Biases are kept. Returns the report.
 
-    Raises ``ValueError`` for an empty ``images``.
+    Raises :class:`~lsnet_deploy.errors.ExportError` for an empty ``images`` or a layer whose
+    input moments cannot be factorized.
     """
     if len(images) == 0:
-        raise ValueError("round_weights needs calibration images")
+        raise ExportError("GPTQ weight rounding needs calibration photos (--calib DIR)")
     start = time.perf_counter()
     layers = weight_layers(model)
     say(f"rounding weights (GPTQ): {len(layers)} layers")
@@ -185,7 +192,12 @@ def round_weights(model: nn.Module, images: torch.Tensor,
                 layer.weight.copy_(nearest_int8(layer.weight))
                 continue
             h, w = hessians[name], layer.weight.detach()
-            q = _gptq(w, h)
+            try:
+                q = _gptq(w, h)
+            except torch.linalg.LinAlgError as e:  # non-finite activations
+                raise ExportError(f"GPTQ weight rounding failed at layer {name} (its inputs on "
+                                  "the calibration photos are not finite?); --no-gptq exports "
+                                  "without it") from e
             nearest += _output_error(w, nearest_int8(w), h)
             rounded += _output_error(w, q, h)
             layer.weight.copy_(q)
