@@ -131,6 +131,8 @@ def test_fp32_nhwc_export(tiny_ckpt: Path, out_dir: Path, tiny_images: torch.Ten
     xnn = art.export_info["xnnpack"]
     assert set(xnn["cpu_ops"]) == {"FULLY_CONNECTED", "CAST"}, xnn
     assert 1 <= xnn["partitions"] <= 1 + xnn["cpu_ops"]["FULLY_CONNECTED"]
+    # the node list keeps the ops XNNPACK replaced; they are not counted as the interpreter's
+    assert xnn["interpreter_ops"] == sum(xnn["cpu_ops"].values()) < 0.2 * sum(ops.values()), xnn
     assert _last_ops(art.path, 1) != ["SOFTMAX"]  # 10 classes: logits (no classifier head)
     assert dict(ops) == art.export_info["op_histogram"]
     it = _interpreter(art.path)
@@ -272,6 +274,12 @@ def test_int8_is_fully_integer(tiny_ckpt: Path, out_dir: Path) -> None:
     assert types["FLOAT32"] == 0 and types["INT8"] > 0, types  # no float tensor anywhere
     ops = _ops(art.path)
     assert ops["QUANTIZE"] == 0 and ops["DEQUANTIZE"] == 0 and ops["CONV_2D"] > 0
+    # XNNPACK's SOFTMAX is float-only: the int8 one runs in LiteRT's kernels, between two other
+    # CPU ops (the attention's products), so it does not split a partition itself
+    xnn = art.export_info["xnnpack"]
+    assert "SOFTMAX" in xnn["cpu_ops"] and "SOFTMAX" not in xnn["splitting_ops"], xnn
+    assert all(n <= xnn["cpu_ops"][op] for op, n in xnn["splitting_ops"].items()), xnn
+    assert xnn["interpreter_ops"] == sum(xnn["cpu_ops"].values()) < sum(ops.values()), xnn
     assert art.export_info["transposes_folded"] > 0  # cancelling pairs around SKA removed
     it = _interpreter(art.path)
     inp, outp = it.get_input_details()[0], it.get_output_details()[0]
