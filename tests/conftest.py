@@ -186,6 +186,7 @@ SLOW_INTEGRATION = frozenset({
     "tests/test_export_tflite.py::test_nchw_layout",
     "tests/test_export_tflite.py::test_tflite_quant_report",
     "tests/test_new_format.py::test_a_registered_module_is_a_format_of_every_command",
+    "tests/test_rounding.py::test_quant_report_gives_each_group_with_gptq",
     "tests/test_zoo.py::test_offline_is_a_clear_error",
 })
 """Integration tests of the unit files (each a converter run of 5 s or more, measured with

@@ -137,6 +137,35 @@ def test_cli_refuses_gptq_for_core_ml_in_one_line(capsys: pytest.CaptureFixture[
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
 
 
+def test_quant_report_gives_each_group_with_gptq(capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """``quant-report --compare-gptq``: each group quantized alone once more, from a copy whose
+    weights GPTQ rounded, beside the nearest-rounded measurement, and the rounding's record."""
+    from lsnet_deploy import quant_report
+
+    rep = quant_report(TINY, weights="random-outliers", img_size=96, calib_size=16,
+                       val_size=16, compare_gptq=True)
+    rounding = rep["weight_rounding"]
+    assert rounding["layers"] > 20
+    assert rounding["output_error_rounded"] < rounding["output_error_nearest"]
+    assert 0.0 < rep["full_int8_cosine_gptq"] <= 1.0
+    only = [g["only_cosine"] for g in rep["groups"]]
+    gptq = [g["only_cosine_gptq"] for g in rep["groups"]]
+    assert all(0.0 < c <= 1.0 for c in gptq), gptq
+    # measured on the rounded copy: groups holding weights quantize differently
+    assert sum(abs(a - b) > 1e-6 for a, b in zip(only, gptq, strict=True)) >= 2, (only, gptq)
+    # the CLI passes the flag and prints the column (the report above stands for the run)
+    import lsnet_deploy.cli.export as cli_export
+
+    asked: list[bool] = []
+    monkeypatch.setattr(cli_export, "quant_report",
+                        lambda *a, **kw: asked.append(kw["compare_gptq"]) or rep)
+    code, out, _ = run_main(["quant-report", "--test-model", TINY, "--weights", "random",
+                             "--compare-gptq"], capsys)
+    assert code == 0 and asked == [True], (code, asked)
+    assert f"weights rounded by GPTQ: full INT8 cosine {rep['full_int8_cosine_gptq']:.5f}" in out
+
+
 def _capture_rounded(monkeypatch: pytest.MonkeyPatch) -> list[nn.Module]:
     """Record each model the export pipeline rounds (after it is rounded)."""
     models: list[nn.Module] = []

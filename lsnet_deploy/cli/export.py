@@ -282,6 +282,10 @@ def quant_report_cmd(
         "--compare-equalize", help="Also measure each group without the channel equalization "
         "(a second fp32 export; one more quantization per group): what it does per group.")
     ] = False,
+    compare_gptq: Annotated[bool, typer.Option(
+        "--compare-gptq", help="Also measure each group with the weights rounded by GPTQ (as "
+        "export --gptq; a third fp32 export, one more quantization per group): what it does "
+        "per group.")] = False,
     as_json: JsonOpt = False,
     test_model: TestModelOpt = None,
 ) -> None:
@@ -292,7 +296,7 @@ def quant_report_cmd(
         rep = quant_report(variant, weights=weights or OFFICIAL, img_size=img_size,
                            calib=calib, calib_size=calib_size, calib_method=calib_method.value,
                            val=val, progress=say, format=fmt.value, equalize=equalize,
-                           compare_equalize=compare_equalize)
+                           compare_equalize=compare_equalize, compare_gptq=compare_gptq)
     log.info("%s", say.summary())
     if as_json:
         emit_json(rep)
@@ -308,18 +312,19 @@ def _print_quant_report(variant: str, rep: dict[str, Any]) -> None:
     out.print(f"fp32 cosine {rep['fp32_cosine']:.5f}; full INT8 cosine "
               f"{rep['full_int8_cosine']:.5f} ({equalized}), top-1 agreement "
               f"{rep['full_int8_top1']:.0%}")
-    compared = "full_int8_cosine_unequalized" in rep
-    if compared:
-        out.print(f"without the channel equalization: full INT8 cosine "
-                  f"{rep['full_int8_cosine_unequalized']:.5f}")
+    extra = [(key, label) for key, label in (("unequalized", "not equalized"),
+                                              ("gptq", "weights rounded by GPTQ"))
+             if f"full_int8_cosine_{key}" in rep]
+    for key, label in extra:
+        out.print(f"{label}: full INT8 cosine {rep[f'full_int8_cosine_{key}']:.5f}")
     t = Table(title="mean logit cosine vs PyTorch")
     for col in ("group", "nodes", "only this group INT8", "all but this group INT8",
-                *(("only this group, not equalized",) if compared else ()), "description"):
+                *(f"only this group, {label}" for _, label in extra), "description"):
         t.add_column(col)
     for g in sorted(rep["groups"], key=lambda r: r["only_cosine"]):
         t.add_row(g["group"], str(g["nodes"]), f"{g['only_cosine']:.5f}",
                   f"{g['without_cosine']:.5f}",
-                  *((f"{g['only_cosine_unequalized']:.5f}",) if compared else ()),
+                  *(f"{g[f'only_cosine_{key}']:.5f}" for key, _ in extra),
                   g["description"])
     print_table(t)
     out.print("keep groups in float with: lsnet-deploy export --int8 --int8-exclude GROUP "

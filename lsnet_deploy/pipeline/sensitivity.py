@@ -24,17 +24,26 @@ from .images import split_images
 __all__ = ["quant_report", "sensitivity_formats"]
 
 
-def _only_cosines(probe: Any, groups: list[dict[str, Any]], say: Callable[[str], None]
-                  ) -> float:
-    """Each group's ``only_cosine_unequalized`` (one group quantized) from ``probe``, the
-    not-equalized model's; returns its full-INT8 cosine."""
+def _only_cosines(probe: Any, groups: list[dict[str, Any]], say: Callable[[str], None],
+                  suffix: str, what: str) -> float:
+    """Each group's ``only_cosine_<suffix>`` (one group quantized) from ``probe``, the
+    compared model's (``what`` names it in the progress); returns its full-INT8 cosine."""
     from ..quantize.auto import measure
 
-    for g in counted(say, "INT8 sensitivity, not equalized", groups,
+    for g in counted(say, f"INT8 sensitivity, {what}", groups,
                      lambda g: f"group {g['group']}"):
-        g["only_cosine_unequalized"] = measure(probe.setup,
-                                               replace(probe.base, only=(g["group"],)))[0]
+        g[f"only_cosine_{suffix}"] = measure(probe.setup,
+                                             replace(probe.base, only=(g["group"],)))[0]
     return measure(probe.setup, probe.base)[0]
+
+
+def _rounded_copy(model: torch.nn.Module, images: torch.Tensor, say: Callable[[str], None]
+                  ) -> tuple[torch.nn.Module, dict[str, object]]:
+    """A copy of ``model`` with its weights rounded by GPTQ on ``images``, and the record."""
+    from ..quantize.rounding import round_weights
+
+    rounded = copy.deepcopy(model)
+    return rounded, round_weights(rounded, images, say).as_dict()
 
 
 def sensitivity_formats() -> tuple[str, ...]:
@@ -56,6 +65,7 @@ def quant_report(
     val_size: int | None = None,
     equalize: bool = True,
     compare_equalize: bool = False,
+    compare_gptq: bool = False,
 ) -> dict[str, Any]:
     """Per-op-group INT8 sensitivity: quantize one group at a time, and all but one group.
 
@@ -67,7 +77,11 @@ def quant_report(
     quantize (:func:`~lsnet_deploy.quantize.prepare.prepare_for_int8`), as ``export`` does.
     ``compare_equalize`` (with ``equalize``): also quantize the fused model without it, and
     give each group's ``only_cosine_unequalized`` and the ``full_int8_cosine_unequalized``:
-    what the equalization does for each group.
+    what the equalization does for each group. ``compare_gptq``: also quantize a copy of the
+    measured model whose weights GPTQ rounded onto the int8 grid
+    (:func:`~lsnet_deploy.quantize.rounding.round_weights`, what ``export --gptq`` ships),
+    and give each group's ``only_cosine_gptq``, the ``full_int8_cosine_gptq`` and the
+    rounding's record (``weight_rounding``): what GPTQ does for each group.
     """
     from ..api import create_model
     from ..quantize.auto import sensitivity
@@ -106,7 +120,17 @@ def quant_report(
             (Path(tmp) / "plain").mkdir()
             other = exp.sensitivity_probe(plain, reference.img_size, reference.num_classes,
                                           calibration, held_out, Path(tmp) / "plain")
-            baseline["full_int8_cosine_unequalized"] = _only_cosines(other, groups, say)
+            baseline["full_int8_cosine_unequalized"] = _only_cosines(
+                other, groups, say, "unequalized", "not equalized")
+        rounding = None
+        if compare_gptq:
+            rounded, rounding = _rounded_copy(fused, images.calib, say)
+            say(f"exporting fp32 {format}, weights rounded by GPTQ")
+            (Path(tmp) / "gptq").mkdir()
+            other = exp.sensitivity_probe(rounded, reference.img_size, reference.num_classes,
+                                          calibration, held_out, Path(tmp) / "gptq")
+            baseline["full_int8_cosine_gptq"] = _only_cosines(other, groups, say, "gptq",
+                                                              "weights rounded by GPTQ")
     return {
         "variant": variant,
         "format": format,
@@ -117,6 +141,7 @@ def quant_report(
         "n_validation_images": int(images.val.shape[0]),
         "fp32_cosine": fp32_rep.mean_cosine,
         "preparation": preparation,
+        **({"weight_rounding": rounding} if rounding is not None else {}),
         **baseline,
         "groups": groups,
     }
