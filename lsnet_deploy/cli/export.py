@@ -304,6 +304,11 @@ def quant_report_cmd(
     _print_quant_report(variant, rep)
 
 
+def _cosine(value: float | None) -> str:
+    """A table cell: the cosine, or ``-`` where the comparison does not apply."""
+    return "-" if value is None else f"{value:.5f}"
+
+
 def _print_quant_report(variant: str, rep: dict[str, Any]) -> None:
     out.print(f"[bold]{variant}[/bold] {rep['format']} INT8 sensitivity "
               f"({rep['calibration_method']}, {escape(rep['calibration'])}; validated on "
@@ -324,7 +329,7 @@ def _print_quant_report(variant: str, rep: dict[str, Any]) -> None:
     for g in sorted(rep["groups"], key=lambda r: r["only_cosine"]):
         t.add_row(g["group"], str(g["nodes"]), f"{g['only_cosine']:.5f}",
                   f"{g['without_cosine']:.5f}",
-                  *(f"{g[f'only_cosine_{key}']:.5f}" for key, _ in extra),
+                  *(_cosine(g[f"only_cosine_{key}"]) for key, _ in extra),
                   g["description"])
     print_table(t)
     out.print("keep groups in float with: lsnet-deploy export --int8 --int8-exclude GROUP "

@@ -24,12 +24,19 @@ from .images import split_images
 __all__ = ["quant_report", "sensitivity_formats"]
 
 
-def _only_cosines(probe: Any, groups: list[dict[str, Any]], say: Callable[[str], None],
-                  suffix: str, what: str) -> float:
-    """Each group's ``only_cosine_<suffix>`` (one group quantized) from ``probe``, the
-    compared model's (``what`` names it in the progress); returns its full-INT8 cosine."""
+def _compared(exp: Any, model: torch.nn.Module, facts: Any, data: tuple[Any, Any],
+              folder: Path, groups: list[dict[str, Any]], say: Callable[[str], None],
+              suffix: str, what: str) -> float:
+    """Quantize ``model`` (the compared form: ``what`` names it) group by group as the main
+    probe did: each group's ``only_cosine_<suffix>`` (one group quantized, written into
+    ``groups``); returns its full-INT8 cosine. ``facts``: the reference model (image size,
+    classes); ``data``: (calibration, held-out) sets; ``folder``: a new folder for the probe's
+    fp32 export."""
     from ..quantize.auto import measure
 
+    say(f"exporting fp32 {exp.name}, {what}")
+    folder.mkdir()
+    probe = exp.sensitivity_probe(model, facts.img_size, facts.num_classes, *data, folder)
     for g in counted(say, f"INT8 sensitivity, {what}", groups,
                      lambda g: f"group {g['group']}"):
         g[f"only_cosine_{suffix}"] = measure(probe.setup,
@@ -37,13 +44,46 @@ def _only_cosines(probe: Any, groups: list[dict[str, Any]], say: Callable[[str],
     return measure(probe.setup, probe.base)[0]
 
 
-def _rounded_copy(model: torch.nn.Module, images: torch.Tensor, say: Callable[[str], None]
-                  ) -> tuple[torch.nn.Module, dict[str, object]]:
-    """A copy of ``model`` with its weights rounded by GPTQ on ``images``, and the record."""
-    from ..quantize.rounding import round_weights
+def _gptq_by_group(exp: Any, fused: torch.nn.Module, facts: Any, data: tuple[Any, Any],
+                   folder: Path, groups: list[dict[str, Any]], images: torch.Tensor,
+                   say: Callable[[str], None]) -> tuple[float, dict[str, object]]:
+    """GPTQ's effect per group: the weights of ``fused`` rounded by GPTQ once
+    (:func:`~lsnet_deploy.quantize.rounding.round_weights`, Hessians from the float model, so
+    each layer's rounding does not depend on the others'); for every group holding weights, a
+    copy with only that group's layers rounded, quantized with only that group INT8
+    (``only_cosine_gptq``; ``None`` for groups without weights); and the fully rounded model
+    quantized whole. Returns (that full-INT8 cosine, the rounding's record)."""
+    from ..quantize.auto import measure
+    from ..quantize.groups import group_of_scope
+    from ..quantize.rounding import round_weights, weight_layers
 
-    rounded = copy.deepcopy(model)
-    return rounded, round_weights(rounded, images, say).as_dict()
+    rounded = copy.deepcopy(fused)
+    record = round_weights(rounded, images, say).as_dict()
+    weights = {n: m.weight.detach() for n, m in weight_layers(rounded)}
+
+    def group(name: str) -> str | None:
+        parts = name.split(".")
+        return group_of_scope([".".join(parts[:i]) for i in range(1, len(parts) + 1)], "Conv")
+
+    def probe(model: torch.nn.Module, name: str) -> Any:
+        (folder / name).mkdir()
+        return exp.sensitivity_probe(model, facts.img_size, facts.num_classes, *data,
+                                     folder / name)
+
+    for g in counted(say, "INT8 sensitivity, weights rounded by GPTQ", groups,
+                     lambda g: f"group {g['group']}"):
+        layers = [(n, m) for n, m in weight_layers(fused) if group(n) == g["group"]]
+        g["only_cosine_gptq"] = None
+        if layers:
+            model = copy.deepcopy(fused)
+            with torch.no_grad():
+                for n, m in weight_layers(model):
+                    if group(n) == g["group"]:
+                        m.weight.copy_(weights[n])
+            g["only_cosine_gptq"] = measure((p := probe(model, g["group"])).setup,
+                                            replace(p.base, only=(g["group"],)))[0]
+    whole = probe(rounded, "all")
+    return measure(whole.setup, whole.base)[0], record
 
 
 def sensitivity_formats() -> tuple[str, ...]:
@@ -77,11 +117,12 @@ def quant_report(
     quantize (:func:`~lsnet_deploy.quantize.prepare.prepare_for_int8`), as ``export`` does.
     ``compare_equalize`` (with ``equalize``): also quantize the fused model without it, and
     give each group's ``only_cosine_unequalized`` and the ``full_int8_cosine_unequalized``:
-    what the equalization does for each group. ``compare_gptq``: also quantize a copy of the
-    measured model whose weights GPTQ rounded onto the int8 grid
-    (:func:`~lsnet_deploy.quantize.rounding.round_weights`, what ``export --gptq`` ships),
-    and give each group's ``only_cosine_gptq``, the ``full_int8_cosine_gptq`` and the
-    rounding's record (``weight_rounding``): what GPTQ does for each group.
+    what the equalization does for each group. ``compare_gptq``: round the measured model's
+    weights with GPTQ (what ``export --gptq`` ships) and give each group's
+    ``only_cosine_gptq`` (only that group INT8, its own layers GPTQ-rounded, the rest float;
+    ``None`` for a group without weights: one more fp32 export per group), the
+    ``full_int8_cosine_gptq`` (everything rounded and quantized) and the rounding's record
+    (``weight_rounding``): what GPTQ does for each group.
     """
     from ..api import create_model
     from ..quantize.auto import sensitivity
@@ -115,22 +156,16 @@ def quant_report(
         fp32_rep = compare_logits(probe.fp32_logits, ref_logits, "fp32", images.val_source)
         baseline, rows = sensitivity(probe.setup, probe.base, progress=say)
         groups = [{**r.__dict__, "description": GROUPS[r.group]} for r in rows]
+        data = (calibration, held_out)
         if compare_equalize:
-            say(f"exporting fp32 {format}, not equalized")
-            (Path(tmp) / "plain").mkdir()
-            other = exp.sensitivity_probe(plain, reference.img_size, reference.num_classes,
-                                          calibration, held_out, Path(tmp) / "plain")
-            baseline["full_int8_cosine_unequalized"] = _only_cosines(
-                other, groups, say, "unequalized", "not equalized")
+            baseline["full_int8_cosine_unequalized"] = _compared(
+                exp, plain, reference, data, Path(tmp) / "plain", groups, say, "unequalized",
+                "not equalized")
         rounding = None
         if compare_gptq:
-            rounded, rounding = _rounded_copy(fused, images.calib, say)
-            say(f"exporting fp32 {format}, weights rounded by GPTQ")
             (Path(tmp) / "gptq").mkdir()
-            other = exp.sensitivity_probe(rounded, reference.img_size, reference.num_classes,
-                                          calibration, held_out, Path(tmp) / "gptq")
-            baseline["full_int8_cosine_gptq"] = _only_cosines(other, groups, say, "gptq",
-                                                              "weights rounded by GPTQ")
+            baseline["full_int8_cosine_gptq"], rounding = _gptq_by_group(
+                exp, fused, reference, data, Path(tmp) / "gptq", groups, images.calib, say)
     return {
         "variant": variant,
         "format": format,
