@@ -57,6 +57,7 @@ def _gptq_by_group(exp: Any, fused: torch.nn.Module, facts: Any, data: tuple[Any
     from ..quantize.groups import group_of_scope
     from ..quantize.rounding import round_weights, weight_layers
 
+    folder.mkdir()
     rounded = copy.deepcopy(fused)
     record = round_weights(rounded, images, say).as_dict()
     weights = {n: m.weight.detach() for n, m in weight_layers(rounded)}
@@ -84,6 +85,19 @@ def _gptq_by_group(exp: Any, fused: torch.nn.Module, facts: Any, data: tuple[Any
                                             replace(p.base, only=(g["group"],)))[0]
     whole = probe(rounded, "all")
     return measure(whole.setup, whole.base)[0], record
+
+
+def _exporter(format: str, equalize: bool, compare_equalize: bool) -> Any:
+    """The exporter whose sensitivity probe ``quant-report`` uses; refuses an unsupported
+    format or ``--compare-equalize`` with ``--no-equalize``."""
+    supported = sensitivity_formats()
+    if format not in supported:
+        raise UnsupportedOptionError(f"quant-report supports {' and '.join(supported)}, "
+                                     f"not {format}")
+    if compare_equalize and not equalize:
+        raise UnsupportedOptionError("--compare-equalize compares with the equalized model: "
+                                     "drop --no-equalize")
+    return get_exporter(format)
 
 
 def sensitivity_formats() -> tuple[str, ...]:
@@ -128,11 +142,7 @@ def quant_report(
     from ..quantize.auto import sensitivity
     from ..quantize.groups import GROUPS
 
-    supported = sensitivity_formats()
-    if format not in supported:
-        raise UnsupportedOptionError(f"quant-report supports {' and '.join(supported)}, "
-                                     f"not {format}")
-    exp = get_exporter(format)
+    exp = _exporter(format, equalize, compare_equalize)
     say = progress or (lambda _msg: None)
     reference = create_model(variant, weights, img_size=img_size)
     images = split_images(Preprocess(img_size=reference.img_size), calib, val, calib_size,
@@ -142,9 +152,6 @@ def quant_report(
         ref_logits = reference(images.val).numpy()
     fused = copy.deepcopy(reference)
     reparameterize(fused, None)
-    if compare_equalize and not equalize:
-        raise UnsupportedOptionError("--compare-equalize compares with the equalized model: "
-                                     "drop --no-equalize")
     plain, (fused, preparation) = fused, (prepared_copy(fused, images, say) if equalize
                                           else (fused, None))
     calibration = CalibrationSet(images.calib, images.calib_source, calib_method)  # type: ignore[arg-type]
@@ -161,10 +168,8 @@ def quant_report(
             baseline["full_int8_cosine_unequalized"] = _compared(
                 exp, plain, reference, data, Path(tmp) / "plain", groups, say, "unequalized",
                 "not equalized")
-        rounding = None
         if compare_gptq:
-            (Path(tmp) / "gptq").mkdir()
-            baseline["full_int8_cosine_gptq"], rounding = _gptq_by_group(
+            baseline["full_int8_cosine_gptq"], baseline["weight_rounding"] = _gptq_by_group(
                 exp, fused, reference, data, Path(tmp) / "gptq", groups, images.calib, say)
     return {
         "variant": variant,
@@ -176,7 +181,6 @@ def quant_report(
         "n_validation_images": int(images.val.shape[0]),
         "fp32_cosine": fp32_rep.mean_cosine,
         "preparation": preparation,
-        **({"weight_rounding": rounding} if rounding is not None else {}),
         **baseline,
         "groups": groups,
     }
