@@ -61,10 +61,11 @@ def _gptq_by_group(exp: Any, fused: torch.nn.Module, facts: Any, data: tuple[Any
     rounded = copy.deepcopy(fused)
     record = round_weights(rounded, images, say).as_dict()
     weights = {n: m.weight.detach() for n, m in weight_layers(rounded)}
-
-    def group(name: str) -> str | None:
+    by_group: dict[str | None, set[str]] = {}
+    for name in weights:  # each layer's group, from its module path and its parents'
         parts = name.split(".")
-        return group_of_scope([".".join(parts[:i]) for i in range(1, len(parts) + 1)], "Conv")
+        scopes = [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+        by_group.setdefault(group_of_scope(scopes, "Conv"), set()).add(name)
 
     def probe(model: torch.nn.Module, name: str) -> Any:
         (folder / name).mkdir()
@@ -73,13 +74,13 @@ def _gptq_by_group(exp: Any, fused: torch.nn.Module, facts: Any, data: tuple[Any
 
     for g in counted(say, "INT8 sensitivity, weights rounded by GPTQ", groups,
                      lambda g: f"group {g['group']}"):
-        layers = [(n, m) for n, m in weight_layers(fused) if group(n) == g["group"]]
+        names = by_group.get(g["group"], set())
         g["only_cosine_gptq"] = None
-        if layers:
+        if names:
             model = copy.deepcopy(fused)
             with torch.no_grad():
                 for n, m in weight_layers(model):
-                    if group(n) == g["group"]:
+                    if n in names:
                         m.weight.copy_(weights[n])
             g["only_cosine_gptq"] = measure((p := probe(model, g["group"])).setup,
                                             replace(p.base, only=(g["group"],)))[0]
