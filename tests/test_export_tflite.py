@@ -323,10 +323,13 @@ def test_int8_io_types(tiny_ckpt: Path, out_dir: Path, io: str,
     assert np.abs(a - b).max() <= step * 1.01
 
 
-def test_int8_image_input(tiny_ckpt: Path, out_dir: Path) -> None:
+def test_int8_image_input(tiny_ckpt: Path, out_dir: Path,
+                          caplog: pytest.LogCaptureFixture) -> None:
     """The INT8 app form: uint8 image in, the integer body, float32 probabilities out (the
     softmax in float on the dequantized int8 logits), standard metadata."""
     [art] = _export(tiny_ckpt, out_dir, precision="int8", classifier=True)
+    # litert-torch warns of a module "converted in training mode" unless told it is not
+    assert not [r for r in caplog.records if "training mode" in r.getMessage()]
     assert art.path.name == f"{TINY}_{TINY_SIZE}_int8_cls.tflite" and art.passed
     assert art.validation["gate"] == "mean cosine >= 0.98"
     it = _interpreter(art.path)
@@ -338,6 +341,8 @@ def test_int8_image_input(tiny_ckpt: Path, out_dir: Path) -> None:
     assert art.metadata["io_type"] == "float32" and art.metadata["classifier"] is True
     std = read_standard_metadata(art.path)
     assert std["inputs"][0]["mean"] == [0.0] and std["outputs"][0]["labels_file"] == "labels.txt"
+    check_sidecar(art.path, "tflite", {"precision": "int8", "classifier": True}, "uint8",
+                  TINY_SIZE)
 
 
 def test_nchw_layout(tiny_ckpt: Path, out_dir: Path) -> None:

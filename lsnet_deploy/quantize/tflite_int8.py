@@ -234,6 +234,9 @@ def quantize_pt2e(
             raise UnsupportedOptionError("INT8 calibration needs at least one image")
         # fold_quantize=False: litert-torch cannot lower pre-folded int8 weight constants
         converted = convert_pt2e(prepared, fold_quantize=False)
+    # an inference graph (BatchNorm fused, no dropout) whose training flag torch.export left
+    # on: litert-torch would warn API users that the model "is converted in training mode"
+    converted.training = False
     log.info("PT2E INT8: calibrated on %d images, excluded groups: %s", n,
              ", ".join(config.exclude) or "none")
     return converted, quantizer
