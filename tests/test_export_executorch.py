@@ -73,6 +73,7 @@ def test_fp32_export_validates_and_writes_a_sidecar(fp32_art) -> None:  # type: 
     info = art.export_info
     assert info["backend"] == "XNNPACK" and info["delegated_subgraphs"] >= 1
     assert isinstance(info["non_delegated_ops"], dict) and info["executorch"]
+    check_sidecar(art.path, "executorch", {}, "float32", TINY_SIZE)
 
 
 def test_metadata_is_embedded_as_a_constant_method(fp32_art) -> None:  # type: ignore[no-untyped-def]

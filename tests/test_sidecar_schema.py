@@ -48,22 +48,22 @@ SIZE = 96
 SCHEMA = REPO / "docs" / "sidecar.schema.json"
 QUICK = {"calib_size": 8, "min_cosine": 0.0}  # structure is tested here, not fidelity
 
-# (id, format, export options, the input dtype the file must take); two more forms are checked
-# with check_sidecar on the artifacts of the tests that export them anyway (CI time):
-# TFLite INT8 with int8 I/O (test_export_tflite.py::test_int8_is_fully_integer) and ExecuTorch
-# INT8 with image input (test_export_executorch.py::test_int8_with_image_input)
+# (id, format, export options, the input dtype the file must take); four more forms are checked
+# with check_sidecar on the artifacts of the tests that export them anyway (CI time): TFLite
+# INT8 with int8 I/O (test_export_tflite.py::test_int8_is_fully_integer), TFLite INT8 in its app
+# form, uint8 image in and probabilities out (test_export_tflite.py::test_int8_image_input),
+# ExecuTorch fp32 (test_export_executorch.py::test_fp32_export_validates_and_writes_a_sidecar)
+# and ExecuTorch INT8 with image input (test_export_executorch.py::test_int8_with_image_input)
 CASES = [
     ("onnx-fp32", "onnx", {}, "float32"),
     ("onnx-int8", "onnx", {"precision": "int8", "image_input": True, **QUICK}, "uint8"),
     ("tflite-fp32", "tflite", {}, "uint8"),
     ("tflite-fp16", "tflite", {"precision": "fp16", "classifier": True}, "uint8"),
-    ("tflite-int8", "tflite", {"precision": "int8", **QUICK}, "uint8"),
     ("coreml-fp16", "coreml", {"classifier": True}, "uint8"),
     ("coreml-fp32", "coreml", {"precision": "fp32", "image_input": False}, "float32"),
     ("coreml-int8", "coreml", {"precision": "int8", "image_input": False}, "float16"),
     ("coreml-w8a8", "coreml", {"precision": "w8a8", "calib_size": 4, "min_cosine": 0.0},
      "uint8"),
-    ("executorch-fp32", "executorch", {}, "float32"),
     ("executorch-int8", "executorch", {"precision": "int8", **QUICK}, "float32"),
 ]
 FAST = {"onnx-fp32"}
