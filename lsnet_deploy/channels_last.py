@@ -28,6 +28,9 @@ The rewritten modules compute the same function as the fused ones (float32 reord
   on the channel axis.
 * the BatchNorm after SKA becomes a per-channel scale and shift applied in SKA's channels-last
   view.
+* LKP's 7x7 depthwise convolution becomes a sum of three row bands (3x7 + 2x7 + 2x7,
+  :mod:`lsnet_deploy.depthwise_bands`): XNNPACK runs kernels of up to 25 taps several times
+  faster than larger ones.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .depthwise_bands import banded_if_large
 from .errors import ReparamError
 from .lsnet import LKP, Attention, LSConv, LSNet, Residual
 from .reparam import is_reparameterized
@@ -132,7 +136,8 @@ class LKPChannelsLast(nn.Module):
 
     def __init__(self, lkp: LKP) -> None:
         super().__init__()
-        self.cv1, self.cv2, self.cv3 = fused_lkp_convs(lkp, type(self).__name__)
+        self.cv1, cv2, self.cv3 = fused_lkp_convs(lkp, type(self).__name__)
+        self.cv2 = banded_if_large(cv2)  # the 7x7 depthwise as 3x7 + 2x7 + 2x7 (XNNPACK)
         self.act = nn.ReLU()
         taps = lkp.sks**2
         groups = lkp.dim // lkp.groups

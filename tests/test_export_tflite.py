@@ -94,6 +94,21 @@ def _transpose_input_ranks(path: Path) -> list[int]:
     return ranks
 
 
+def _depthwise_taps(path: Path) -> list[int]:
+    """``kh * kw`` of every DEPTHWISE_CONV_2D's filter (``[1, kh, kw, C]``)."""
+    model = schema.Model.GetRootAs(path.read_bytes(), 0)
+    graph = model.Subgraphs(0)
+    taps = []
+    for j in range(graph.OperatorsLength()):
+        op = graph.Operators(j)
+        oc = model.OperatorCodes(op.OpcodeIndex())
+        code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
+        if code == schema.BuiltinOperator.DEPTHWISE_CONV_2D:
+            shape = graph.Tensors(op.Inputs(1)).ShapeAsNumpy()
+            taps.append(int(shape[1] * shape[2]))
+    return taps
+
+
 def _interpreter(path: Path) -> Interpreter:
     it = Interpreter(model_path=str(path), num_threads=1)
     it.allocate_tensors()
@@ -126,6 +141,9 @@ def test_fp32_nhwc_export(tiny_ckpt: Path, out_dir: Path, tiny_images: torch.Ten
     assert not [o for o in ops if o.startswith("CUSTOM")]
     assert ops["TRANSPOSE"] == 0  # the channels-last form converts without layout transposes
     assert ops["DEPTHWISE_CONV_2D"] > 0
+    # LKP's 7x7 comes as bands of <= 25 taps (XNNPACK's fast kernels): 21-tap bands among them
+    taps = _depthwise_taps(art.path)
+    assert max(taps) <= 25 and 21 in taps, taps
     # XNNPACK takes everything but the attention's products with dynamic weights (and the
     # input cast), so it splits the graph only there
     xnn = art.export_info["xnnpack"]
@@ -274,6 +292,7 @@ def test_int8_is_fully_integer(tiny_ckpt: Path, out_dir: Path) -> None:
     assert types["FLOAT32"] == 0 and types["INT8"] > 0, types  # no float tensor anywhere
     ops = _ops(art.path)
     assert ops["QUANTIZE"] == 0 and ops["DEQUANTIZE"] == 0 and ops["CONV_2D"] > 0
+    assert max(_depthwise_taps(art.path)) <= 25  # LKP's 7x7 in bands, in int8 too
     # XNNPACK's SOFTMAX is float-only: the int8 one runs in LiteRT's kernels, between two other
     # CPU ops (the attention's products), so it does not split a partition itself
     xnn = art.export_info["xnnpack"]
