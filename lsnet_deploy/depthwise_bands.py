@@ -69,12 +69,14 @@ class BandedDepthwise(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ph, pw = self.padding
-        xp = F.pad(x, (pw, pw, ph, ph))
+        # padded and sliced channels-last, like SKA (lsnet_deploy.channels_last): in an INT8
+        # graph litert-torch would otherwise pad and slice NCHW between layout transposes
+        xp = F.pad(x.permute(0, 2, 3, 1), (0, 0, pw, pw, ph, ph))
         kh = self.rows[-1][1]
-        h_out = xp.shape[2] - kh + 1
+        h_out = xp.shape[1] - kh + 1
         out = None
         for i, (r0, r1) in enumerate(self.rows):
-            window = xp[:, :, r0 : r0 + h_out + (r1 - r0) - 1]
+            window = xp[:, r0 : r0 + h_out + (r1 - r0) - 1].permute(0, 3, 1, 2)
             term = F.conv2d(window, getattr(self, f"band{i}"),
                             self.bias if out is None else None, groups=self.channels)
             out = term if out is None else out + term
