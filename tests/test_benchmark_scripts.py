@@ -254,6 +254,23 @@ def test_ab_latency(tmp_path: Path) -> None:
     for r in (rows[1], rows[4]):
         lo, hi = (float(v) for v in r["ratio range"].split("-"))
         assert 0 < lo <= number(r["vs baseline"]) <= hi  # no bound on a timing ratio
+    _check_op_times(tflite.path)
+
+
+def _check_op_times(path: Path) -> None:
+    """``litert_op_times`` on a TFLite file some test exported: every op kind of the file,
+    counted as in its op histogram, and the slowest ops with their shapes."""
+    from lsnet_deploy.exporters.tflite_flatbuffer import op_histogram
+
+    markdown = run_script("litert_op_times", str(path), "--calls", "2", "--top", "3")
+    kinds_text, top_text = markdown.split("\n\nMachine: ")
+    _caption, _header, kinds = parse_table(kinds_text)
+    assert {r["op"]: int(r["count"]) for r in kinds} == dict(op_histogram(path))
+    assert sum(number(r["share"]) for r in kinds) == pytest.approx(100, abs=0.5)
+    caption, _header, top = parse_table("Machine: " + top_text)
+    assert "the 3 slowest single ops" in caption
+    assert len(top) == 3 and all(number(r["ms"]) > 0 for r in top)
+    assert number(top[0]["ms"]) >= number(top[-1]["ms"])
 
 
 def test_formulations() -> None:
@@ -292,3 +309,19 @@ def test_one_reduction_ska_is_the_shipped_function() -> None:
     ska = SKAPortable(16, 2, (5, 6), bn)
     x, w = torch.randn(1, 16, 5, 6), torch.randn(1, 9, 2, 30)
     assert not torch.allclose(one_reduction(ska, x, w), one_reduction(ska, x, w.flip(1)))
+
+
+def test_litert_depthwise() -> None:
+    """One row per LKP shape of the variant (7x7: one kernel, no delegate, row bands) and the
+    3x3 / 5x5 reference rows of the first shape; every time positive."""
+    markdown = run_script("litert_depthwise", "--variants", "test_lsnet", "--kernel-calls", "3")
+    caption, _header, rows = parse_table(markdown)
+    assert "test_lsnet" in caption
+    sevens = [r for r in rows if r["kernel"] == "7x7"]
+    assert len(sevens) >= 2 and [r["kernel"] for r in rows[len(sevens):]] == ["3x3", "5x5"]
+    for r in sevens:
+        ms = [number(r[c]) for c in ("XNNPACK ms", "LiteRT kernels (no delegate) ms",
+                                     "XNNPACK, 3 row bands ms")]
+        assert all(m > 0 for m in ms), r
+        # the ratio is of the unrounded times; the cells are rounded to 0.001 ms
+        assert number(r["bands vs one kernel"]) == pytest.approx(ms[2] / ms[0], rel=0.2, abs=0.01)

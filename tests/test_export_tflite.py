@@ -109,6 +109,22 @@ def _depthwise_taps(path: Path) -> list[int]:
     return taps
 
 
+def _depthwise_input_producers(path: Path) -> set[str]:
+    """The op kinds whose output is the data input of a DEPTHWISE_CONV_2D."""
+    model = schema.Model.GetRootAs(path.read_bytes(), 0)
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    graph = model.Subgraphs(0)
+    kinds, producer, dw_inputs = [], {}, []
+    for j in range(graph.OperatorsLength()):
+        op = graph.Operators(j)
+        oc = model.OperatorCodes(op.OpcodeIndex())
+        kinds.append(names[max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())])
+        producer.update({op.Outputs(k): j for k in range(op.OutputsLength())})
+        if kinds[-1] == "DEPTHWISE_CONV_2D":
+            dw_inputs.append(op.Inputs(0))
+    return {kinds[producer[t]] for t in dw_inputs if t in producer}
+
+
 def _interpreter(path: Path) -> Interpreter:
     it = Interpreter(model_path=str(path), num_threads=1)
     it.allocate_tensors()
@@ -357,6 +373,10 @@ def test_int8_image_input(tiny_ckpt: Path, out_dir: Path,
     assert outp["dtype"] == np.float32 and outp["name"] == "probabilities"
     assert _last_ops(art.path, 2) == ["DEQUANTIZE", "SOFTMAX"]
     assert _ops(art.path)["CONV_2D"] > 0 and _tensor_types(art.path)["INT8"] > 0
+    # LKP's depthwise bands pad and slice channels-last, like SKA: no layout TRANSPOSE feeds a
+    # depthwise conv (in INT8 litert-torch put an NCHW pad and slices between transposes)
+    assert max(_depthwise_taps(art.path)) <= 25
+    assert _depthwise_input_producers(art.path) <= {"CONV_2D", "ADD", "MUL", "PAD", "SLICE"}
     assert art.metadata["io_type"] == "float32" and art.metadata["classifier"] is True
     std = read_standard_metadata(art.path)
     assert std["inputs"][0]["mean"] == [0.0] and std["outputs"][0]["labels_file"] == "labels.txt"

@@ -1,0 +1,144 @@
+"""Report: where a ``.tflite`` spends its time, op by op, without an op profiler.
+
+Usage (from the repository root)::
+
+    .venv/bin/python benchmarks/litert_op_times.py MODEL.tflite [--calls 40] [--top 15]
+        [--no-delegate] [--out FILE.md]
+
+LiteRT's Python interpreter has no op profiler (``benchmark_model --enable_op_profiling`` is a
+separate native tool). This script cuts the file into one-op models instead: for every
+operator, a copy of the flatbuffer whose only operator is that one, its runtime inputs made the
+graph's inputs (constants stay constants), is timed on 1 thread with random inputs (XNNPACK, or
+LiteRT's own kernels with ``--no-delegate``). Per op kind: count, summed median ms, share of the
+sum; then the ``--top`` slowest single ops with their output shapes. The sum is close to the
+whole model's time when the graph is one or a few XNNPACK partitions (LSNet-B's first stage:
+8.3 ms summed, 7.9 ms whole), since an op alone pays its own call and its cold inputs.
+
+This is how LKP's 7x7 depthwise convolution was found to be slower in XNNPACK than in LiteRT's
+own kernels (docs/performance.md, "LiteRT: LKP's 7x7 depthwise as three row bands").
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import machine, markdown_table, measuring, write_markdown  # noqa: E402
+
+KIND_COLUMNS = ["op", "count", "ms (sum)", "share"]
+TOP_COLUMNS = ["#", "op", "output shape", "ms"]
+
+
+def _kind(model: Any, op: Any) -> str:
+    from ai_edge_litert import schema_py_generated as schema
+
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    code = model.operatorCodes[op.opcodeIndex]
+    return names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "UNKNOWN")
+
+
+def _one_op_file(src: Path, index: int, dst: Path) -> tuple[str, list[int]]:
+    """Write the model reduced to operator ``index``; return its kind and output shape."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(str(src))
+    graph = model.subgraphs[0]
+    op = graph.operators[index]
+
+    def is_runtime(t: int) -> bool:
+        data = model.buffers[graph.tensors[t].buffer].data
+        return data is None or len(data) == 0
+
+    graph.operators = [op]
+    graph.inputs = [int(t) for t in op.inputs if t >= 0 and is_runtime(int(t))]
+    graph.outputs = [int(op.outputs[0])]
+    model.signatureDefs = []
+    flatbuffer_utils.write_model(model, str(dst))
+    return _kind(model, op), [int(d) for d in graph.tensors[int(op.outputs[0])].shape]
+
+
+def _median_ms(path: Path, delegate: bool, calls: int) -> float:
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    resolver = (OpResolverType.AUTO if delegate
+                else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    it = Interpreter(model_path=str(path), num_threads=1, experimental_op_resolver_type=resolver)
+    it.allocate_tensors()
+    rng = np.random.default_rng(0)
+    for d in it.get_input_details():
+        dt = d["dtype"]
+        x = (rng.integers(-100, 100, d["shape"]).astype(dt) if np.issubdtype(dt, np.integer)
+             else rng.random(d["shape"]).astype(dt))
+        it.set_tensor(d["index"], x)
+    for _ in range(3):
+        it.invoke()
+    times = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        it.invoke()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def op_times(path: Path, delegate: bool, calls: int) -> list[tuple[int, str, list[int], float]]:
+    """``(index, kind, output shape, median ms)`` of every operator of ``path`` run alone."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    n = len(flatbuffer_utils.read_model(str(path)).subgraphs[0].operators)
+    out = []
+    with tempfile.TemporaryDirectory(prefix="lsnet-opt-") as tmp:
+        for i in range(n):
+            one = Path(tmp) / f"op{i}.tflite"
+            kind, shape = _one_op_file(path, i, one)
+            out.append((i, kind, shape, _median_ms(one, delegate, calls)))
+            if (i + 1) % 50 == 0:
+                print(f"{i + 1}/{n} ops", file=sys.stderr, flush=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model", type=Path, help="a .tflite file")
+    ap.add_argument("--calls", type=int, default=40, help="timed calls per op (default: 40)")
+    ap.add_argument("--top", type=int, default=15, help="slowest single ops listed (default: 15)")
+    ap.add_argument("--no-delegate", dest="delegate", action="store_false",
+                    help="LiteRT's own kernels instead of XNNPACK")
+    ap.add_argument("--out", type=Path, help="write the Markdown here instead of stdout")
+    args = ap.parse_args(argv)
+    if not args.model.is_file():
+        ap.error(f"not found: {args.model}")
+    if args.calls < 1 or args.top < 0:
+        ap.error("--calls must be >= 1 and --top >= 0")
+    with measuring():
+        times = op_times(args.model, args.delegate, args.calls)
+    total = sum(t[3] for t in times) or 1.0
+    ms, count = Counter[str](), Counter[str]()
+    for _i, kind, _shape, t in times:
+        ms[kind] += t
+        count[kind] += 1
+    where = "XNNPACK" if args.delegate else "LiteRT's own kernels (no delegate)"
+    kinds = [[k, str(count[k]), f"{v:.3f}", f"{100 * v / total:.1f}%"] for k, v in ms.most_common()]
+    text = markdown_table(f"Machine: {machine()}; {args.model.name}, each op alone in {where}, "
+                          f"1 thread, median of {args.calls} calls; sum {total:.2f} ms",
+                          KIND_COLUMNS, kinds)
+    slow = sorted(times, key=lambda t: -t[3])[:args.top]
+    text += "\n" + markdown_table(f"Machine: {machine()}; the {len(slow)} slowest single ops of "
+                                  f"{args.model.name}", TOP_COLUMNS,
+                                  [[str(i), k, "x".join(map(str, s)), f"{t:.3f}"]
+                                   for i, k, s, t in slow])
+    write_markdown(text, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
