@@ -26,13 +26,13 @@ import argparse
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import machine, markdown_table, measuring, write_markdown  # noqa: E402
+from litert_op_times import median_ms  # noqa: E402
 
 KERNEL_COLUMNS = ["C", "H x W", "kernel", "XNNPACK ms", "LiteRT kernels (no delegate) ms",
                   "XNNPACK, 3 row bands ms", "bands vs one kernel"]
@@ -61,27 +61,6 @@ def lkp_shapes(variant: str) -> list[tuple[int, int, int]]:
     return shapes
 
 
-def _time_file(path: Path, delegate: bool, calls: int) -> float:
-    """Median ms of ``calls`` invocations on 1 thread (after 5 warm-up calls)."""
-    import numpy as np
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    resolver = (OpResolverType.AUTO if delegate
-                else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    it = Interpreter(model_path=str(path), num_threads=1, experimental_op_resolver_type=resolver)
-    it.allocate_tensors()
-    d = it.get_input_details()[0]
-    it.set_tensor(d["index"], np.random.default_rng(0).random(d["shape"], dtype=np.float32))
-    for _ in range(5):
-        it.invoke()
-    times = []
-    for _ in range(calls):
-        t0 = time.perf_counter()
-        it.invoke()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
-
-
 def _convert(module: Any, shape: tuple[int, int, int], path: Path) -> Path:
     import litert_torch
     import torch
@@ -103,11 +82,11 @@ def kernel_rows(shapes: list[tuple[int, int, int]], calls: int, tmp: Path) -> li
     for n, ((c, h, w), k) in enumerate(cases):
         conv = nn.Conv2d(c, c, k, padding=k // 2, groups=c)
         one = _convert(conv, (c, h, w), tmp / f"k{n}.tflite")
-        xnn, builtin = _time_file(one, True, calls), _time_file(one, False, calls)
+        xnn, builtin = median_ms(one, True, calls, 5), median_ms(one, False, calls, 5)
         banded, ratio = "-", "-"
         if k == 7:
             bands = _convert(BandedDepthwise(conv), (c, h, w), tmp / f"b{n}.tflite")
-            t = _time_file(bands, True, calls)
+            t = median_ms(bands, True, calls, 5)
             banded, ratio = f"{t:.3f}", f"{t / xnn:.2f}"
         rows.append([str(c), f"{h} x {w}", f"{k}x{k}", f"{xnn:.3f}", f"{builtin:.3f}", banded,
                      ratio])

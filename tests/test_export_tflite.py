@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -81,48 +82,39 @@ def _tensor_types(path: Path) -> Counter[str]:
     return Counter(names[graph.Tensors(i).Type()] for i in range(graph.TensorsLength()))
 
 
-def _transpose_input_ranks(path: Path) -> list[int]:
-    """Rank of the tensor every TRANSPOSE op permutes."""
+def _main_ops(path: Path) -> tuple[Any, list[tuple[str, Any]]]:
+    """The main subgraph and its operators in order, each with its builtin name."""
     model = schema.Model.GetRootAs(path.read_bytes(), 0)
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     graph = model.Subgraphs(0)
-    ranks = []
+    ops = []
     for j in range(graph.OperatorsLength()):
         op = graph.Operators(j)
         oc = model.OperatorCodes(op.OpcodeIndex())
-        if max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode()) == schema.BuiltinOperator.TRANSPOSE:
-            ranks.append(graph.Tensors(op.Inputs(0)).ShapeLength())
-    return ranks
+        ops.append((names[max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())], op))
+    return graph, ops
+
+
+def _transpose_input_ranks(path: Path) -> list[int]:
+    """Rank of the tensor every TRANSPOSE op permutes."""
+    graph, ops = _main_ops(path)
+    return [graph.Tensors(op.Inputs(0)).ShapeLength() for kind, op in ops if kind == "TRANSPOSE"]
 
 
 def _depthwise_taps(path: Path) -> list[int]:
     """``kh * kw`` of every DEPTHWISE_CONV_2D's filter (``[1, kh, kw, C]``)."""
-    model = schema.Model.GetRootAs(path.read_bytes(), 0)
-    graph = model.Subgraphs(0)
-    taps = []
-    for j in range(graph.OperatorsLength()):
-        op = graph.Operators(j)
-        oc = model.OperatorCodes(op.OpcodeIndex())
-        code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
-        if code == schema.BuiltinOperator.DEPTHWISE_CONV_2D:
-            shape = graph.Tensors(op.Inputs(1)).ShapeAsNumpy()
-            taps.append(int(shape[1] * shape[2]))
-    return taps
+    graph, ops = _main_ops(path)
+    shapes = [graph.Tensors(op.Inputs(1)).ShapeAsNumpy() for kind, op in ops
+              if kind == "DEPTHWISE_CONV_2D"]
+    return [int(s[1] * s[2]) for s in shapes]
 
 
 def _depthwise_input_producers(path: Path) -> set[str]:
     """The op kinds whose output is the data input of a DEPTHWISE_CONV_2D."""
-    model = schema.Model.GetRootAs(path.read_bytes(), 0)
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    graph = model.Subgraphs(0)
-    kinds, producer, dw_inputs = [], {}, []
-    for j in range(graph.OperatorsLength()):
-        op = graph.Operators(j)
-        oc = model.OperatorCodes(op.OpcodeIndex())
-        kinds.append(names[max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())])
-        producer.update({op.Outputs(k): j for k in range(op.OutputsLength())})
-        if kinds[-1] == "DEPTHWISE_CONV_2D":
-            dw_inputs.append(op.Inputs(0))
-    return {kinds[producer[t]] for t in dw_inputs if t in producer}
+    _graph, ops = _main_ops(path)
+    producer = {op.Outputs(k): kind for kind, op in ops for k in range(op.OutputsLength())}
+    return {producer[op.Inputs(0)] for kind, op in ops
+            if kind == "DEPTHWISE_CONV_2D" and op.Inputs(0) in producer}
 
 
 def _interpreter(path: Path) -> Interpreter:
@@ -133,14 +125,7 @@ def _interpreter(path: Path) -> Interpreter:
 
 def _last_ops(path: Path, n: int) -> list[str]:
     """The names of the last ``n`` operators of the main subgraph, in order."""
-    model = schema.Model.GetRootAs(path.read_bytes(), 0)
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    graph = model.Subgraphs(0)
-    out = []
-    for j in range(max(0, graph.OperatorsLength() - n), graph.OperatorsLength()):
-        oc = model.OperatorCodes(graph.Operators(j).OpcodeIndex())
-        out.append(names[max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())])
-    return out
+    return [kind for kind, _op in _main_ops(path)[1][-n:]]
 
 
 SPEC = IOSpec(img_size=(TINY_SIZE, TINY_SIZE), layout="NHWC", num_classes=10)
