@@ -134,10 +134,11 @@ class LKPChannelsLast(nn.Module):
     the 3x3 window) of weight group ``g`` (``G = C / 8``).
     """
 
-    def __init__(self, lkp: LKP) -> None:
+    def __init__(self, lkp: LKP, bands: bool = True) -> None:
         super().__init__()
         self.cv1, cv2, self.cv3 = fused_lkp_convs(lkp, type(self).__name__)
-        self.cv2 = banded_if_large(cv2)  # the 7x7 depthwise as 3x7 + 2x7 + 2x7 (XNNPACK)
+        # the 7x7 depthwise as 3x7 + 2x7 + 2x7 (XNNPACK's fast kernels) unless told not to
+        self.cv2 = banded_if_large(cv2) if bands else cv2
         self.act = nn.ReLU()
         taps = lkp.sks**2
         groups = lkp.dim // lkp.groups
@@ -216,9 +217,9 @@ class LSConvChannelsLast(nn.Module):
     """A fused :class:`~lsnet_deploy.lsnet.LSConv`: ``bn(SKA(x, LKP(x))) + x``.
     ``(B, C, H, W)`` in/out."""
 
-    def __init__(self, ls: LSConv) -> None:
+    def __init__(self, ls: LSConv, bands: bool = True) -> None:
         super().__init__()
-        self.lkp = LKPChannelsLast(ls.lkp)
+        self.lkp = LKPChannelsLast(ls.lkp, bands)
         self.ska = SKAChannelsLast(self.lkp.groups, ls.bn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -271,12 +272,15 @@ def is_channels_last_form(model: nn.Module) -> bool:
     return bool(getattr(model, "channels_last_form", False))
 
 
-def to_channels_last_form(model: LSNet, inplace: bool = False) -> LSNet:
+def to_channels_last_form(model: LSNet, inplace: bool = False, bands: bool = True) -> LSNet:
     """Rewrite a fused LSNet into the channels-last friendly formulation.
 
     Args:
         model: a reparameterized LSNet (:func:`lsnet_deploy.reparameterize`).
         inplace: modify ``model`` instead of a deep copy.
+        bands: LKP's 7x7 depthwise as row bands (:mod:`lsnet_deploy.depthwise_bands`);
+            ``False`` keeps one convolution, whose weights then quantize on one per-channel
+            grid (weights already rounded to that grid, by GPTQ, stay as they are).
 
     Returns:
         The rewritten model (same inputs and outputs, same function). Idempotent.
@@ -290,7 +294,7 @@ def to_channels_last_form(model: LSNet, inplace: bool = False) -> LSNet:
     for module in list(out.modules()):
         for name, child in list(module.named_children()):
             if isinstance(child, LSConv):
-                setattr(module, name, LSConvChannelsLast(child))
+                setattr(module, name, LSConvChannelsLast(child, bands))
             elif isinstance(child, Residual) and isinstance(child.m, Attention):
                 child.m = AttentionChannelsLast(child.m)
     out.channels_last_form = True  # type: ignore[assignment]

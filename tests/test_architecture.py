@@ -19,7 +19,8 @@ LAYERS: dict[str, int] = {
     "threads": 0,
     # 1: the model, its data and its checks
     "lsnet": 1, "ska": 1, "preprocess": 1, "spec": 1, "io_wrappers": 1, "synthetic": 1,
-    "flops": 1, "checkpoint": 1, "zoo": 1, "reparam": 1, "channels_last": 1, "portable": 1, "metadata": 1,
+    "flops": 1, "checkpoint": 1, "zoo": 1, "reparam": 1, "channels_last": 1, "depthwise_bands": 1,
+    "portable": 1, "metadata": 1,
     "fidelity": 1, "api": 1, "describe": 1, "peers": 1, "aarch64": 1,
     # 2..6: quantization and the Core ML reference executor, formats, the export pipeline,
     # benchmarks, the command line

@@ -73,3 +73,14 @@ def test_the_channels_last_form_bands_every_lkp_7x7() -> None:
     assert not [n for n, m in form.named_modules()
                 if isinstance(m, nn.Conv2d) and m.groups > 1
                 and m.kernel_size[0] * m.kernel_size[1] > MAX_FAST_TAPS]
+
+
+def test_bands_can_be_turned_off() -> None:
+    """``bands=False`` (the TFLite exporter's choice for GPTQ-rounded weights) keeps LKP's 7x7
+    as one convolution."""
+    model = trained_looking("test_lsnet", img_size=TINY_SIZE)
+    reparameterize(model, None)
+    form = to_channels_last_form(model, bands=False)
+    lkps = [m for n, m in form.named_modules() if n.endswith(".lkp")]
+    assert lkps and all(isinstance(m.cv2, nn.Conv2d) and m.cv2.kernel_size == (7, 7)
+                        for m in lkps)

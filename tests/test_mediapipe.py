@@ -108,7 +108,12 @@ def test_int8_in_mediapipe_image_classifier(exported: Exported) -> None:
         assert name == names[index] and abs(score - p[index]) <= 1e-5
         assert p[index] >= p.max() - 1e-6, (index, p[index], int(p.argmax()), p.max())
         ties += int(index != int(p.argmax()))
-    assert ties <= len(top) // 10
+    # photos whose top score LiteRT gives to two classes: the logits of these synthetic weights
+    # are nearly flat, so their top two often fall on one int8 step (6 to 12 of 59, with the
+    # export's thread count and graph); MediaPipe can only differ there. A degenerate output
+    # (a constant, or a far too coarse logit scale) would tie on most photos.
+    tied = sum(int((np.abs(p - p.max()) <= 1e-6).sum() > 1) for p in litert)
+    assert ties <= tied <= len(top) // 3, (ties, tied)
     # so MediaPipe's top-1 agreement with PyTorch is LiteRT's INT8 agreement, up to the ties
     # (synthetic weights, whose top classes are close: docs/apps.md)
     agreement = np.mean(np.array([i for i, _, _ in top]) == exported.probs.argmax(1))

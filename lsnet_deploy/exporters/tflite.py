@@ -108,9 +108,11 @@ def _require() -> None:
     require("tflite", "ai_edge_litert", "litert_torch", "torchao", what="TFLite export")
 
 
-def convertible_module(model: torch.nn.Module, spec: IOSpec) -> torch.nn.Module:
-    """The module litert-torch converts: the channels-last form of the fused model, with
-    in-graph normalization for image input and NHWC input when the spec says so."""
+def convertible_module(model: torch.nn.Module, spec: IOSpec, bands: bool = True
+                       ) -> torch.nn.Module:
+    """The module litert-torch converts: the channels-last form of the fused model (LKP's 7x7
+    depthwise in row bands unless ``bands`` is ``False``), with in-graph normalization for
+    image input and NHWC input when the spec says so."""
     import litert_torch
 
     from ..channels_last import to_channels_last_form
@@ -118,7 +120,7 @@ def convertible_module(model: torch.nn.Module, spec: IOSpec) -> torch.nn.Module:
 
     module: torch.nn.Module = model
     if isinstance(model, LSNet):
-        module = to_channels_last_form(model)
+        module = to_channels_last_form(model, bands=bands)
     module = graph_model(module, spec)
     if spec.layout == "NHWC":
         module = litert_torch.to_channel_last_io(module, args=[0])
@@ -226,9 +228,13 @@ class TfliteExporter(Exporter):
         import litert_torch
 
         options = task.options
-        module = convertible_module(model, spec)
+        # GPTQ rounded the weights to each layer's own per-channel grid: a 7x7 split into bands
+        # would be quantized again on each band's grid, so it stays one convolution
+        bands = not (task.data.preparation or {}).get("weight_rounding")
+        module = convertible_module(model, spec, bands)
         example = example_input(spec, options.batch)
-        meta: dict[str, Any] = {"converter": "litert-torch", "form": "channels_last"}
+        meta: dict[str, Any] = {"converter": "litert-torch", "form": "channels_last",
+                                "depthwise_bands": bands}
         try:
             if options.precision == "fp32":
                 edge = litert_torch.convert(module, (example,))
