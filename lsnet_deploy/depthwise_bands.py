@@ -4,13 +4,14 @@ XNNPACK runs a depthwise convolution of up to 25 taps (3x3, 5x5, 3x7, ...) in on
 vectorized kernel; a larger one (LKP's 7x7: 49 taps) takes a path that is 15-20x slower per
 multiply-add on the AMD EPYC (AVX512) host: LSNet-B's 7x7 depthwise on ``(1, 64, 28, 28)``
 takes about 1.0 ms in fp32 (1.5-2.2 ms in INT8), more than LiteRT's own kernel without the
-delegate (0.3-0.75 ms) and about as long as the block's other layers together
-(docs/performance.md, "LiteRT: LKP's 7x7 depthwise").
+delegate (0.3-0.75 ms) (docs/performance.md, "LiteRT: LKP's 7x7 depthwise as three row
+bands").
 
 :class:`BandedDepthwise` computes the same function as bands of kernel rows: the input is
 padded once, each band of ``rows x kw`` taps (``rows * kw <= 25``) convolves its own row
 window of the padded input (a ``SLICE``), and the bands' outputs are summed: LKP's 7x7 becomes
-3x7 + 2x7 + 2x7, about 4.5x faster in XNNPACK. Exact up to float32 reordering (~1e-6).
+3x7 + 2x7 + 2x7, 3.5-4.5x faster in XNNPACK at LSNet's shapes. Exact up to float32
+reordering (~1e-6).
 """
 
 from __future__ import annotations
