@@ -43,6 +43,13 @@ def band_rows(kh: int, kw: int, max_taps: int = MAX_FAST_TAPS) -> list[tuple[int
     return rows
 
 
+def _plain_depthwise(conv: nn.Conv2d) -> bool:
+    """A stride-1, undilated depthwise conv with explicit (numeric) zero padding."""
+    return (conv.groups == conv.in_channels == conv.out_channels and conv.stride == (1, 1)
+            and conv.dilation == (1, 1) and conv.padding_mode == "zeros"
+            and isinstance(conv.padding, tuple))
+
+
 class BandedDepthwise(nn.Module):
     """A stride-1 depthwise ``nn.Conv2d`` (symmetric zero padding) as a sum of row bands.
 
@@ -53,9 +60,7 @@ class BandedDepthwise(nn.Module):
     def __init__(self, conv: nn.Conv2d, max_taps: int = MAX_FAST_TAPS) -> None:
         super().__init__()
         c = conv.in_channels
-        if not (conv.groups == c == conv.out_channels and conv.stride == (1, 1)
-                and conv.dilation == (1, 1) and conv.padding_mode == "zeros"
-                and isinstance(conv.padding, tuple)):
+        if not _plain_depthwise(conv):
             raise ValueError("BandedDepthwise takes a stride-1, undilated depthwise conv with "
                              "explicit zero padding")
         kh, kw = conv.kernel_size
@@ -89,9 +94,6 @@ def banded_if_large(conv: nn.Conv2d, max_taps: int = MAX_FAST_TAPS) -> nn.Module
     """``conv`` as :class:`BandedDepthwise` when it is a depthwise kernel of more than
     ``max_taps`` taps that the bands can express; otherwise ``conv`` itself."""
     kh, kw = conv.kernel_size
-    if (kh * kw <= max_taps or kw > max_taps or conv.groups != conv.in_channels
-            or conv.out_channels != conv.in_channels or conv.stride != (1, 1)
-            or conv.dilation != (1, 1) or conv.padding_mode != "zeros"
-            or not isinstance(conv.padding, tuple)):
+    if kh * kw <= max_taps or kw > max_taps or not _plain_depthwise(conv):
         return conv
     return BandedDepthwise(conv, max_taps)
