@@ -14,6 +14,12 @@ sum; then the ``--top`` slowest single ops with their output shapes. The sum is 
 whole model's time when the graph is one or a few XNNPACK partitions (LSNet-B's first stage:
 8.3 ms summed, 7.9 ms whole), since an op alone pays its own call and its cold inputs.
 
+A ``PAD`` whose only reader is a convolution is timed together with it (XNNPACK folds a
+constant pad into the next convolution's padding): the pair's time is the convolution's, the
+``PAD`` counts 0 ms. Alone, the stem's ``PAD`` of a 224x224 RGB image takes about 0.5 ms in
+XNNPACK; folded, the pad and its convolution take what the convolution takes alone (0.145 ms,
+AMD EPYC). ``--no-delegate`` times every op alone (LiteRT's own kernels fold nothing).
+
 This is how LKP's 7x7 depthwise convolution was found to be slower in XNNPACK than in LiteRT's
 own kernels (docs/performance.md, "LiteRT: LKP's 7x7 depthwise as three row bands").
 """
@@ -45,24 +51,52 @@ def _kind(model: Any, op: Any) -> str:
     return names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "UNKNOWN")
 
 
-def _one_op_file(src: Path, index: int, dst: Path) -> tuple[str, list[int]]:
-    """Write the model reduced to operator ``index``; return its kind and output shape."""
+def _sub_file(src: Path, indices: list[int], dst: Path) -> tuple[str, list[int]]:
+    """Write the model reduced to the operators ``indices`` (in order, each reading the one
+    before or the graph's tensors); return the last one's kind and output shape."""
     from ai_edge_litert.tools import flatbuffer_utils
 
     model = flatbuffer_utils.read_model(str(src))
     graph = model.subgraphs[0]
-    op = graph.operators[index]
+    ops = [graph.operators[i] for i in indices]
+    made = {int(t) for op in ops[:-1] for t in op.outputs}
 
     def is_runtime(t: int) -> bool:
         data = model.buffers[graph.tensors[t].buffer].data
-        return data is None or len(data) == 0
+        return t not in made and (data is None or len(data) == 0)
 
-    graph.operators = [op]
-    graph.inputs = [int(t) for t in op.inputs if t >= 0 and is_runtime(int(t))]
-    graph.outputs = [int(op.outputs[0])]
+    graph.operators = ops
+    graph.inputs = list(dict.fromkeys(int(t) for op in ops for t in op.inputs
+                                      if t >= 0 and is_runtime(int(t))))
+    graph.outputs = [int(ops[-1].outputs[0])]
     model.signatureDefs = []
     flatbuffer_utils.write_model(model, str(dst))
-    return _kind(model, op), [int(d) for d in graph.tensors[int(op.outputs[0])].shape]
+    return _kind(model, ops[-1]), [int(d) for d in graph.tensors[int(ops[-1].outputs[0])].shape]
+
+
+FOLDED_INTO = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D"})
+
+
+def folded_pads(path: Path) -> dict[int, int]:
+    """``{PAD index: convolution index}`` for each ``PAD`` whose output only a convolution
+    reads (and is not a graph output): the pads XNNPACK folds into that convolution."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(str(path))
+    graph = model.subgraphs[0]
+    readers: dict[int, list[int]] = {}
+    for i, op in enumerate(graph.operators):
+        for t in op.inputs:
+            readers.setdefault(int(t), []).append(i)
+    outputs = {int(t) for t in graph.outputs}
+    folded = {}
+    for i, op in enumerate(graph.operators):
+        out = int(op.outputs[0])
+        read_by = readers.get(out, [])
+        if (_kind(model, op) == "PAD" and out not in outputs and len(read_by) == 1
+                and _kind(model, graph.operators[read_by[0]]) in FOLDED_INTO):
+            folded[i] = read_by[0]
+    return folded
 
 
 def median_ms(path: Path, delegate: bool, calls: int, warmup: int = 3) -> float:
@@ -92,16 +126,20 @@ def median_ms(path: Path, delegate: bool, calls: int, warmup: int = 3) -> float:
 
 
 def op_times(path: Path, delegate: bool, calls: int) -> list[tuple[int, str, list[int], float]]:
-    """``(index, kind, output shape, median ms)`` of every operator of ``path`` run alone."""
+    """``(index, kind, output shape, median ms)`` of every operator of ``path`` run alone; with
+    the delegate, a folded ``PAD`` (:func:`folded_pads`) is run with its convolution, which
+    gets the pair's time, and counts 0 ms itself."""
     from ai_edge_litert.tools import flatbuffer_utils
 
     n = len(flatbuffer_utils.read_model(str(path)).subgraphs[0].operators)
+    folded = folded_pads(path) if delegate else {}
+    pad_of = {conv: pad for pad, conv in folded.items()}
     out = []
     with tempfile.TemporaryDirectory(prefix="lsnet-opt-") as tmp:
         for i in range(n):
             one = Path(tmp) / f"op{i}.tflite"
-            kind, shape = _one_op_file(path, i, one)
-            out.append((i, kind, shape, median_ms(one, delegate, calls)))
+            kind, shape = _sub_file(path, [pad_of[i], i] if i in pad_of else [i], one)
+            out.append((i, kind, shape, 0.0 if i in folded else median_ms(one, delegate, calls)))
             if (i + 1) % 50 == 0:
                 print(f"{i + 1}/{n} ops", file=sys.stderr, flush=True)
     return out
@@ -123,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--calls must be >= 1 and --top >= 0")
     with measuring():
         times = op_times(args.model, args.delegate, args.calls)
+        folded = len(folded_pads(args.model)) if args.delegate else 0
     total = sum(t[3] for t in times) or 1.0
     ms, count = Counter[str](), Counter[str]()
     for _i, kind, _shape, t in times:
@@ -131,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     where = "XNNPACK" if args.delegate else "LiteRT's own kernels (no delegate)"
     kinds = [[k, str(count[k]), f"{v:.3f}", f"{100 * v / total:.1f}%"] for k, v in ms.most_common()]
     text = markdown_table(f"Machine: {machine()}; {args.model.name}, each op alone in {where}, "
-                          f"1 thread, median of {args.calls} calls; sum {total:.2f} ms",
+                          f"1 thread, median of {args.calls} calls; sum {total:.2f} ms"
+                          + (f"; {folded} PAD timed with the convolution it feeds (0 ms)"
+                             if folded else ""),
                           KIND_COLUMNS, kinds)
     slow = sorted(times, key=lambda t: -t[3])[:args.top]
     text += "\n" + markdown_table(f"Machine: {machine()}; the {len(slow)} slowest single ops of "

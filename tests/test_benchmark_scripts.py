@@ -135,9 +135,8 @@ def test_int8_diagnosis() -> None:
         assert number(by[family, "equalized", "int16 all", every]["min cos"]) >= clipped - 1e-3
 
 
-def _ceiling_module():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("int8_ceiling",
-                                                  REPO / "benchmarks" / "int8_ceiling.py")
+def _script_module(name: str):  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -145,7 +144,7 @@ def _ceiling_module():  # type: ignore[no-untyped-def]
 
 
 def test_ceiling_quantizes_where_onnx_runtime_does() -> None:
-    ceiling = _ceiling_module()
+    ceiling = _script_module("int8_ceiling")
     x = torch.linspace(-1.0, 3.0, 1000).reshape(1, 10, 10, 10)
     q = ceiling._fake_quant(x, x.min(), x.max())
     assert q.unique().numel() <= 256 and (q == 0).any() and (q - x).abs().max() <= 2.0 / 255
@@ -259,13 +258,19 @@ def test_ab_latency(tmp_path: Path) -> None:
 
 def _check_op_times(path: Path) -> None:
     """``litert_op_times`` on a TFLite file some test exported: every op kind of the file,
-    counted as in its op histogram, and the slowest ops with their shapes."""
+    counted as in its op histogram, and the slowest ops with their shapes. The stem's PADs
+    are timed with the convolutions they feed (XNNPACK folds them in); LKP's and SKA's PADs,
+    read by slices, alone."""
     from lsnet_deploy.exporters.tflite_flatbuffer import op_histogram
 
     markdown = run_script("litert_op_times", str(path), "--calls", "2", "--top", "3")
     kinds_text, top_text = markdown.split("\n\nMachine: ")
-    _caption, _header, kinds = parse_table(kinds_text)
-    assert {r["op"]: int(r["count"]) for r in kinds} == dict(op_histogram(path))
+    caption, _header, kinds = parse_table(kinds_text)
+    histogram = dict(op_histogram(path))
+    assert {r["op"]: int(r["count"]) for r in kinds} == histogram
+    folded = _script_module("litert_op_times").folded_pads(path)
+    assert 3 <= len(folded) < histogram["PAD"], folded  # the stem's three convs at least
+    assert f"{len(folded)} PAD timed with the convolution it feeds" in caption
     assert sum(number(r["share"]) for r in kinds) == pytest.approx(100, abs=0.5)
     caption, _header, top = parse_table("Machine: " + top_text)
     assert "the 3 slowest single ops" in caption
