@@ -77,9 +77,21 @@ def _sub_file(src: Path, indices: list[int], dst: Path) -> tuple[str, list[int]]
 FOLDED_INTO = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D"})
 
 
+def _spatial_only(model: Any, graph: Any, op: Any) -> bool:
+    """A ``PAD`` whose constant paddings (NHWC, ``(4, 2)`` int32) touch only H and W."""
+    import numpy as np
+
+    data = model.buffers[graph.tensors[int(op.inputs[1])].buffer].data
+    if data is None or len(data) != 32:
+        return False
+    pads = np.frombuffer(bytes(data), dtype="<i4").reshape(4, 2)
+    return not pads[0].any() and not pads[3].any()
+
+
 def folded_pads(path: Path) -> dict[int, int]:
-    """``{PAD index: convolution index}`` for each ``PAD`` whose output only a convolution
-    reads (and is not a graph output): the pads XNNPACK folds into that convolution."""
+    """``{PAD index: convolution index}`` for each ``PAD`` of H and W whose output only a
+    convolution reads (and is not a graph output): the pads XNNPACK folds into that
+    convolution's padding."""
     from ai_edge_litert.tools import flatbuffer_utils
 
     model = flatbuffer_utils.read_model(str(path))
@@ -94,7 +106,8 @@ def folded_pads(path: Path) -> dict[int, int]:
         out = int(op.outputs[0])
         read_by = readers.get(out, [])
         if (_kind(model, op) == "PAD" and out not in outputs and len(read_by) == 1
-                and _kind(model, graph.operators[read_by[0]]) in FOLDED_INTO):
+                and _kind(model, graph.operators[read_by[0]]) in FOLDED_INTO
+                and _spatial_only(model, graph, op)):
             folded[i] = read_by[0]
     return folded
 
