@@ -44,11 +44,9 @@ TOP_COLUMNS = ["#", "op", "output shape", "ms"]
 
 
 def _kind(model: Any, op: Any) -> str:
-    from ai_edge_litert import schema_py_generated as schema
+    from lsnet_deploy.exporters.tflite_flatbuffer import op_name
 
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    code = model.operatorCodes[op.opcodeIndex]
-    return names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "UNKNOWN")
+    return op_name(model.operatorCodes[op.opcodeIndex])
 
 
 def _sub_file(src: Path, indices: list[int], dst: Path) -> tuple[str, list[int]]:
@@ -138,14 +136,14 @@ def median_ms(path: Path, delegate: bool, calls: int, warmup: int = 3) -> float:
     return statistics.median(times)
 
 
-def op_times(path: Path, delegate: bool, calls: int) -> list[tuple[int, str, list[int], float]]:
-    """``(index, kind, output shape, median ms)`` of every operator of ``path`` run alone; with
-    the delegate, a folded ``PAD`` (:func:`folded_pads`) is run with its convolution, which
-    gets the pair's time, and counts 0 ms itself."""
+def op_times(path: Path, delegate: bool, calls: int, folded: dict[int, int]
+             ) -> list[tuple[int, str, list[int], float]]:
+    """``(index, kind, output shape, median ms)`` of every operator of ``path`` run alone; a
+    ``PAD`` of ``folded`` (:func:`folded_pads`) is run with its convolution, which gets the
+    pair's time, and counts 0 ms itself."""
     from ai_edge_litert.tools import flatbuffer_utils
 
     n = len(flatbuffer_utils.read_model(str(path)).subgraphs[0].operators)
-    folded = folded_pads(path) if delegate else {}
     pad_of = {conv: pad for pad, conv in folded.items()}
     out = []
     with tempfile.TemporaryDirectory(prefix="lsnet-opt-") as tmp:
@@ -172,9 +170,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"not found: {args.model}")
     if args.calls < 1 or args.top < 0:
         ap.error("--calls must be >= 1 and --top >= 0")
+    folded = folded_pads(args.model) if args.delegate else {}  # LiteRT's own kernels fold none
     with measuring():
-        times = op_times(args.model, args.delegate, args.calls)
-        folded = len(folded_pads(args.model)) if args.delegate else 0
+        times = op_times(args.model, args.delegate, args.calls, folded)
     total = sum(t[3] for t in times) or 1.0
     ms, count = Counter[str](), Counter[str]()
     for _i, kind, _shape, t in times:
@@ -184,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     kinds = [[k, str(count[k]), f"{v:.3f}", f"{100 * v / total:.1f}%"] for k, v in ms.most_common()]
     text = markdown_table(f"Machine: {machine()}; {args.model.name}, each op alone in {where}, "
                           f"1 thread, median of {args.calls} calls; sum {total:.2f} ms"
-                          + (f"; {folded} PAD timed with the convolution it feeds (0 ms)"
+                          + (f"; {len(folded)} PAD timed with the convolution it feeds (0 ms)"
                              if folded else ""),
                           KIND_COLUMNS, kinds)
     slow = sorted(times, key=lambda t: -t[3])[:args.top]

@@ -42,6 +42,7 @@ __all__ = [
     "io_details",
     "non_builtin_ops",
     "op_histogram",
+    "op_name",
     "output_producer",
     "read_metadata",
     "rename_io",
@@ -65,7 +66,8 @@ def _code(op_code: Any) -> int:
     return max(int(op_code.builtinCode), int(op_code.deprecatedBuiltinCode))
 
 
-def _op_name(op_code: Any) -> str:
+def op_name(op_code: Any) -> str:
+    """The builtin name of an operator code (``CONV_2D``; ``CUSTOM:name`` / ``FLEX:name``)."""
     s = _schema()
     code = _code(op_code)
     if code == s.BuiltinOperator.CUSTOM:
@@ -156,7 +158,7 @@ def set_associated_files(path: Path, files: dict[str, bytes]) -> None:
 def op_histogram(path: Path) -> dict[str, int]:
     """Operator name -> count over all subgraphs, most frequent first."""
     model = _read(path)
-    names = [_op_name(c) for c in model.operatorCodes or []]
+    names = [op_name(c) for c in model.operatorCodes or []]
     counts: Counter[str] = Counter()
     for graph in model.subgraphs or []:
         for op in graph.operators or []:
@@ -369,7 +371,7 @@ def output_producer(path: Path) -> str:
     out = int(graph.outputs[0])
     for op in reversed(graph.operators or []):
         if out in [int(o) for o in op.outputs]:
-            return _op_name(model.operatorCodes[op.opcodeIndex])
+            return op_name(model.operatorCodes[op.opcodeIndex])
     return ""
 
 
